@@ -47,8 +47,8 @@ static const struct sizes full_sizes = {
 };
 /* ~25-35 s in all on 2 vCPUs: cross-vCPU faults cost ~100 us each */
 static const struct sizes quick_sizes = {
-	.ft_same = 8192, .ft_cross = 1024, .fa = 16384, .churn = 16384,
-	.scale_per_thread = 2048, .lat_same = 8192, .lat_cross = 2048,
+	.ft_same = 16384, .ft_cross = 1024, .fa = 16384, .churn = 16384,
+	.scale_per_thread = 2048, .lat_same = 16384, .lat_cross = 2048,
 };
 
 static struct {

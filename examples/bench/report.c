@@ -291,6 +291,8 @@ void report_targets(const struct report_opts *o, const struct result *all, size_
 
 			if (best->c.fault_around == FA_ADAPTIVE)
 				snprintf(fa, sizeof(fa), "adaptive");
+			else if (!best->c.fault_around)
+				snprintf(fa, sizeof(fa), "off");
 			else
 				snprintf(fa, sizeof(fa), "%ldK", best->c.fault_around >> 10);
 			snprintf(detail, sizeof(detail),

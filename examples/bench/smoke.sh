@@ -1,0 +1,127 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# smoke.sh FAULTLINE_BENCH - run `faultline-bench --quick --json first-touch`
+# and check that every line has every field, that the measured numbers are
+# positive and that every page held the right bytes. No timing assertion:
+# the numbers are whatever this machine gives.
+#
+# Exit: 0 pass, 1 fail, 77 skip (with the reason printed).
+
+bench=$1
+if [ -z "$bench" ] || [ ! -x "$bench" ]; then
+	echo "FAIL: usage: smoke.sh path/to/faultline-bench (got '$bench')"
+	exit 1
+fi
+if ! command -v python3 >/dev/null 2>&1; then
+	echo "SKIP: python3 is not installed"
+	exit 77
+fi
+
+why=$("$bench" --check-uffd)
+rc=$?
+if [ $rc -eq 77 ]; then
+	echo "SKIP: $why"
+	exit 77
+elif [ $rc -ne 0 ]; then
+	echo "FAIL: faultline-bench --check-uffd exited $rc: $why"
+	exit 1
+fi
+
+out=$(mktemp) || exit 1
+err=$(mktemp) || { rm -f "$out"; exit 1; }
+trap 'rm -f "$out" "$err"' EXIT
+
+# --timeout: a run that hangs (a fault nobody serves) ends the bench with exit 3
+"$bench" --quick --json --timeout 60 first-touch >"$out" 2>"$err"
+rc=$?
+if [ $rc -ne 0 ]; then
+	echo "FAIL: faultline-bench --quick --json first-touch exited $rc"
+	cat "$err"
+	exit 1
+fi
+
+python3 - "$out" <<'PYEOF'
+import json, sys
+
+MODES = {"native", "native-thp", "bare", "spf", "region", "global", "adaptive"}
+RUNTIME = {"spf", "region", "global", "adaptive"}
+POSITIVE = ["page_size", "fault_threads", "pages", "faults", "seconds",
+            "faults_per_sec", "pages_per_sec", "ns_per_page",
+            "p50_ns", "p99_ns", "p999_ns", "repeats"]
+NONNEG = ["handler_threads", "churn", "churn_achieved"]
+STRINGS = {"workload": {"first-touch"}, "mode": MODES,
+           "order": {"seq", "random"}, "access": {"read", "write"},
+           "placement": {"same", "cross", "any"}}
+TIERS = ["spf_ok", "region_lock", "global_lock"]
+
+fails = []
+seen = set()
+lines = 0
+targets = 0
+
+def num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+with open(sys.argv[1]) as f:
+    for n, text in enumerate(f, 1):
+        text = text.strip()
+        if not text:
+            continue
+        try:
+            o = json.loads(text)
+        except ValueError as e:
+            fails.append("line %d: not JSON (%s): %s" % (n, e, text[:80]))
+            continue
+        if "target" in o:
+            targets += 1
+            for k in ("detail", "ratio", "goal", "met"):
+                if k not in o:
+                    fails.append("line %d: target without %s" % (n, k))
+            continue
+        lines += 1
+        where = "line %d (%s %s)" % (n, o.get("mode"), o.get("placement"))
+        if "error" in o:
+            fails.append("%s: run failed: %s: %s" % (where, o["error"], o.get("strerror")))
+            continue
+        for k, allowed in STRINGS.items():
+            if o.get(k) not in allowed:
+                fails.append("%s: %s = %r" % (where, k, o.get(k)))
+        seen.add(o.get("mode"))
+        for k in POSITIVE:
+            if not num(o.get(k)) or o[k] <= 0:
+                fails.append("%s: %s = %r, want a positive number" % (where, k, o.get(k)))
+        for k in NONNEG:
+            if not num(o.get(k)) or o[k] < 0:
+                fails.append("%s: %s = %r, want a number >= 0" % (where, k, o.get(k)))
+        if not num(o.get("fault_around")) or o["fault_around"] < -1:
+            fails.append("%s: fault_around = %r" % (where, o.get("fault_around")))
+        if o.get("bad_pages") != 0:
+            fails.append("%s: bad_pages = %r: pages held the wrong bytes" % (where, o.get("bad_pages")))
+        if o.get("mode") in RUNTIME:
+            t = o.get("tiers")
+            if not isinstance(t, dict):
+                fails.append("%s: no tiers object" % where)
+                continue
+            for k in TIERS:
+                if not num(t.get(k)) or t[k] < 0:
+                    fails.append("%s: tiers.%s = %r" % (where, k, t.get(k)))
+            a = t.get("spf_abort")
+            if not isinstance(a, dict) or not num(a.get("total")):
+                fails.append("%s: tiers.spf_abort.total missing" % where)
+            if num(t.get("spf_ok")) and t["spf_ok"] + t.get("region_lock", 0) + t.get("global_lock", 0) <= 0:
+                fails.append("%s: no fault resolved on any tier" % where)
+
+if lines == 0:
+    fails.append("no result lines")
+if targets == 0:
+    fails.append("no target lines")
+missing = MODES - seen
+if missing:
+    fails.append("modes missing: %s" % ", ".join(sorted(missing)))
+for m in fails:
+    print("FAIL:", m)
+if fails:
+    sys.exit(1)
+print("ok: %d result lines, %d target lines, modes: %s" % (lines, targets, ", ".join(sorted(seen))))
+PYEOF
