@@ -78,6 +78,8 @@ def cmd_select(a):
         die(f"no test selected: mark tests with suite '{suite}' in meson.build "
             "or set FL_KERNEL_TESTS")
 
+    # meson runs higher priority first; keep declaration order otherwise
+    chosen.sort(key=lambda t: -t.get("priority", 0))
     mult = float(os.environ.get("FL_KERNEL_TIMEOUT_MULTIPLIER", "5"))
     flat = os.environ.get("FL_KERNEL_TIMEOUT")
     plan = []
@@ -136,7 +138,7 @@ def shared_libs(p):
 
 
 def put(stage, src, strip):
-    dst = os.path.join(stage, src.lstrip("/"))
+    dst = os.path.join(stage, os.path.normpath(src).lstrip("/"))
     if os.path.exists(dst):
         return
     os.makedirs(os.path.dirname(dst), exist_ok=True)
@@ -186,7 +188,7 @@ def cmd_stage(a):
         "mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null",
         "mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null",
         "ip link set lo up 2>/dev/null",
-        "ulimit -c 0",
+        "ulimit -c 0; ulimit -l unlimited 2>/dev/null",
         # keep kernel messages off the console while tests run; problems are
         # fetched from the ring buffer after each test and reported as KMSG
         "dmesg -n 1; dmesg -c >/dev/null",
@@ -227,6 +229,7 @@ ANSI = re.compile(rb"\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07]*\x07|[@-Z\\-_])")
 KERNEL_PROBLEM = re.compile(
     r"BUG:|Oops|WARNING:|Kernel panic|soft lockup|hard LOCKUP|blocked for more than|"
     r"general protection fault|kernel BUG|RCU stall|rcu_sched self-detected")
+PRINTK = re.compile(r"^\s*\[\s*\d+\.\d+\] ")
 TAP_NOT_OK = re.compile(r"^\s*not ok\b(?!.*#\s*TODO)", re.I)
 TAP_PLAN = re.compile(r"^\s*1\.\.(\d+)(\s*#\s*skip.*)?", re.I)
 TAP_OK = re.compile(r"^\s*(not )?ok\b", re.I)
@@ -234,10 +237,15 @@ TAP_OK = re.compile(r"^\s*(not )?ok\b", re.I)
 
 def verdict(t, res):
     """-> (status, reason); status in PASS FAIL SKIP"""
-    if res is None:
-        return "FAIL", "no result (guest died, hung or ran out of time)"
+    if res is None or "rc" not in res:
+        seen = [l for l in (res or {}).get("out", [])
+                if PRINTK.match(l) and KERNEL_PROBLEM.search(l)]
+        return "FAIL", ("no result: " + PRINTK.sub("", seen[0]) if seen else
+                        "no result (guest died, hung or ran out of time)")
     rc, secs, out, kmsg = res["rc"], res["secs"], res["out"], res["kmsg"]
+    # kernel lines from the ring buffer, and any the console printed directly
     problems = [k for k in kmsg if KERNEL_PROBLEM.search(k)]
+    problems += [l for l in out if PRINTK.match(l) and KERNEL_PROBLEM.search(l)]
     if problems:
         return "FAIL", f"kernel reported a problem: {problems[0]}"
     if rc == 137 and secs >= t["timeout"] - 1:
@@ -346,8 +354,8 @@ def cmd_collect(a):
                 done, done_at = True, time.monotonic()
     qrc = qemu.wait()
     wall = time.monotonic() - start
-    if not why and qrc != 0:
-        why = f"qemu exited with status {qrc}"
+    if not why:
+        why = f"qemu exited with status {qrc} before the end marker"
     log.close()
     print(f"  [{tag}] qemu wall {wall:.1f} s", file=sys.stderr, flush=True)
 
@@ -360,22 +368,26 @@ def cmd_collect(a):
             res_partial = {"out": buf, "kmsg": kmsg}
         else:
             res_partial = None
-        st, why = verdict(t, res)
+        st, reason = verdict(t, res or res_partial)
         counts[st] += 1
         if st == "FAIL":
-            print(f"--- kernel {version}: FAIL {t['name']}: {why}")
+            print(f"--- kernel {version}: FAIL {t['name']}: {reason}")
             print(f"    command: {' '.join(shlex.quote(x) for x in t['cmd'])}")
             shown = res or res_partial
             if shown:
-                for l in shown["out"]:
+                out = list(shown["out"])
+                while out and not out[-1].strip():
+                    out.pop()
+                for l in out:
                     print(f"    | {l}")
                 for k in shown["kmsg"]:
                     print(f"    | [kernel] {k}")
     if not done:
-        print(f"--- kernel {version}: the guest did not finish ({a.why or 'see log'}); "
-              f"last console lines:")
-        for l in tail[-25:]:
-            print(f"    | {l}")
+        print(f"--- kernel {version}: the guest did not finish ({why}); "
+              + ("output shown above" if cur is not None else "last console lines:"))
+        if cur is None:
+            for l in tail[-25:]:
+                print(f"    | {l}")
     print(f"kernel {version}: {counts['PASS']} passed, {counts['FAIL']} failed, "
           f"{counts['SKIP']} skipped", flush=True)
     ok = counts["FAIL"] == 0 and counts["PASS"] > 0 and done

@@ -89,6 +89,15 @@ if [ -f "$ROOT/meson.build" ]; then
       fi
     fi
   fi
+  # a build dir made before the option existed (or by hand) is switched over
+  st=$(meson introspect --buildoptions "$BUILD" 2>/dev/null | python3 -c \
+    'import json,sys; print({o["name"]: o["value"] for o in json.load(sys.stdin)}.get("static_tests", "missing"))' || true)
+  if [ "$st" != True ]; then
+    meson configure "$BUILD" -Dstatic_tests=true >/dev/null 2>&1 || true
+  fi
+  # regenerate if meson.build changed since, so introspection sees new tests
+  ninja -C "$BUILD" build.ninja >"$WORK/regen.log" 2>&1 \
+    || { cat "$WORK/regen.log" >&2; die "meson regeneration failed"; }
   builddir_arg=(--builddir "$BUILD")
 else
   log "no meson.build yet: running only the selftest (uffd-probe)"
