@@ -8,7 +8,9 @@
  * every page of a fresh region once (one byte per page), and we time the
  * whole pass and each access.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -414,10 +416,12 @@ static double median(double *v, unsigned int n)
  */
 static void reduce(struct result *rr, unsigned int n, struct result *out)
 {
-	double v[n], key[n];
+	double *v = calloc(n, sizeof(*v)), *key = calloc(n, sizeof(*key));
+	struct result **good = calloc(n, sizeof(*good));
 	unsigned int ok = 0, i, mid = 0;
-	struct result *good[n];
 
+	if (!v || !key || !good)
+		die("out of memory");
 	for (i = 0; i < n; i++)
 		if (!rr[i].err)
 			good[ok++] = &rr[i];
@@ -426,7 +430,7 @@ static void reduce(struct result *rr, unsigned int n, struct result *out)
 		out->hist = NULL;
 		for (i = 0; i < n; i++)
 			free(rr[i].hist);
-		return;
+		goto out_free;
 	}
 	for (i = 0; i < ok; i++)
 		key[i] = good[i]->pages_per_sec;
@@ -460,6 +464,10 @@ static void reduce(struct result *rr, unsigned int n, struct result *out)
 	for (i = 0; i < n; i++)
 		if (&rr[i] != good[mid])
 			free(rr[i].hist);
+out_free:
+	free(good);
+	free(key);
+	free(v);
 }
 
 static void keep(const struct result *r)

@@ -4,7 +4,9 @@
  * plots. Notes go to stdout in table mode and to stderr with --json, so
  * that stdout stays one JSON object per line.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
