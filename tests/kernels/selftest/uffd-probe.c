@@ -12,6 +12,8 @@
  *   4  synchronous write-protect on anonymous memory (the mechanism faultline
  *      falls back to without WP_ASYNC): a write to a protected page faults
  *      with UFFD_PAGEFAULT_FLAG_WP, the handler un-protects it, the write lands
+ *   5  NFAULTS missing faults in a row, each resolved with UFFDIO_COPY; prints
+ *      the time per fault round trip (how slow this kernel/emulator is)
  *
  * Built with the distribution's headers, which may be older than the kernel
  * under test (Debian 12 ships 6.1 headers), so newer constants are local.
@@ -31,6 +33,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef __NR_userfaultfd
@@ -131,6 +134,41 @@ static void *handler(void *p)
 	return NULL;
 }
 
+struct multi_arg {
+	int uffd;
+	char *src;
+	int n, done, result;
+};
+
+static void *multi_handler(void *p)
+{
+	struct multi_arg *m = p;
+	struct pollfd pfd = { .fd = m->uffd, .events = POLLIN };
+	struct uffd_msg msg;
+
+	while (m->done < m->n) {
+		if (poll(&pfd, 1, 10000) != 1) {
+			m->result = ETIMEDOUT;
+			return NULL;
+		}
+		ssize_t r = read(m->uffd, &msg, sizeof msg);
+		if (r < 0 && errno == EAGAIN)
+			continue;
+		if (r != (ssize_t)sizeof msg || msg.event != UFFD_EVENT_PAGEFAULT) {
+			m->result = EPROTO;
+			return NULL;
+		}
+		uint64_t base = msg.arg.pagefault.address & ~(uint64_t)(page - 1);
+		struct uffdio_copy c = { .dst = base, .src = (uintptr_t)m->src, .len = page };
+		if (ioctl(m->uffd, UFFDIO_COPY, &c) != 0 && errno != EEXIST) {
+			m->result = errno;
+			return NULL;
+		}
+		m->done++;
+	}
+	return NULL;
+}
+
 static int open_uffd(uint64_t *features)
 {
 	int fd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
@@ -156,7 +194,7 @@ int main(void)
 	alarm(60); /* never hang the guest, even if the kernel misbehaves */
 	page = sysconf(_SC_PAGESIZE);
 	uname(&u);
-	printf("1..4\n");
+	printf("1..5\n");
 
 	int uffd = open_uffd(&features);
 	if (uffd < 0) {
@@ -259,6 +297,35 @@ int main(void)
 			     w[100] == 0x11 && w[99] == 0x5a;
 		}
 		tap(ok, "synchronous write-protect fault resolved, write landed");
+	}
+
+	/* 5: fault round trips, one page at a time */
+	enum { NFAULTS = 2000 };
+	char *many = mmap(NULL, NFAULTS * page, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	struct uffdio_register mr = {
+		.range = { (uintptr_t)many, NFAULTS * page },
+		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	};
+	if (many == MAP_FAILED || ioctl(uffd, UFFDIO_REGISTER, &mr) != 0) {
+		tap(0, "%d missing faults (setup: %s)", NFAULTS, strerror(errno));
+	} else {
+		struct multi_arg m = { .uffd = uffd, .src = src, .n = NFAULTS };
+		pthread_t t;
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		pthread_create(&t, NULL, multi_handler, &m);
+		long bad = 0;
+		for (long i = 0; i < NFAULTS; i++)
+			bad += ((volatile char *)many)[i * page + 5] != src[5];
+		pthread_join(t, NULL);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		double us = ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / 1e3;
+		printf("# uffd-probe: missing-fault+copy round trip %.1f us (%d faults)\n",
+		       us / NFAULTS, NFAULTS);
+		tap(m.result == 0 && bad == 0 && m.done == NFAULTS,
+		    "%d missing faults resolved with UFFDIO_COPY, %.1f us each", NFAULTS,
+		    us / NFAULTS);
 	}
 	return failed ? 1 : 0;
 }
