@@ -18,7 +18,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-CACHE=${FL_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/faultline-kernels}
+CACHE=${FL_KERNEL_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/faultline-kernels}
 BUILD=${FL_KERNEL_BUILDDIR:-$ROOT/build-kernels}
 MEM=${FL_KERNEL_MEM:-2048}
 SMP=${FL_KERNEL_SMP:-2}
