@@ -1,0 +1,397 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * faultline.h - the whole public API of libfaultline, a userfaultfd-based
+ * user-space paging runtime.
+ *
+ * Conventions (as liburing's):
+ *  - every call returns 0 (or a count) on success and a negative errno on
+ *    failure; no call ever sets errno, prints, or aborts the process;
+ *  - results come back through out-parameters;
+ *  - structs the caller fills start with a `size` field that
+ *    fl_*_opts_init() sets, so old callers keep working as fields are added;
+ *  - fl_runtime_destroy(NULL) is a no-op.
+ *
+ * Regions are named by their start address, like munmap(2): there is no
+ * region handle that could dangle after an unregister.
+ */
+#ifndef FAULTLINE_H
+#define FAULTLINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FL_VERSION_MAJOR 0
+#define FL_VERSION_MINOR 1
+#define FL_VERSION_PATCH 0
+
+struct fl_runtime;
+
+/* ------------------------------------------------------------------------ */
+/* Runtime                                                                   */
+
+/**
+ * enum fl_tier_policy - which fault-resolution tiers the runtime may use.
+ * @FL_TIERS_ADAPTIVE: speculative first, region read lock for blocking
+ *	resolutions, index-locked fallback when writers race (the default).
+ * @FL_TIERS_SPF: speculative only; a fault that cannot be resolved
+ *	speculatively goes straight to the locked fallback.
+ * @FL_TIERS_REGION: skip the speculative tier; every fault takes its
+ *	region's read lock (one atomic inc/dec on the region's refcount).
+ * @FL_TIERS_GLOBAL: every fault takes the index lock for reading.
+ *
+ * The forced policies exist so that benchmarks can compare the tiers on the
+ * same work; correctness does not depend on the policy.
+ */
+enum fl_tier_policy {
+	FL_TIERS_ADAPTIVE = 0,
+	FL_TIERS_SPF,
+	FL_TIERS_REGION,
+	FL_TIERS_GLOBAL,
+};
+
+/* fl_runtime_opts.flags */
+#define FL_RT_NO_PIN		(1u << 0) /* do not pin handler threads to CPUs */
+#define FL_RT_USER_MODE_ONLY	(1u << 1) /* open the uffd user-mode-only on purpose */
+
+#define FL_MAX_HANDLERS 256
+
+/**
+ * struct fl_runtime_opts - options for fl_runtime_create().
+ * @size: sizeof(struct fl_runtime_opts); set by fl_runtime_opts_init().
+ * @handlers: number of handler threads, 1..FL_MAX_HANDLERS; 0 means one
+ *	per CPU in the calling thread's affinity mask.
+ * @handler_cpus: NULL: handler i is pinned to the i-th CPU of the affinity
+ *	mask (modulo its size). Otherwise an array of @handlers CPU numbers;
+ *	-1 leaves that handler unpinned. Ignored with FL_RT_NO_PIN.
+ * @tiers: tier policy, see enum fl_tier_policy.
+ * @flags: FL_RT_* flags.
+ */
+struct fl_runtime_opts {
+	size_t size;
+	unsigned int handlers;
+	const int *handler_cpus;
+	enum fl_tier_policy tiers;
+	unsigned int flags;
+};
+
+/**
+ * fl_runtime_opts_init() - fill @o with the defaults.
+ * Context: any.
+ */
+void fl_runtime_opts_init(struct fl_runtime_opts *o);
+
+/**
+ * fl_runtime_create() - open a userfaultfd, probe the kernel's features and
+ * start the handler threads.
+ * @o: options, or NULL for the defaults.
+ * @out: the new runtime.
+ *
+ * The uffd is opened through /dev/userfaultfd, else userfaultfd(2), else
+ * userfaultfd(2) with UFFD_USER_MODE_ONLY (each fallback taken on ENOENT,
+ * EACCES or EPERM). fl_features() reports what was obtained.
+ *
+ * Context: any thread; not from a handler thread or a fill callback.
+ * Return: 0; -EINVAL (bad options); -EPERM (no way to open a userfaultfd);
+ *	-ENOSYS (kernel without userfaultfd); -ENOMEM; -EAGAIN (threads).
+ */
+int fl_runtime_create(const struct fl_runtime_opts *o, struct fl_runtime **out);
+
+/**
+ * fl_runtime_destroy() - unregister every region, stop the handler threads
+ * and free the runtime. Regions created by fl_region_map() are unmapped;
+ * memory registered with fl_region_register() stays mapped, with the pages
+ * that were resident. NULL is a no-op.
+ * Context: no other thread may use @rt concurrently or afterwards, and no
+ *	application thread may still be blocked on a fault in a managed range.
+ */
+void fl_runtime_destroy(struct fl_runtime *rt);
+
+/* ------------------------------------------------------------------------ */
+/* Regions                                                                   */
+
+/**
+ * enum fl_pager - what produces the contents of a page on its first touch.
+ * @FL_PAGER_ZERO: zeros (reads map the shared zero page; writes get a
+ *	private zeroed page at once, so they do not fault twice).
+ * @FL_PAGER_COPY: bytes from a caller's buffer (@src, @src_len); the part of
+ *	the region beyond @src_len reads as zeros. The buffer must stay valid
+ *	and unchanged while the region is registered.
+ * @FL_PAGER_FILL: a callback fills each page run on a handler thread.
+ */
+enum fl_pager {
+	FL_PAGER_ZERO = 0,
+	FL_PAGER_COPY,
+	FL_PAGER_FILL,
+};
+
+/**
+ * typedef fl_fill_fn - produce @len bytes of a region at @offset into @dst.
+ * @arg: fl_region_opts.fill_arg.
+ * @offset: byte offset in the region, page aligned.
+ * @dst: a runtime buffer (not managed memory), @len bytes.
+ * @len: a multiple of the page size.
+ *
+ * Context: a handler thread. It must not touch managed memory (that would
+ *	deadlock: the handler would wait on a fault only it can resolve) and
+ *	must not call fl_region_*() (writers wait for fills in flight).
+ * Return: 0, or a negative errno: the faulting access then fails (SIGBUS)
+ *	and the error is counted in fill_errors.
+ */
+typedef int (*fl_fill_fn)(void *arg, uint64_t offset, void *dst, size_t len);
+
+/* fl_region_opts.fault_around */
+#define FL_FAULT_AROUND_ADAPTIVE 0	/* grow 4 KiB .. 4 MiB on sequential runs */
+#define FL_FAULT_AROUND_MAX (4u << 20)
+
+/* fl_region_opts.flags */
+#define FL_REGION_FILL_NONBLOCK	(1u << 0) /* fill never blocks: may run on tier 1 */
+
+/**
+ * struct fl_region_opts - per-region options.
+ * @size: sizeof(struct fl_region_opts); set by fl_region_opts_init().
+ * @pager: see enum fl_pager.
+ * @src, @src_len: FL_PAGER_COPY's source.
+ * @fill, @fill_arg: FL_PAGER_FILL's callback.
+ * @fault_around: bytes resolved per fault: FL_FAULT_AROUND_ADAPTIVE, or a
+ *	power of two from the page size (off) to FL_FAULT_AROUND_MAX. The
+ *	window is aligned to its size, clipped to the region, and covers only
+ *	pages not yet produced.
+ * @flags: FL_REGION_* flags.
+ */
+struct fl_region_opts {
+	size_t size;
+	enum fl_pager pager;
+	const void *src;
+	size_t src_len;
+	fl_fill_fn fill;
+	void *fill_arg;
+	size_t fault_around;
+	unsigned int flags;
+};
+
+/**
+ * fl_region_opts_init() - fill @o with the defaults (zero pager, adaptive
+ * fault-around).
+ * Context: any.
+ */
+void fl_region_opts_init(struct fl_region_opts *o);
+
+/**
+ * fl_region_map() - map a new anonymous private region of @len bytes and
+ * bring it under the runtime.
+ * @rt: the runtime.
+ * @len: bytes, a non-zero multiple of the page size.
+ * @o: region options, or NULL for the defaults.
+ * @addr: out: the region's start address.
+ *
+ * Context: any thread but a handler thread; takes the index writer lock and
+ *	waits for an RCU grace period only on failure paths. May block.
+ * Return: 0; -EINVAL (bad argument); -ENOMEM (address space, memory);
+ *	-EOVERFLOW (absurd length); -ENODEV (runtime unusable after fork).
+ */
+int fl_region_map(struct fl_runtime *rt, size_t len,
+		  const struct fl_region_opts *o, void **addr);
+
+/**
+ * fl_region_register() - bring an existing anonymous private mapping
+ * [@addr, @addr + @len) under the runtime. Pages already present stay as
+ * they are; only missing pages are produced by the pager.
+ *
+ * Context: as fl_region_map().
+ * Return: 0; -EINVAL (unaligned, zero length, not an anonymous private
+ *	mapping, @o invalid); -EEXIST (overlaps a region); -ENOMEM (part of
+ *	the range is not mapped); -EOVERFLOW (@addr + @len wraps).
+ */
+int fl_region_register(struct fl_runtime *rt, void *addr, size_t len,
+		       const struct fl_region_opts *o);
+
+/**
+ * fl_region_unregister() - take the region that starts at @addr out of the
+ * runtime. The region is unpublished, in-flight faults on it drain, an RCU
+ * grace period passes, and only then is the range unregistered from the
+ * uffd (and, for a region made by fl_region_map(), unmapped): no handler
+ * can install a page into whatever the range becomes next.
+ *
+ * Context: any thread but a handler thread or a fill callback. Blocks for
+ *	a grace period.
+ * Return: 0; -EINVAL (@addr not page aligned); -ENOENT (no region starts
+ *	at @addr, including a second unregister of the same region).
+ */
+int fl_region_unregister(struct fl_runtime *rt, void *addr);
+
+/**
+ * fl_region_resize() - change the length of the region that starts at @addr.
+ * Shrinking unregisters (and for fl_region_map() regions unmaps) the tail.
+ * Growing extends the region in place: for fl_region_map() regions the
+ * runtime maps the extension (mremap without moving); for registered
+ * regions the caller must have mapped it.
+ *
+ * Context: as fl_region_unregister().
+ * Return: 0; -EINVAL (unaligned, zero length); -ENOENT (no region at
+ *	@addr); -EEXIST (growth would overlap another region); -ENOMEM (no
+ *	room to grow in place, or extension not mapped); -EOVERFLOW.
+ */
+int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len);
+
+/**
+ * fl_region_count() - number of registered regions.
+ * Context: any. Return: the count (>= 0).
+ */
+int fl_region_count(const struct fl_runtime *rt);
+
+/* ------------------------------------------------------------------------ */
+/* Kernel features                                                           */
+
+/* how the userfaultfd was opened */
+enum fl_open_method {
+	FL_OPEN_DEV = 1,		/* /dev/userfaultfd */
+	FL_OPEN_SYSCALL,		/* userfaultfd(2) */
+	FL_OPEN_SYSCALL_USER_ONLY,	/* userfaultfd(2, UFFD_USER_MODE_ONLY) */
+};
+
+/**
+ * struct fl_features - what the kernel gave the runtime.
+ * @size: set by the caller to sizeof(struct fl_features).
+ * @kernel_features: UFFDIO_API feature bits the kernel supports.
+ * @features: the bits the runtime enabled on its uffd.
+ * @ioctls: range ioctls available on an anonymous MISSING registration.
+ * @open_method: enum fl_open_method.
+ * @kernel_faults: true when kernel-mode accesses to managed memory (read(2)
+ *	into it, a futex word in it) are intercepted like user accesses;
+ *	false when the uffd is user-mode-only and such accesses fail EFAULT.
+ * @wp, @wp_unpopulated, @wp_async, @minor_shmem, @move, @poison,
+ *	@thread_id, @event_fork, @event_remap, @event_remove, @event_unmap,
+ *	@sigbus: the individual capabilities, each true only when usable.
+ * @zero_write: how a write fault on a zero-pager page is resolved
+ *	("copy" of a zero buffer).
+ */
+struct fl_features {
+	size_t size;
+	uint64_t kernel_features;
+	uint64_t features;
+	uint64_t ioctls;
+	enum fl_open_method open_method;
+	bool kernel_faults;
+	bool wp, wp_unpopulated, wp_async, minor_shmem, move, poison;
+	bool thread_id, event_fork, event_remap, event_remove, event_unmap;
+	bool sigbus;
+	const char *zero_write;
+};
+
+/**
+ * fl_features() - report the kernel features the runtime probed.
+ * Context: any. Return: 0; -EINVAL (@rt or @out NULL, @out->size too small).
+ */
+int fl_features(const struct fl_runtime *rt, struct fl_features *out);
+
+/**
+ * fl_features_print() - print the feature report, one "name: value" per line.
+ * Context: any. Return: 0; -EINVAL; -EIO (write error).
+ */
+int fl_features_print(const struct fl_runtime *rt, FILE *f);
+
+/* ------------------------------------------------------------------------ */
+/* Statistics                                                                */
+
+/*
+ * Every counter, declared once. X(name, help). The struct, the text table
+ * and the JSON object are generated from this list; new counters are only
+ * ever appended (and FL_STATS_VERSION bumped) so old callers keep working.
+ */
+#define FL_STAT_FIELDS(X) \
+	X(faults,		"fault messages read from the uffd") \
+	X(faults_read,		"read faults") \
+	X(faults_write,		"write faults") \
+	X(faults_dup,		"duplicate messages for a page already being produced") \
+	X(faults_unknown,	"faults on an address in no region (woken, not served)") \
+	X(pages_installed,	"pages installed (COPY/ZEROPAGE), fault-around included") \
+	X(pages_zero,		"pages mapped to the shared zero page") \
+	X(fault_around,		"faults resolved with more than one page") \
+	X(fault_around_pages,	"extra pages installed by fault-around") \
+	X(spf_attempt,		"tier 1 (speculative) attempts") \
+	X(spf_ok,		"tier 1 successes") \
+	X(spf_abort_seq_odd,	"tier 1 aborts: index writer active at entry") \
+	X(spf_abort_seq_changed,"tier 1 aborts: index changed during lookup") \
+	X(spf_abort_blocking,	"tier 1 hand-offs: resolution may block (tier 2)") \
+	X(region_attempt,	"tier 2 (region read lock) attempts") \
+	X(region_ok,		"tier 2 successes") \
+	X(region_abort_locked,	"tier 2 aborts: region write-locked, detached or at the reader limit") \
+	X(region_abort_stale,	"tier 2 aborts: region object reused (range/generation re-check)") \
+	X(global_attempt,	"tier 3 (index read lock) attempts") \
+	X(global_ok,		"tier 3 successes") \
+	X(copy_eexist,		"COPY/ZEROPAGE found the page present (EEXIST): woken") \
+	X(copy_eagain,		"COPY/ZEROPAGE deferred by a pending event (EAGAIN): parked") \
+	X(parked_retries,	"retries of parked faults") \
+	X(range_gone,		"COPY/ZEROPAGE on a range unmapped meanwhile (ENOENT): woken") \
+	X(process_gone,		"COPY/ZEROPAGE after the process exited (ESRCH)") \
+	X(fill_errors,		"fill callback errors (faulting access gets SIGBUS)") \
+	X(ioctl_errors,		"other uffd ioctl errors") \
+	X(events_remove,	"REMOVE events (MADV_DONTNEED and friends)") \
+	X(events_unmap,		"UNMAP events (munmap of managed memory)") \
+	X(events_remap,		"REMAP events (mremap of managed memory)") \
+	X(events_other,		"other events") \
+	X(remove_races,		"REMOVE events that overlapped a page being produced") \
+	X(regions_registered,	"regions registered") \
+	X(regions_unregistered,	"regions unregistered") \
+	X(regions_resized,	"regions resized") \
+	X(index_writes,		"index versions published") \
+	X(grace_periods,	"RCU grace periods waited for by writers") \
+	X(fork_prepared_pages,	"pages made resident before fork()")
+
+#define FL_STATS_VERSION 1
+
+/**
+ * struct fl_stats - a snapshot of the counters, summed over threads.
+ * @size: set by the caller to sizeof(struct fl_stats) before fl_stats_get().
+ * @version: FL_STATS_VERSION of the library that filled it.
+ */
+struct fl_stats {
+	uint32_t size;
+	uint32_t version;
+#define FL_STAT_DECLARE(name, help) uint64_t name;
+	FL_STAT_FIELDS(FL_STAT_DECLARE)
+#undef FL_STAT_DECLARE
+};
+
+/**
+ * fl_stats_get() - take a snapshot of the counters. Counters are per thread
+ * and summed here: the snapshot is not atomic across counters.
+ * @out: @out->size must be set; only that many bytes are filled.
+ * Context: any. Return: 0; -EINVAL.
+ */
+int fl_stats_get(const struct fl_runtime *rt, struct fl_stats *out);
+
+/* fl_stats_print() formats */
+enum fl_stats_format {
+	FL_STATS_TEXT = 0,	/* "name value  # help" lines */
+	FL_STATS_JSON,		/* one JSON object on one line */
+};
+
+/**
+ * fl_stats_print() - print a snapshot.
+ * Context: any. Return: 0; -EINVAL; -EIO (write error).
+ */
+int fl_stats_print(const struct fl_runtime *rt, FILE *f, enum fl_stats_format fmt);
+
+/**
+ * fl_stats_reset() - zero every counter (e.g. between benchmark phases).
+ * Context: any; counters incremented concurrently may survive the reset.
+ */
+void fl_stats_reset(struct fl_runtime *rt);
+
+/**
+ * fl_strerror() - a short description of a negative errno returned by this
+ * library. Context: any. Return: a static string.
+ */
+const char *fl_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FAULTLINE_H */

@@ -1,0 +1,545 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * fault.c - the fault path: speculative -> region-locked -> index-locked.
+ *
+ * Tier 1 (speculative): rcu_read_lock, look the address up in the published
+ *   index, copy the few fields the fault needs, resolve, rcu_read_unlock.
+ *   No lock, no refcount, no write to a shared cache line: only the page's
+ *   own state word and this thread's counters. Safe without re-validation
+ *   because writers never modify a published region: they unpublish it and
+ *   wait a grace period before touching it or its address range, so a
+ *   region found here stays valid, and its range registered, until our
+ *   rcu_read_unlock. The sequence count matters only when the lookup finds
+ *   nothing: a writer may be replacing the region, and then "unknown
+ *   address" would be a lie.
+ * Tier 2 (region read lock): for resolutions that may block (a fill
+ *   callback; later, store I/O). Tier 1 takes the region's refcount while
+ *   still inside RCU (so the object cannot be recycled under it), re-checks
+ *   range and generation, leaves RCU and blocks as long as it needs.
+ * Tier 3 (index read lock): writers active and the region not found, the
+ *   reader limit hit, or a forced policy. Always correct, never fast.
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "rcu.h"
+
+/* reads of never-written .bss: the kernel's copy_from_user maps the zero page */
+static char zero_buf[FL_FAULT_AROUND_MAX] __attribute__((aligned(4096)));
+
+/* What a fault needs from its region, copied under RCU. */
+struct snap {
+	struct fl_region *r;
+	uintptr_t start, end;
+	uint64_t gen, pgoff;
+	enum fl_pager pager;
+	const char *src;
+	size_t src_len;
+	fl_fill_fn fill;
+	void *fill_arg;
+	size_t fault_around;
+	unsigned int flags;
+	_Atomic uint32_t *pstate;
+};
+
+static inline void snap_take(struct snap *s, struct fl_region *r)
+{
+	s->r = r;
+	s->start = r->start;
+	s->end = r->end;
+	s->gen = r->gen;
+	s->pgoff = r->pgoff;
+	s->pager = r->pager;
+	s->src = r->src;
+	s->src_len = r->src_len;
+	s->fill = r->fill;
+	s->fill_arg = r->fill_arg;
+	s->fault_around = r->fault_around;
+	s->flags = r->flags;
+	s->pstate = r->pstate;
+}
+
+/* how a page's contents are produced */
+enum kind { K_ZERO, K_SRC, K_PARTIAL, K_FILL };
+
+static enum kind page_kind(const struct fl_runtime *rt, const struct snap *s,
+			   size_t pg, unsigned int state)
+{
+	uint64_t off;
+
+	if (state == PS_DISCARDED)
+		return K_ZERO;
+	switch (s->pager) {
+	case FL_PAGER_COPY:
+		off = s->pgoff + ((uint64_t)pg << rt->page_shift);
+		if (off >= s->src_len)
+			return K_ZERO;
+		return off + rt->page_size <= s->src_len ? K_SRC : K_PARTIAL;
+	case FL_PAGER_FILL:
+		return K_FILL;
+	case FL_PAGER_ZERO:
+	default:
+		return K_ZERO;
+	}
+}
+
+static bool kind_may_block(const struct snap *s, enum kind k)
+{
+	return k == K_FILL && !(s->flags & FL_REGION_FILL_NONBLOCK);
+}
+
+/*
+ * Fault-around window in pages. Fixed, or adaptive per thread: a fault
+ * right where this thread's last run on the same region ended doubles the
+ * window (up to FL_FAULT_AROUND_MAX); anything else resets it to one page.
+ * Per thread, so the fault path writes no shared line.
+ */
+static size_t window_pages(struct fl_fault_ctx *c, const struct snap *s,
+			   uintptr_t addr)
+{
+	const struct fl_runtime *rt = c->rt;
+	size_t max = FL_FAULT_AROUND_MAX >> rt->page_shift;
+
+	if (s->fault_around)
+		return s->fault_around >> rt->page_shift;
+	if (c->fa_gen == s->gen && c->fa_next == addr)
+		c->fa_window = c->fa_window * 2 > max ? max : c->fa_window * 2;
+	else
+		c->fa_window = 1;
+	c->fa_gen = s->gen;
+	return c->fa_window;
+}
+
+/* may page @pg join a run of kind @k? Claims it (-> FILLING) if so. */
+static bool claim(const struct fl_runtime *rt, const struct snap *s, size_t pg,
+		  enum kind k)
+{
+	_Atomic uint32_t *w = &s->pstate[pg];
+	uint32_t v = atomic_load_explicit(w, memory_order_relaxed);
+	unsigned int st = ps_state(v);
+
+	if (st != PS_ABSENT && st != PS_DISCARDED)
+		return false;
+	if (page_kind(rt, s, pg, st) != k || k == K_PARTIAL)
+		return false;
+	return atomic_compare_exchange_strong_explicit(w, &v,
+			(v & ~PS_STATE_MASK) | PS_FILLING,
+			memory_order_acquire, memory_order_relaxed);
+}
+
+/*
+ * Finish pages [lo, hi) of a run: FILLING -> @to. A REMOVE event that
+ * overlapped the fill (PS_DISCARD_PENDING, counted in remove_races) turns
+ * the page DISCARDED. Its zap may have landed before our install: see
+ * README "Known limits".
+ */
+static void finish_run(const struct snap *s, size_t lo, size_t hi, unsigned int to)
+{
+	for (size_t p = lo; p < hi; p++)
+		page_finish(&s->pstate[p], to);
+}
+
+/* content for [pg, pg + n) of kind @k into @buf; 0 or -errno */
+static int produce(struct fl_fault_ctx *c, const struct snap *s, size_t pg,
+		   size_t n, enum kind k, const void **src)
+{
+	const struct fl_runtime *rt = c->rt;
+	uint64_t off = s->pgoff + ((uint64_t)pg << rt->page_shift);
+	size_t len = n << rt->page_shift;
+	int ret;
+
+	switch (k) {
+	case K_SRC:
+		*src = s->src + off;
+		return 0;
+	case K_PARTIAL:
+		memcpy(c->bounce, s->src + off, s->src_len - off);
+		memset((char *)c->bounce + (s->src_len - off), 0,
+		       len - (s->src_len - off));
+		*src = c->bounce;
+		return 0;
+	case K_FILL:
+		ret = s->fill(s->fill_arg, off, c->bounce, len);
+		*src = c->bounce;
+		return ret < 0 ? ret : 0;
+	case K_ZERO:
+	default:
+		*src = zero_buf;
+		return 0;
+	}
+}
+
+/*
+ * Install [a, a + len) and settle the page states. Every claimed page ends
+ * either RESIDENT (installed, the kernel woke its waiters) or back to its
+ * previous state with its range woken, so that a thread whose duplicate
+ * message we dropped while the page was FILLING never sleeps forever.
+ */
+static void install(struct fl_fault_ctx *c, const struct snap *s, size_t pg,
+		    size_t n, enum kind k, bool zeropage, const void *src,
+		    uintptr_t fault_addr)
+{
+	struct fl_runtime *rt = c->rt;
+	uintptr_t a = s->start + (pg << rt->page_shift);
+	size_t len = n << rt->page_shift, off = 0, done;
+	unsigned int revert = k == K_ZERO ? PS_DISCARDED : PS_ABSENT;
+	bool fault_page_done = false;
+	int ret;
+
+	while (off < len) {
+		if (zeropage)
+			ret = uffd_zeropage(&rt->uffd, a + off, len - off, 0, &done);
+		else
+			ret = uffd_copy(&rt->uffd, a + off, (const char *)src + off,
+					len - off, 0, &done);
+		if (done) {
+			size_t p0 = pg + (off >> rt->page_shift);
+			size_t np = done >> rt->page_shift;
+
+			STAT_ADD(c->st, pages_installed, np);
+			if (zeropage)
+				STAT_ADD(c->st, pages_zero, np);
+			if (fault_addr >= a + off && fault_addr < a + off + done)
+				fault_page_done = true;
+			finish_run(s, p0, p0 + np, PS_RESIDENT);
+			off += done;
+		}
+		if (!ret)
+			break;
+		if (ret == -EEXIST) {
+			/* present already (registered with pages in it, or a
+			 * duplicate): that page is resident; go on past it */
+			size_t p = pg + (off >> rt->page_shift);
+
+			STAT_INC(c->st, copy_eexist);
+			finish_run(s, p, p + 1, PS_RESIDENT);
+			off += rt->page_size;
+			continue;
+		}
+		/* the rest of the run is not installed: release it */
+		finish_run(s, pg + (off >> rt->page_shift), pg + n, revert);
+		if (ret == -EAGAIN) {
+			/* an event is pending (mmap_changing): the kernel will
+			 * refuse until it is read. Park the range: it is woken
+			 * once events were processed, and the faults come again */
+			STAT_INC(c->st, copy_eagain);
+			park_fault(c, a + off, len - off);
+			return;
+		}
+		if (ret == -ENOENT || ret == -EINVAL)
+			STAT_INC(c->st, range_gone);
+		else if (ret == -ESRCH)
+			STAT_INC(c->st, process_gone);
+		else
+			STAT_INC(c->st, ioctl_errors);
+		if (ret != -ESRCH)
+			uffd_wake(&rt->uffd, a + off, len - off);
+		return;
+	}
+	if (!fault_page_done)
+		uffd_wake(&rt->uffd, page_down(rt, fault_addr), rt->page_size);
+}
+
+/* Fill errors: the access must fail, never see a made-up page. */
+static void fail_page(struct fl_fault_ctx *c, const struct snap *s, size_t pg,
+		      size_t n, uintptr_t fault_addr)
+{
+	struct fl_runtime *rt = c->rt;
+	uintptr_t fpage = page_down(rt, fault_addr);
+	size_t done;
+
+	STAT_INC(c->st, fill_errors);
+	/* release the run, then poison only the faulting page */
+	finish_run(s, pg, pg + n, PS_ABSENT);
+	if (uffd_poison(&rt->uffd, fpage, rt->page_size, 0, &done) == 0) {
+		/* the page now raises SIGBUS on access; it is no longer absent */
+		size_t fp = (fpage - s->start) >> rt->page_shift;
+
+		atomic_store_explicit(&s->pstate[fp], PS_RESIDENT, memory_order_release);
+	}
+	/* without POISON the thread refaults and the fill is tried again */
+	uffd_wake(&rt->uffd, s->start + (pg << rt->page_shift), n << rt->page_shift);
+}
+
+enum res { RES_DONE, RES_BLOCK };
+
+/*
+ * resolve() - produce and install the page at @addr, with fault-around.
+ * @may_block: false on tier 1; a page whose pager may block is then left
+ *	untouched and RES_BLOCK returned.
+ * Context: the region of @s is pinned by RCU, its read lock, or index_lock.
+ */
+static enum res resolve(struct fl_fault_ctx *c, const struct snap *s,
+			uintptr_t addr, bool write, bool may_block)
+{
+	struct fl_runtime *rt = c->rt;
+	size_t npages = (s->end - s->start) >> rt->page_shift;
+	size_t pg = (addr - s->start) >> rt->page_shift;
+	_Atomic uint32_t *w = &s->pstate[pg];
+	uint32_t v = atomic_load_explicit(w, memory_order_acquire);
+	size_t win, lo, hi, wlo, whi;
+	const void *src = NULL;
+	enum kind k;
+
+	for (;;) {
+		unsigned int st = ps_state(v);
+
+		if (st == PS_FILLING) {
+			/* another thread produces it; its install wakes us */
+			STAT_INC(c->st, faults_dup);
+			return RES_DONE;
+		}
+		if (st == PS_RESIDENT) {
+			/*
+			 * A duplicate whose page is in, or a fault after a zap
+			 * whose REMOVE event another handler is processing right
+			 * now. Wake: in the second case the thread faults again
+			 * and finds the page DISCARDED.
+			 */
+			STAT_INC(c->st, faults_dup);
+			uffd_wake(&rt->uffd, page_down(rt, addr), rt->page_size);
+			return RES_DONE;
+		}
+		k = page_kind(rt, s, pg, st);
+		if (!may_block && kind_may_block(s, k))
+			return RES_BLOCK;
+		if (atomic_compare_exchange_weak_explicit(w, &v,
+				(v & ~PS_STATE_MASK) | PS_FILLING,
+				memory_order_acquire, memory_order_acquire))
+			break;
+	}
+
+	/* the run: claimed neighbours of the same kind inside the window */
+	lo = pg;
+	hi = pg + 1;
+	win = k == K_PARTIAL ? 1 : window_pages(c, s, page_down(rt, addr));
+	if (win > 1) {
+		wlo = pg & ~(win - 1);
+		whi = wlo + win < npages ? wlo + win : npages;
+		while (hi < whi && claim(rt, s, hi, k))
+			hi++;
+		while (lo > wlo && claim(rt, s, lo - 1, k))
+			lo--;
+		if (hi - lo > 1) {
+			STAT_INC(c->st, fault_around);
+			STAT_ADD(c->st, fault_around_pages, hi - lo - 1);
+		}
+	}
+	if (!s->fault_around)
+		c->fa_next = s->start + (hi << rt->page_shift);
+
+	if (produce(c, s, lo, hi - lo, k, &src) < 0) {
+		fail_page(c, s, lo, hi - lo, addr);
+		return RES_DONE;
+	}
+	/* a read of zeros maps the shared zero page; a write gets its own page
+	 * now, or it would fault a second time in the kernel */
+	install(c, s, lo, hi - lo, k, k == K_ZERO && !write, src, addr);
+	return RES_DONE;
+}
+
+/*
+ * A fault on an address in no region. Usually a message read after its
+ * region was unregistered: the range is no longer registered, the ioctl
+ * fails, and the wake lets the thread retry as an ordinary fault. But a
+ * range can also be registered without being ours (the tail of an
+ * in-place mremap growth inherits the registration): merely waking would
+ * make the thread fault forever, so serve it what anonymous memory holds,
+ * zeros.
+ */
+static void serve_unknown(struct fl_fault_ctx *c, uintptr_t addr, bool write)
+{
+	struct fl_runtime *rt = c->rt;
+	uintptr_t pg = page_down(rt, addr);
+	size_t done;
+	int ret;
+
+	STAT_INC(c->st, faults_unknown);
+	if (write)
+		ret = uffd_copy(&rt->uffd, pg, zero_buf, rt->page_size, 0, &done);
+	else
+		ret = uffd_zeropage(&rt->uffd, pg, rt->page_size, 0, &done);
+	if (ret == -EAGAIN)
+		park_fault(c, pg, rt->page_size);
+	else if (ret)
+		uffd_wake(&rt->uffd, pg, rt->page_size);
+}
+
+enum tier_ret { T_DONE, T_ABORT };
+
+static enum tier_ret tier1(struct fl_fault_ctx *c, uintptr_t addr, bool write)
+{
+	struct fl_runtime *rt = c->rt;
+	struct fl_index_root *ix = &rt->index;
+	struct fl_region *r;
+	struct snap s;
+	unsigned int seq;
+	bool stale;
+
+	STAT_INC(c->st, spf_attempt);
+	seq = index_seq_begin(ix);
+	fl_rcu_read_lock();
+	r = index_lookup(rcu_dereference(ix->cur), addr);
+	if (unlikely(!r)) {
+		fl_rcu_read_unlock();
+		if (seq & 1) {
+			STAT_INC(c->st, spf_abort_seq_odd);
+			return T_ABORT;
+		}
+		if (index_seq_retry(ix, seq)) {
+			STAT_INC(c->st, spf_abort_seq_changed);
+			return T_ABORT;
+		}
+		/* no writer in, nothing here: not ours (any more) */
+		serve_unknown(c, addr, write);
+		return T_DONE;
+	}
+	snap_take(&s, r);
+	if (likely(resolve(c, &s, addr, write, false) == RES_DONE)) {
+		fl_rcu_read_unlock();
+		STAT_INC(c->st, spf_ok);
+		return T_DONE;
+	}
+
+	/* the pager may block: tier 2, entered with the object pinned by RCU */
+	STAT_INC(c->st, spf_abort_blocking);
+	if (rt->tiers == FL_TIERS_SPF) {
+		fl_rcu_read_unlock();
+		return T_ABORT;
+	}
+	STAT_INC(c->st, region_attempt);
+	if (!region_start_read_checked(r, addr, s.gen, &stale)) {
+		fl_rcu_read_unlock();
+		if (stale)
+			STAT_INC(c->st, region_abort_stale);
+		else
+			STAT_INC(c->st, region_abort_locked);
+		return T_ABORT;
+	}
+	fl_rcu_read_unlock();
+	resolve(c, &s, addr, write, true);
+	region_end_read(r);
+	STAT_INC(c->st, region_ok);
+	return T_DONE;
+}
+
+/* FL_TIERS_REGION: every fault under its region's read lock */
+static enum tier_ret tier2(struct fl_fault_ctx *c, uintptr_t addr, bool write)
+{
+	struct fl_index_root *ix = &c->rt->index;
+	struct fl_region *r;
+	struct snap s;
+	uint64_t gen;
+	bool stale;
+
+	STAT_INC(c->st, region_attempt);
+	fl_rcu_read_lock();
+	r = index_lookup(rcu_dereference(ix->cur), addr);
+	if (!r) {
+		fl_rcu_read_unlock();
+		STAT_INC(c->st, region_abort_locked);
+		return T_ABORT;
+	}
+	gen = r->gen;
+	if (!region_start_read_checked(r, addr, gen, &stale)) {
+		fl_rcu_read_unlock();
+		if (stale)
+			STAT_INC(c->st, region_abort_stale);
+		else
+			STAT_INC(c->st, region_abort_locked);
+		return T_ABORT;
+	}
+	fl_rcu_read_unlock();
+	snap_take(&s, r);
+	resolve(c, &s, addr, write, true);
+	region_end_read(r);
+	STAT_INC(c->st, region_ok);
+	return T_DONE;
+}
+
+static void tier3(struct fl_fault_ctx *c, uintptr_t addr, bool write)
+{
+	struct fl_runtime *rt = c->rt;
+	struct fl_index_root *ix = &rt->index;
+	struct fl_region *r;
+	struct snap s;
+
+	STAT_INC(c->st, global_attempt);
+	pthread_rwlock_rdlock(&ix->lock);
+	r = index_lookup(ix->cur, addr);
+	if (!r) {
+		pthread_rwlock_unlock(&ix->lock);
+		serve_unknown(c, addr, write);
+		return;
+	}
+	snap_take(&s, r);
+	resolve(c, &s, addr, write, true);
+	pthread_rwlock_unlock(&ix->lock);
+	STAT_INC(c->st, global_ok);
+}
+
+void fault_handle(struct fl_fault_ctx *c, uintptr_t addr, bool write)
+{
+	struct fl_runtime *rt = c->rt;
+
+	STAT_INC(c->st, faults);
+	if (write)
+		STAT_INC(c->st, faults_write);
+	else
+		STAT_INC(c->st, faults_read);
+
+	switch (rt->tiers) {
+	case FL_TIERS_GLOBAL:
+		break;
+	case FL_TIERS_REGION:
+		if (tier2(c, addr, write) == T_DONE)
+			return;
+		break;
+	case FL_TIERS_SPF:
+	case FL_TIERS_ADAPTIVE:
+	default:
+		if (tier1(c, addr, write) == T_DONE)
+			return;
+		break;
+	}
+	tier3(c, addr, write);
+}
+
+void region_make_resident_locked(struct fl_fault_ctx *c, struct fl_region *r)
+{
+	struct fl_runtime *rt = c->rt;
+	size_t npages = region_npages(r, rt->page_shift);
+	struct snap s;
+
+	snap_take(&s, r);
+	s.fault_around = FL_FAULT_AROUND_MAX;
+	for (size_t p = 0; p < npages; p++) {
+		_Atomic uint32_t *w = &s.pstate[p];
+		unsigned int tries = 0;
+		uint64_t before;
+
+		for (;;) {
+			uint32_t v = atomic_load_explicit(w, memory_order_acquire);
+			unsigned int st = ps_state(v);
+
+			if (st == PS_FILLING) {
+				page_wait(w, PS_FILLING);
+				continue;
+			}
+			/* zero pages need nothing: the child's kernel zero-fills */
+			if (st != PS_ABSENT || page_kind(rt, &s, p, st) == K_ZERO)
+				break;
+			if (tries++ > 10000) {	/* ~1 s of EAGAIN: give up on it */
+				STAT_INC(c->st, ioctl_errors);
+				break;
+			}
+			if (tries > 1)
+				usleep(100);	/* an event is pending: let a handler read it */
+			before = c->st->pages_installed;
+			resolve(c, &s, s.start + (p << rt->page_shift), true, true);
+			STAT_ADD(c->st, fork_prepared_pages, c->st->pages_installed - before);
+		}
+	}
+}

@@ -1,0 +1,342 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * handler.c - handler threads: read the uffd, resolve faults themselves (no
+ * queue hand-off), process events.
+ *
+ * N threads, by default one per CPU and pinned to it, all block in read(2)
+ * on the same uffd. The kernel wakes them all when a message arrives; the
+ * one on the faulting thread's CPU is usually first (on these VMs a wake-up
+ * on the same vCPU costs ~10 us, on the other ~80-100 us). read(2) returns
+ * up to FL_MSG_BATCH messages at once when several are queued.
+ *
+ * Stopping: each handler owns nothing to poll; instead the runtime keeps one
+ * "doorbell" page per handler registered on the uffd. fl_runtime_destroy()
+ * touches them one by one; a handler that reads a doorbell fault resolves it
+ * and exits. The hot loop stays a single blocking read(2).
+ *
+ * EAGAIN: while an event (REMOVE, UNMAP, REMAP) sits unread, the kernel
+ * refuses every resolving ioctl. The fault's range is parked and this
+ * handler goes back to read(2), where it finds the event; the retrier thread
+ * wakes parked ranges after events were processed (or after 1 ms at most),
+ * and the faulting threads fault again. Handlers never spin and never sleep
+ * on something only they could deliver.
+ */
+#include <errno.h>
+#include <numa.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "rcu.h"
+
+#define FL_MSG_BATCH 16
+
+static int ctx_init(struct fl_fault_ctx *c, struct fl_runtime *rt,
+		    struct fl_counters *st)
+{
+	memset(c, 0, sizeof(*c));
+	c->rt = rt;
+	c->st = st;
+	/* runtime memory, never registered: the fill bounce buffer */
+	c->bounce = mmap(NULL, FL_FAULT_AROUND_MAX, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (c->bounce == MAP_FAILED) {
+		c->bounce = NULL;
+		return -ENOMEM;
+	}
+	/* a forked child has no use for it, and it is not the program's */
+	madvise(c->bounce, FL_FAULT_AROUND_MAX, MADV_DONTFORK);
+	return 0;
+}
+
+static void ctx_fini(struct fl_fault_ctx *c)
+{
+	if (c->bounce)
+		munmap(c->bounce, FL_FAULT_AROUND_MAX);
+	c->bounce = NULL;
+}
+
+static bool is_doorbell(const struct fl_runtime *rt, uintptr_t a)
+{
+	uintptr_t d = (uintptr_t)rt->doorbell;
+
+	return a >= d && a < d + rt->doorbell_len;
+}
+
+/* returns true when this handler must exit (it answered a doorbell) */
+static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
+{
+	struct fl_runtime *rt = h->rt;
+	struct fl_fault_ctx *c = &h->ctx;
+	uintptr_t a;
+	size_t done;
+
+	switch (m->event) {
+	case UFFD_EVENT_PAGEFAULT:
+		a = (uintptr_t)m->arg.pagefault.address;
+		if (unlikely(is_doorbell(rt, a))) {
+			int ret = uffd_zeropage(&rt->uffd, page_down(rt, a),
+						rt->page_size, 0, &done);
+
+			if (ret == -EAGAIN) {
+				/* not answered: the bell rings again later, and
+				 * this handler must still be here to hear it */
+				park_fault(c, page_down(rt, a), rt->page_size);
+				return false;
+			}
+			if (ret)
+				uffd_wake(&rt->uffd, page_down(rt, a), rt->page_size);
+			return true;
+		}
+		fault_handle(c, a, m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
+		return false;
+	case UFFD_EVENT_REMOVE:
+		STAT_INC(c->st, events_remove);
+		event_remove(c, (uintptr_t)m->arg.remove.start, (uintptr_t)m->arg.remove.end);
+		break;
+	case UFFD_EVENT_UNMAP:
+		STAT_INC(c->st, events_unmap);
+		event_unmap(c, (uintptr_t)m->arg.remove.start, (uintptr_t)m->arg.remove.end);
+		break;
+	case UFFD_EVENT_REMAP:
+		STAT_INC(c->st, events_remap);
+		event_remap(c, (uintptr_t)m->arg.remap.from, (uintptr_t)m->arg.remap.to,
+			    (size_t)m->arg.remap.len);
+		break;
+	default:
+		STAT_INC(c->st, events_other);
+		break;
+	}
+	/* publish "an event was processed", then let parked faults go again */
+	atomic_fetch_add_explicit(&rt->events_seen, 1, memory_order_release);
+	pthread_mutex_lock(&rt->park_lock);
+	if (rt->nparked)
+		pthread_cond_signal(&rt->park_cond);
+	pthread_mutex_unlock(&rt->park_lock);
+	return false;
+}
+
+static void *handler_main(void *arg)
+{
+	struct fl_handler *h = arg;
+	struct fl_runtime *rt = h->rt;
+	struct uffd_msg msgs[FL_MSG_BATCH];
+	bool stop = false;
+
+	fl_rcu_register_thread();
+	while (!stop) {
+		ssize_t n = read(rt->uffd.fd, msgs, sizeof(msgs));
+
+		if (n < 0) {
+			/* never die: the application would hang on its faults */
+			if (errno != EINTR && errno != EAGAIN)
+				STAT_INC(&h->st, ioctl_errors);
+			if (errno == EBADF)
+				break;
+			continue;
+		}
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
+			stop |= handle_msg(h, &msgs[i]);
+	}
+	fl_rcu_unregister_thread();
+	return NULL;
+}
+
+/* ---- parked faults ---- */
+
+void park_fault(struct fl_fault_ctx *c, uintptr_t start, size_t len)
+{
+	struct fl_runtime *rt = c->rt;
+
+	pthread_mutex_lock(&rt->park_lock);
+	if (rt->nparked == rt->parked_cap) {
+		size_t cap = rt->parked_cap ? 2 * rt->parked_cap : 64;
+		struct fl_parked *p = realloc(rt->parked, cap * sizeof(*p));
+
+		if (!p) {
+			/* cannot remember it: wake it now, it faults again */
+			pthread_mutex_unlock(&rt->park_lock);
+			uffd_wake(&rt->uffd, start, len);
+			return;
+		}
+		rt->parked = p;
+		rt->parked_cap = cap;
+	}
+	rt->parked[rt->nparked++] = (struct fl_parked){ start, len };
+	pthread_cond_signal(&rt->park_cond);
+	pthread_mutex_unlock(&rt->park_lock);
+}
+
+static void *park_main(void *arg)
+{
+	struct fl_runtime *rt = arg;
+	struct fl_parked batch[64];
+
+	pthread_mutex_lock(&rt->park_lock);
+	while (!rt->park_stop) {
+		uint64_t seen;
+		struct timespec ts;
+		size_t n;
+
+		if (!rt->nparked) {
+			pthread_cond_wait(&rt->park_cond, &rt->park_lock);
+			continue;
+		}
+		/*
+		 * Wait until a handler processed an event, or 1 ms: the event
+		 * that caused EAGAIN may have been read before we parked, and
+		 * the kernel clears mmap_changing only after the event's
+		 * sender wakes up, so a bounded wait is the only sure bound.
+		 */
+		seen = atomic_load_explicit(&rt->events_seen, memory_order_acquire);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		while (!rt->park_stop &&
+		       atomic_load_explicit(&rt->events_seen, memory_order_acquire) == seen &&
+		       pthread_cond_timedwait(&rt->park_cond, &rt->park_lock, &ts) == 0)
+			;
+		n = rt->nparked < 64 ? rt->nparked : 64;
+		rt->nparked -= n;
+		memcpy(batch, rt->parked + rt->nparked, n * sizeof(batch[0]));
+		pthread_mutex_unlock(&rt->park_lock);
+		for (size_t i = 0; i < n; i++) {
+			STAT_INC(&rt->park_st, parked_retries);
+			uffd_wake(&rt->uffd, batch[i].start, batch[i].len);
+		}
+		pthread_mutex_lock(&rt->park_lock);
+	}
+	pthread_mutex_unlock(&rt->park_lock);
+	return NULL;
+}
+
+/* ---- start / stop ---- */
+
+static int cpu_of_index(const cpu_set_t *set, unsigned int i)
+{
+	int n = CPU_COUNT(set), k = 0;
+
+	if (n <= 0)
+		return -1;
+	i %= (unsigned int)n;
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+		if (CPU_ISSET(cpu, set) && k++ == (int)i)
+			return cpu;
+	return -1;
+}
+
+int handlers_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
+{
+	cpu_set_t set;
+	unsigned int n = o->handlers;
+	int ret;
+
+	CPU_ZERO(&set);
+	if (sched_getaffinity(0, sizeof(set), &set) < 0)
+		CPU_SET(0, &set);
+	if (!n)
+		n = (unsigned int)CPU_COUNT(&set);
+	if (!n)
+		n = 1;
+	rt->handlers = calloc(n, sizeof(*rt->handlers));
+	if (!rt->handlers)
+		return -ENOMEM;
+	rt->nhandlers = n;
+
+	/* doorbells: runtime memory, registered so that a touch is a fault */
+	rt->doorbell_len = (size_t)n * rt->page_size;
+	rt->doorbell = mmap(NULL, rt->doorbell_len, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (rt->doorbell == MAP_FAILED) {
+		rt->doorbell = NULL;
+		return -ENOMEM;
+	}
+	madvise(rt->doorbell, rt->doorbell_len, MADV_DONTFORK);
+	ret = uffd_register(&rt->uffd, (uintptr_t)rt->doorbell, rt->doorbell_len,
+			    UFFDIO_REGISTER_MODE_MISSING, NULL);
+	if (ret < 0)
+		return ret;
+
+	rt->park_started = !pthread_create(&rt->park_thread, NULL, park_main, rt);
+	if (!rt->park_started)
+		return -EAGAIN;
+
+	for (unsigned int i = 0; i < n; i++) {
+		struct fl_handler *h = &rt->handlers[i];
+		pthread_attr_t attr;
+		cpu_set_t one;
+
+		h->rt = rt;
+		h->idx = i;
+		h->cpu = -1;
+		if (!(o->flags & FL_RT_NO_PIN))
+			h->cpu = o->handler_cpus ? o->handler_cpus[i] : cpu_of_index(&set, i);
+		ret = ctx_init(&h->ctx, rt, &h->st);
+		if (ret < 0)
+			return ret;
+		pthread_attr_init(&attr);
+		pthread_attr_setstacksize(&attr, 256 << 10);
+		if (h->cpu >= 0) {
+			CPU_ZERO(&one);
+			CPU_SET(h->cpu, &one);
+			pthread_attr_setaffinity_np(&attr, sizeof(one), &one);
+		}
+		ret = pthread_create(&h->thread, &attr, handler_main, h);
+		pthread_attr_destroy(&attr);
+		if (ret)
+			return ret == EINVAL ? -EINVAL : -EAGAIN;
+		h->started = true;
+	}
+	return 0;
+}
+
+void handlers_stop(struct fl_runtime *rt)
+{
+	unsigned int started = 0;
+
+	for (unsigned int i = 0; i < rt->nhandlers; i++)
+		started += rt->handlers[i].started;
+	/* one doorbell per running handler; each stops exactly one */
+	for (unsigned int i = 0; i < started; i++) {
+		volatile char *bell = (char *)rt->doorbell + (size_t)i * rt->page_size;
+
+		(void)*bell;
+	}
+	for (unsigned int i = 0; i < rt->nhandlers; i++) {
+		if (rt->handlers[i].started)
+			pthread_join(rt->handlers[i].thread, NULL);
+		ctx_fini(&rt->handlers[i].ctx);
+	}
+	if (rt->park_started) {
+		pthread_mutex_lock(&rt->park_lock);
+		rt->park_stop = true;
+		pthread_cond_signal(&rt->park_cond);
+		pthread_mutex_unlock(&rt->park_lock);
+		pthread_join(rt->park_thread, NULL);
+	}
+	if (rt->doorbell) {
+		/* unregister before munmap: an UNMAP event now would wait
+		 * forever for a handler to read it */
+		uffd_unregister(&rt->uffd, (uintptr_t)rt->doorbell, rt->doorbell_len);
+		munmap(rt->doorbell, rt->doorbell_len);
+	}
+	rt->doorbell = NULL;
+}
+
+/* the fork-prepare and writer contexts borrow these */
+int fault_ctx_init(struct fl_fault_ctx *c, struct fl_runtime *rt, struct fl_counters *st)
+{
+	return ctx_init(c, rt, st);
+}
+
+void fault_ctx_fini(struct fl_fault_ctx *c)
+{
+	ctx_fini(c);
+}

@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * internal.h - the runtime object and what its parts share.
+ */
+#ifndef FL_INTERNAL_H
+#define FL_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "faultline.h"
+#include "index.h"
+#include "region.h"
+#include "uffd.h"
+
+#define FL_EXPORT __attribute__((visibility("default")))
+
+#ifndef likely
+#define likely(x)	__builtin_expect(!!(x), 1)
+#define unlikely(x)	__builtin_expect(!!(x), 0)
+#endif
+
+/* ---- statistics: one block per thread that counts, summed on read ---- */
+
+struct fl_counters {
+#define FL_STAT_DECLARE(name, help) uint64_t name;
+	FL_STAT_FIELDS(FL_STAT_DECLARE)
+#undef FL_STAT_DECLARE
+} __attribute__((aligned(64)));
+
+/*
+ * Only the owning thread adds to its block; readers (fl_stats_get) load
+ * concurrently. Relaxed atomics: no fence, no locked instruction, no shared
+ * cache line on the fault path.
+ */
+#define STAT_ADD(c, field, n)						\
+	__atomic_store_n(&(c)->field,					\
+			 __atomic_load_n(&(c)->field, __ATOMIC_RELAXED) + (n), \
+			 __ATOMIC_RELAXED)
+#define STAT_INC(c, field) STAT_ADD(c, field, 1)
+
+/* ---- fault resolution context: one per thread that resolves faults ---- */
+
+struct fl_fault_ctx {
+	struct fl_runtime *rt;
+	struct fl_counters *st;
+	void *bounce;			/* FL_FAULT_AROUND_MAX bytes, for fill callbacks */
+	/* adaptive fault-around: this thread's view of the last stream */
+	uint64_t fa_gen;
+	uintptr_t fa_next;
+	size_t fa_window;
+};
+
+struct fl_handler {
+	struct fl_runtime *rt;
+	pthread_t thread;
+	unsigned int idx;
+	int cpu;			/* -1: unpinned */
+	bool started;
+	struct fl_fault_ctx ctx;
+	struct fl_counters st;
+};
+
+/* a fault deferred by EAGAIN: the range to wake once the event is read */
+struct fl_parked {
+	uintptr_t start;
+	size_t len;
+};
+
+struct fl_runtime {
+	struct fl_uffd uffd;
+	unsigned int page_shift;
+	size_t page_size;
+	enum fl_tier_policy tiers;
+	unsigned int flags;
+
+	struct fl_index_root index;
+
+	/* writer-side counters: only touched with the index writer lock held */
+	struct fl_counters wst;
+
+	unsigned int nhandlers;
+	struct fl_handler *handlers;
+
+	/* doorbell pages: touching page i makes one handler exit */
+	void *doorbell;
+	size_t doorbell_len;
+	_Atomic bool stopping;
+
+	/* parked faults and the thread that retries them */
+	pthread_mutex_t park_lock;
+	pthread_cond_t park_cond;
+	struct fl_parked *parked;
+	size_t nparked, parked_cap;
+	bool park_stop;
+	bool park_started;
+	pthread_t park_thread;
+	struct fl_counters park_st;
+	_Atomic uint64_t events_seen;	/* bumped after each event is processed */
+
+	/* fork: set in the child, where the runtime has no threads */
+	bool forked_child;
+	struct fl_runtime *next_rt;	/* list of live runtimes for atfork */
+};
+
+static inline uintptr_t page_down(const struct fl_runtime *rt, uintptr_t a)
+{
+	return a & ~(uintptr_t)(rt->page_size - 1);
+}
+
+static inline bool page_aligned(const struct fl_runtime *rt, uintptr_t a)
+{
+	return !(a & (rt->page_size - 1));
+}
+
+/* fault.c */
+/*
+ * fault_handle() - resolve one fault at @addr (any address in the page).
+ * Context: a handler thread (or the forking thread for fork_prepare), RCU
+ * registered, not in a read-side section. Never touches managed memory.
+ */
+void fault_handle(struct fl_fault_ctx *c, uintptr_t addr, bool write);
+
+/*
+ * region_make_resident_locked() - produce every page of @r that the child of
+ * a fork could not reproduce by itself (see runtime.c's fork policy).
+ * Context: index writer lock held; @r published.
+ */
+void region_make_resident_locked(struct fl_fault_ctx *c, struct fl_region *r);
+
+/* handler.c */
+int handlers_start(struct fl_runtime *rt, const struct fl_runtime_opts *o);
+void handlers_stop(struct fl_runtime *rt);
+void park_fault(struct fl_fault_ctx *c, uintptr_t start, size_t len);
+int fault_ctx_init(struct fl_fault_ctx *c, struct fl_runtime *rt, struct fl_counters *st);
+void fault_ctx_fini(struct fl_fault_ctx *c);
+
+/* events, processed by handler threads: each is an index writer */
+void event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end);
+void event_unmap(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end);
+void event_remap(struct fl_fault_ctx *c, uintptr_t from, uintptr_t to, size_t len);
+
+/* stats.c */
+void stats_sum(const struct fl_runtime *rt, struct fl_counters *sum);
+
+#endif /* FL_INTERNAL_H */

@@ -1,0 +1,792 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * runtime.c - runtime create/destroy, the region API, the writer protocol,
+ * events, and the fork policy.
+ *
+ * The writer protocol (every change to the index: register, unregister,
+ * resize, and the program's own munmap/mremap seen as events):
+ *
+ *   1. index_write_begin: index_lock for writing, index_seq odd.
+ *   2. publish an index without the regions being changed ("victims").
+ *   3. write-lock each victim: no new tier-2 reader gets in (no starvation),
+ *      and we sleep until the present ones leave; then detach it.
+ *   4. wait for an RCU grace period: every tier-1 fault that found a victim
+ *      in an older index has finished, its page installed.
+ *   5. only now touch the kernel (UFFDIO_UNREGISTER, munmap, mremap) and
+ *      build the replacement regions from the victims' page states.
+ *   6. publish the index with the replacements.
+ *   7. free the victims (typesafe pool: reused only by later writers).
+ *   8. index_write_end: count even, unlock.
+ *
+ * Why 4 before 5: a handler that looked a region up speculatively may still
+ * be inside UFFDIO_COPY. If we unregistered first and the program mapped
+ * something new in the range, it would receive a stale page. A fault in a
+ * victim's range during 2..6 finds no region while the count is odd, so it
+ * goes to tier 3 and waits on index_lock for the new version.
+ *
+ * Registering a new region needs none of 2..7: nothing can be using it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "rcu.h"
+
+/* live runtimes, for the fork handlers */
+static pthread_mutex_t rt_list_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fl_runtime *rt_list;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* unpublished arrays are freed at the next grace period; bound them */
+#define RETIRED_MAX 32
+
+FL_EXPORT void fl_runtime_opts_init(struct fl_runtime_opts *o)
+{
+	if (!o)
+		return;
+	memset(o, 0, sizeof(*o));
+	o->size = sizeof(*o);
+	o->tiers = FL_TIERS_ADAPTIVE;
+}
+
+FL_EXPORT void fl_region_opts_init(struct fl_region_opts *o)
+{
+	if (!o)
+		return;
+	memset(o, 0, sizeof(*o));
+	o->size = sizeof(*o);
+	o->pager = FL_PAGER_ZERO;
+	o->fault_around = FL_FAULT_AROUND_ADAPTIVE;
+}
+
+/* ---- fork policy ----
+ *
+ * The uffd is opened without UFFD_FEATURE_EVENT_FORK, so the child's copies
+ * of managed mappings are ordinary anonymous memory: a page missing in the
+ * child is zero-filled by the child's kernel. That is right for every page
+ * whose content is zeros anyway (zero pager, REMOVEd pages, the part of a
+ * copy pager beyond its source), and wrong for every other page not yet
+ * produced. So before fork() we produce exactly those (copy-pager pages
+ * within the source, fill-pager pages) in the forking thread, holding every
+ * runtime's index writer lock so that no region changes meanwhile. The
+ * child then reads exactly the parent's data, never zeros; the price is
+ * paid only by regions with non-zero pagers, and only once per page.
+ * In the child the runtime has no threads: it is marked unusable, every
+ * call returns -ENODEV and fl_runtime_destroy() only frees memory.
+ * Serving the child through EVENT_FORK was rejected: the child's pages
+ * would be produced later from the parent's pagers, after the parent may
+ * have changed them (and far memory would have to snapshot its store).
+ */
+static void atfork_prepare(void)
+{
+	pthread_mutex_lock(&rt_list_lock);
+	for (struct fl_runtime *rt = rt_list; rt; rt = rt->next_rt) {
+		struct fl_fault_ctx c;
+		struct fl_index *x;
+		bool have_ctx;
+
+		index_write_begin(&rt->index);
+		x = rt->index.cur;
+		have_ctx = fault_ctx_init(&c, rt, &rt->wst) == 0;
+		for (size_t i = 0; have_ctx && i < x->n; i++)
+			if (x->e[i].r->pager != FL_PAGER_ZERO)
+				region_make_resident_locked(&c, x->e[i].r);
+		if (have_ctx)
+			fault_ctx_fini(&c);
+	}
+}
+
+static void atfork_parent(void)
+{
+	for (struct fl_runtime *rt = rt_list; rt; rt = rt->next_rt)
+		index_write_end(&rt->index);
+	pthread_mutex_unlock(&rt_list_lock);
+}
+
+static void atfork_child(void)
+{
+	for (struct fl_runtime *rt = rt_list; rt; rt = rt->next_rt) {
+		rt->forked_child = true;
+		uffd_close(&rt->uffd);
+		index_write_end(&rt->index);
+	}
+	pthread_mutex_unlock(&rt_list_lock);
+}
+
+static void atfork_register(void)
+{
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+/* ---- create / destroy ---- */
+
+static int opts_copy(struct fl_runtime_opts *dst, const struct fl_runtime_opts *o)
+{
+	fl_runtime_opts_init(dst);
+	if (!o)
+		return 0;
+	if (o->size < offsetof(struct fl_runtime_opts, flags) + sizeof(o->flags) ||
+	    o->size > sizeof(*dst))
+		return -EINVAL;
+	memcpy(dst, o, o->size);
+	if (dst->tiers > FL_TIERS_GLOBAL || dst->handlers > FL_MAX_HANDLERS ||
+	    (dst->flags & ~(FL_RT_NO_PIN | FL_RT_USER_MODE_ONLY)))
+		return -EINVAL;
+	if (dst->handler_cpus) {
+		if (!dst->handlers)
+			return -EINVAL;
+		for (unsigned int i = 0; i < dst->handlers; i++)
+			if (dst->handler_cpus[i] < -1 || dst->handler_cpus[i] >= CPU_SETSIZE)
+				return -EINVAL;
+	}
+	return 0;
+}
+
+FL_EXPORT int fl_runtime_create(const struct fl_runtime_opts *o, struct fl_runtime **out)
+{
+	struct fl_runtime_opts opts;
+	struct fl_runtime *rt;
+	long pg;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	ret = opts_copy(&opts, o);
+	if (ret)
+		return ret;
+	pthread_once(&atfork_once, atfork_register);
+
+	rt = calloc(1, sizeof(*rt));
+	if (!rt)
+		return -ENOMEM;
+	pg = sysconf(_SC_PAGESIZE);
+	rt->page_size = (size_t)pg;
+	rt->page_shift = (unsigned int)__builtin_ctzl((unsigned long)pg);
+	rt->tiers = opts.tiers;
+	rt->flags = opts.flags;
+	rt->uffd.fd = -1;
+	pthread_mutex_init(&rt->park_lock, NULL);
+	pthread_cond_init(&rt->park_cond, NULL);
+
+	ret = index_init(&rt->index);
+	if (ret)
+		goto err_free;
+	ret = uffd_open(&rt->uffd, opts.flags & FL_RT_USER_MODE_ONLY, FL_UFFD_WANTED);
+	if (ret)
+		goto err_index;
+	ret = handlers_start(rt, &opts);
+	if (ret)
+		goto err_handlers;
+
+	pthread_mutex_lock(&rt_list_lock);
+	rt->next_rt = rt_list;
+	rt_list = rt;
+	pthread_mutex_unlock(&rt_list_lock);
+	*out = rt;
+	return 0;
+
+err_handlers:
+	handlers_stop(rt);
+	free(rt->handlers);
+	uffd_close(&rt->uffd);
+err_index:
+	index_fini(&rt->index);
+err_free:
+	pthread_mutex_destroy(&rt->park_lock);
+	pthread_cond_destroy(&rt->park_cond);
+	free(rt->parked);
+	free(rt);
+	return ret;
+}
+
+static void remove_region_locked(struct fl_runtime *rt, struct fl_region *r,
+				 bool kernel_ops);
+
+FL_EXPORT void fl_runtime_destroy(struct fl_runtime *rt)
+{
+	struct fl_runtime **pp;
+
+	if (!rt)
+		return;
+	pthread_mutex_lock(&rt_list_lock);
+	for (pp = &rt_list; *pp; pp = &(*pp)->next_rt)
+		if (*pp == rt) {
+			*pp = rt->next_rt;
+			break;
+		}
+	pthread_mutex_unlock(&rt_list_lock);
+
+	index_write_begin(&rt->index);
+	while (rt->index.cur->n) {
+		struct fl_region *r = rt->index.cur->e[0].r;
+
+		if (rt->forked_child) {
+			/* no handlers, no uffd: only our own bookkeeping */
+			if (index_publish_locked(&rt->index, &r, 1, NULL, 0))
+				break;
+			if (r->flags & R_OWNED)
+				munmap((void *)r->start, r->end - r->start);
+			region_free(r);
+			continue;
+		}
+		remove_region_locked(rt, r, true);
+	}
+	if (!rt->forked_child)
+		index_synchronize_locked(&rt->index);
+	index_write_end(&rt->index);
+
+	if (!rt->forked_child)
+		handlers_stop(rt);
+	free(rt->handlers);
+	uffd_close(&rt->uffd);
+	index_fini(&rt->index);
+	pthread_mutex_destroy(&rt->park_lock);
+	pthread_cond_destroy(&rt->park_cond);
+	free(rt->parked);
+	free(rt);
+}
+
+/* ---- regions ---- */
+
+static int region_opts_copy(const struct fl_runtime *rt, struct fl_region_opts *dst,
+			    const struct fl_region_opts *o)
+{
+	fl_region_opts_init(dst);
+	if (!o)
+		return 0;
+	if (o->size < offsetof(struct fl_region_opts, flags) + sizeof(o->flags) ||
+	    o->size > sizeof(*dst))
+		return -EINVAL;
+	memcpy(dst, o, o->size);
+	switch (dst->pager) {
+	case FL_PAGER_ZERO:
+		break;
+	case FL_PAGER_COPY:
+		if (dst->src_len && !dst->src)
+			return -EINVAL;
+		break;
+	case FL_PAGER_FILL:
+		if (!dst->fill)
+			return -EINVAL;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (dst->fault_around != FL_FAULT_AROUND_ADAPTIVE &&
+	    (dst->fault_around < rt->page_size || dst->fault_around > FL_FAULT_AROUND_MAX ||
+	     (dst->fault_around & (dst->fault_around - 1))))
+		return -EINVAL;
+	if (dst->flags & ~FL_REGION_FILL_NONBLOCK)
+		return -EINVAL;
+	return 0;
+}
+
+static int range_check(const struct fl_runtime *rt, uintptr_t a, size_t len)
+{
+	if (!len || !page_aligned(rt, a) || !page_aligned(rt, len))
+		return -EINVAL;
+	if (a + len < a)
+		return -EOVERFLOW;
+	return 0;
+}
+
+static void region_set_opts(struct fl_region *r, const struct fl_region_opts *o)
+{
+	r->pager = o->pager;
+	r->src = o->src;
+	r->src_len = o->pager == FL_PAGER_COPY ? o->src_len : 0;
+	r->fill = o->fill;
+	r->fill_arg = o->fill_arg;
+	r->fault_around = o->fault_around;
+	r->flags = o->flags;
+}
+
+/*
+ * region_piece() - a new, unpublished region standing for [a, b) of @r,
+ * placed at @at, @len bytes long (>= b - a: the rest is new, absent), with
+ * @r's attributes and page states. Context: writer; @r quiescent (steps 3-4).
+ */
+static struct fl_region *region_piece(const struct fl_runtime *rt, const struct fl_region *r,
+				      uintptr_t a, uintptr_t b, uintptr_t at, size_t len)
+{
+	struct fl_region *n = region_alloc(len >> rt->page_shift);
+	size_t first = (a - r->start) >> rt->page_shift;
+	size_t np = (b - a) >> rt->page_shift;
+
+	if (!n)
+		return NULL;
+	n->start = at;
+	n->end = at + len;
+	n->pgoff = r->pgoff + (a - r->start);
+	n->pager = r->pager;
+	n->src = r->src;
+	n->src_len = r->src_len;
+	n->fill = r->fill;
+	n->fill_arg = r->fill_arg;
+	n->fault_around = r->fault_around;
+	n->flags = r->flags;
+	for (size_t i = 0; i < np; i++) {
+		uint32_t v = atomic_load_explicit(&r->pstate[first + i], memory_order_relaxed);
+
+		/* untouched words stay untouched: sparse tables stay sparse */
+		if (v)
+			atomic_store_explicit(&n->pstate[i], v & ~PS_WAITERS,
+					      memory_order_relaxed);
+	}
+	return n;
+}
+
+/* steps 2-4 of the writer protocol for @nv victims */
+static int victims_quiesce_locked(struct fl_runtime *rt, struct fl_region **v, size_t nv)
+{
+	int ret = index_publish_locked(&rt->index, v, nv, NULL, 0);
+
+	if (ret)
+		return ret;
+	STAT_INC(&rt->wst, index_writes);
+	for (size_t i = 0; i < nv; i++)
+		region_write_lock(v[i]);
+	index_synchronize_locked(&rt->index);
+	STAT_INC(&rt->wst, grace_periods);
+	return 0;
+}
+
+/* undo victims_quiesce_locked(): the victims come back as they were */
+static void victims_restore_locked(struct fl_runtime *rt, struct fl_region **v, size_t nv)
+{
+	for (size_t i = 0; i < nv; i++)
+		region_write_unlock(v[i]);
+	/* cannot fail for lack of memory in practice: the array shrank by nv
+	 * entries a moment ago; if it does, the regions are lost to the index
+	 * but stay registered, and their faults are served zeros */
+	if (!index_publish_locked(&rt->index, NULL, 0, v, nv))
+		STAT_INC(&rt->wst, index_writes);
+}
+
+/* steps 6-7: publish the replacements, free the victims */
+static int victims_replace_locked(struct fl_runtime *rt, struct fl_region **v, size_t nv,
+				  struct fl_region **fresh, size_t nf)
+{
+	int ret;
+
+	for (size_t i = 0; i < nf; i++)
+		region_attach(fresh[i]);
+	ret = index_publish_locked(&rt->index, NULL, 0, fresh, nf);
+	if (ret)
+		return ret;
+	STAT_INC(&rt->wst, index_writes);
+	for (size_t i = 0; i < nv; i++) {
+		region_detach_locked(v[i]);
+		region_free(v[i]);
+	}
+	return 0;
+}
+
+static void maybe_reclaim_locked(struct fl_runtime *rt)
+{
+	if (rt->index.nretired >= RETIRED_MAX) {
+		index_synchronize_locked(&rt->index);
+		STAT_INC(&rt->wst, grace_periods);
+	}
+}
+
+static int register_locked(struct fl_runtime *rt, uintptr_t a, size_t len,
+			   const struct fl_region_opts *o, unsigned int rflags)
+{
+	struct fl_region *r;
+	int ret;
+
+	if (index_overlaps(rt->index.cur, a, a + len, NULL))
+		return -EEXIST;
+	r = region_alloc(len >> rt->page_shift);
+	if (!r)
+		return -ENOMEM;
+	r->start = a;
+	r->end = a + len;
+	region_set_opts(r, o);
+	r->flags |= rflags;
+	ret = uffd_register(&rt->uffd, a, len, UFFDIO_REGISTER_MODE_MISSING, NULL);
+	if (ret)
+		goto err_free;
+	region_attach(r);
+	ret = index_publish_locked(&rt->index, NULL, 0, &r, 1);
+	if (ret)
+		goto err_unregister;
+	STAT_INC(&rt->wst, index_writes);
+	STAT_INC(&rt->wst, regions_registered);
+	maybe_reclaim_locked(rt);
+	return 0;
+
+err_unregister:
+	uffd_unregister(&rt->uffd, a, len);
+err_free:
+	region_detach_locked(r);
+	region_free(r);
+	return ret;
+}
+
+FL_EXPORT int fl_region_register(struct fl_runtime *rt, void *addr, size_t len,
+				 const struct fl_region_opts *o)
+{
+	struct fl_region_opts opts;
+	int ret;
+
+	if (!rt)
+		return -EINVAL;
+	ret = range_check(rt, (uintptr_t)addr, len);
+	if (!ret)
+		ret = region_opts_copy(rt, &opts, o);
+	if (ret)
+		return ret;
+	if (rt->forked_child)
+		return -ENODEV;
+	index_write_begin(&rt->index);
+	ret = register_locked(rt, (uintptr_t)addr, len, &opts, 0);
+	index_write_end(&rt->index);
+	return ret;
+}
+
+FL_EXPORT int fl_region_map(struct fl_runtime *rt, size_t len,
+			    const struct fl_region_opts *o, void **addr)
+{
+	struct fl_region_opts opts;
+	void *p;
+	int ret;
+
+	if (!rt || !addr || !len)
+		return -EINVAL;
+	if (len & (rt->page_size - 1))
+		return -EINVAL;
+	if (len > ((size_t)1 << 56))
+		return -EOVERFLOW;
+	ret = region_opts_copy(rt, &opts, o);
+	if (ret)
+		return ret;
+	if (rt->forked_child)
+		return -ENODEV;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	index_write_begin(&rt->index);
+	ret = register_locked(rt, (uintptr_t)p, len, &opts, R_OWNED);
+	index_write_end(&rt->index);
+	if (ret) {
+		munmap(p, len);
+		return ret;
+	}
+	*addr = p;
+	return 0;
+}
+
+/* the whole of @r goes; kernel_ops false when the kernel already unmapped it */
+static void remove_region_locked(struct fl_runtime *rt, struct fl_region *r,
+				 bool kernel_ops)
+{
+	uintptr_t a = r->start;
+	size_t len = r->end - r->start;
+
+	if (victims_quiesce_locked(rt, &r, 1)) {
+		/* no memory for a smaller array: take the slow way, no unpublish.
+		 * Everything below is still safe: readers that found @r are
+		 * drained, new ones are held by the write lock and the odd count
+		 * until we drop it; but the array then keeps @r, so retry. */
+		region_write_lock(r);
+		index_synchronize_locked(&rt->index);
+		while (index_publish_locked(&rt->index, &r, 1, NULL, 0))
+			usleep(1000);
+		index_synchronize_locked(&rt->index);
+	}
+	if (kernel_ops) {
+		uffd_unregister(&rt->uffd, a, len);
+		if (r->flags & R_OWNED)
+			munmap((void *)a, len);
+	}
+	region_detach_locked(r);
+	region_free(r);
+	STAT_INC(&rt->wst, regions_unregistered);
+}
+
+static struct fl_region *find_start_locked(struct fl_runtime *rt, uintptr_t a)
+{
+	struct fl_region *r = index_lookup(rt->index.cur, a);
+
+	return r && r->start == a ? r : NULL;
+}
+
+FL_EXPORT int fl_region_unregister(struct fl_runtime *rt, void *addr)
+{
+	struct fl_region *r;
+
+	if (!rt)
+		return -EINVAL;
+	if (!page_aligned(rt, (uintptr_t)addr))
+		return -EINVAL;
+	if (rt->forked_child)
+		return -ENODEV;
+	index_write_begin(&rt->index);
+	r = find_start_locked(rt, (uintptr_t)addr);
+	if (r)
+		remove_region_locked(rt, r, true);
+	index_write_end(&rt->index);
+	return r ? 0 : -ENOENT;
+}
+
+FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len)
+{
+	uintptr_t a = (uintptr_t)addr;
+	struct fl_region *r, *n = NULL;
+	size_t old_len;
+	int ret;
+
+	if (!rt)
+		return -EINVAL;
+	ret = range_check(rt, a, new_len);
+	if (ret)
+		return ret;
+	if (rt->forked_child)
+		return -ENODEV;
+	index_write_begin(&rt->index);
+	r = find_start_locked(rt, a);
+	if (!r) {
+		ret = -ENOENT;
+		goto out;
+	}
+	old_len = r->end - r->start;
+	if (new_len == old_len)
+		goto out;
+	if (new_len > old_len && index_overlaps(rt->index.cur, a + old_len, a + new_len, r)) {
+		ret = -EEXIST;
+		goto out;
+	}
+	ret = victims_quiesce_locked(rt, &r, 1);
+	if (ret)
+		goto out;
+	n = region_piece(rt, r, a, a + (new_len < old_len ? new_len : old_len), a, new_len);
+	if (!n) {
+		ret = -ENOMEM;
+		goto restore;
+	}
+	if (new_len < old_len) {
+		/* the tail's faults drained above: unregister, then unmap */
+		uffd_unregister(&rt->uffd, a + new_len, old_len - new_len);
+		if (r->flags & R_OWNED)
+			munmap((void *)(a + new_len), old_len - new_len);
+	} else {
+		if ((r->flags & R_OWNED) &&
+		    mremap(addr, old_len, new_len, 0) == MAP_FAILED) {
+			ret = -errno == -EFAULT ? -ENOMEM : -errno;
+			goto restore;
+		}
+		ret = uffd_register(&rt->uffd, a + old_len, new_len - old_len,
+				    UFFDIO_REGISTER_MODE_MISSING, NULL);
+		if (ret) {
+			if (r->flags & R_OWNED)
+				munmap((void *)(a + old_len), new_len - old_len);
+			/* the kernel's -EINVAL for a hole reads better as "not mapped" */
+			if (ret == -EINVAL && !(r->flags & R_OWNED))
+				ret = -ENOMEM;
+			goto restore;
+		}
+	}
+	ret = victims_replace_locked(rt, &r, 1, &n, 1);
+	if (ret)
+		goto restore;
+	STAT_INC(&rt->wst, regions_resized);
+	goto out;
+
+restore:
+	if (n) {
+		region_detach_locked(n);
+		region_free(n);
+	}
+	victims_restore_locked(rt, &r, 1);
+out:
+	index_write_end(&rt->index);
+	return ret;
+}
+
+FL_EXPORT int fl_region_count(const struct fl_runtime *rt)
+{
+	struct fl_runtime *m = (struct fl_runtime *)rt;
+	int n;
+
+	if (!rt)
+		return -EINVAL;
+	pthread_rwlock_rdlock(&m->index.lock);
+	n = (int)m->index.cur->n;
+	pthread_rwlock_unlock(&m->index.lock);
+	return n;
+}
+
+/* ---- events: the program changed its own mappings ---- */
+
+/*
+ * Collect up to @max regions overlapping [start, end) of the current index.
+ * Context: index writer lock held.
+ */
+static size_t overlapping_locked(struct fl_runtime *rt, uintptr_t start, uintptr_t end,
+				 struct fl_region **out, size_t max)
+{
+	const struct fl_index *x = rt->index.cur;
+	size_t n = 0;
+
+	for (size_t i = 0; i < x->n && n < max; i++)
+		if (x->e[i].start < end && x->e[i].end > start)
+			out[n++] = x->e[i].r;
+	return n;
+}
+
+/*
+ * The program unmapped [start, end) (munmap, or mmap over it): the kernel
+ * already dropped the pages and the registration. Regions wholly inside go;
+ * regions cut by it keep the pieces outside.
+ */
+void event_unmap(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
+{
+	struct fl_runtime *rt = c->rt;
+	struct fl_region *v[8], *fresh[2];
+
+	index_write_begin(&rt->index);
+	for (;;) {
+		size_t nv = overlapping_locked(rt, start, end, v, 1), nf = 0;
+		struct fl_region *r = v[0];
+
+		if (!nv)
+			break;
+		if (victims_quiesce_locked(rt, &r, 1))
+			break;
+		if (r->start < start)
+			fresh[nf++] = region_piece(rt, r, r->start, start, r->start,
+						   start - r->start);
+		if (r->end > end)
+			fresh[nf++] = region_piece(rt, r, end, r->end, end, r->end - end);
+		for (size_t i = 0; i < nf; i++)
+			if (!fresh[i]) {
+				/* cannot keep the pieces: drop them from the
+				 * runtime, their faults are then served zeros */
+				for (size_t j = 0; j < nf; j++)
+					if (fresh[j]) {
+						region_free(fresh[j]);
+						fresh[j] = NULL;
+					}
+				nf = 0;
+				STAT_INC(c->st, ioctl_errors);
+				break;
+			}
+		if (victims_replace_locked(rt, &r, 1, fresh, nf)) {
+			victims_restore_locked(rt, &r, 1);
+			break;
+		}
+		STAT_INC(&rt->wst, regions_unregistered);
+	}
+	index_write_end(&rt->index);
+}
+
+/*
+ * The program moved [from, from + len) to @to (mremap). The kernel moved the
+ * pages and kept the registration: move the index entries and page states
+ * with them.
+ */
+void event_remap(struct fl_fault_ctx *c, uintptr_t from, uintptr_t to, size_t len)
+{
+	struct fl_runtime *rt = c->rt;
+	uintptr_t end = from + len;
+	struct fl_region *v[1], *fresh[3];
+	struct fl_region *moved[64];
+	size_t nmoved = 0;
+
+	index_write_begin(&rt->index);
+	for (;;) {
+		size_t nf = 0;
+		struct fl_region *r;
+		uintptr_t a, b;
+		bool skip = false;
+
+		if (!overlapping_locked(rt, from, end, v, 1))
+			break;
+		r = v[0];
+		for (size_t i = 0; i < nmoved; i++)
+			skip |= moved[i] == r;
+		if (skip)
+			break;	/* moved onto itself: done */
+		if (victims_quiesce_locked(rt, &r, 1))
+			break;
+		a = r->start > from ? r->start : from;
+		b = r->end < end ? r->end : end;
+		if (r->start < a)
+			fresh[nf++] = region_piece(rt, r, r->start, a, r->start, a - r->start);
+		fresh[nf++] = region_piece(rt, r, a, b, to + (a - from), b - a);
+		if (r->end > b)
+			fresh[nf++] = region_piece(rt, r, b, r->end, b, r->end - b);
+		for (size_t i = 0; i < nf; i++)
+			if (!fresh[i]) {
+				for (size_t j = 0; j < nf; j++)
+					if (fresh[j])
+						region_free(fresh[j]);
+				nf = 0;
+				STAT_INC(c->st, ioctl_errors);
+				break;
+			}
+		if (victims_replace_locked(rt, &r, 1, fresh, nf)) {
+			victims_restore_locked(rt, &r, 1);
+			break;
+		}
+		for (size_t i = 0; i < nf && nmoved < 64; i++)
+			if (fresh[i]->start >= to && fresh[i]->start < to + len)
+				moved[nmoved++] = fresh[i];
+		if (!nf)
+			break;
+	}
+	index_write_end(&rt->index);
+}
+
+/*
+ * The program dropped [start, end) (MADV_DONTNEED, MADV_REMOVE): those pages
+ * read zeros from now on. Not an index writer: the index read lock keeps the
+ * regions still while we change page words. A page being filled right now
+ * is marked; its filler settles it as DISCARDED (see fault.c finish_run).
+ */
+void event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
+{
+	struct fl_runtime *rt = c->rt;
+	const struct fl_index *x;
+
+	pthread_rwlock_rdlock(&rt->index.lock);
+	x = rt->index.cur;
+	for (size_t i = 0; i < x->n; i++) {
+		struct fl_region *r = x->e[i].r;
+		uintptr_t a, b;
+
+		if (x->e[i].start >= end || x->e[i].end <= start)
+			continue;
+		a = r->start > start ? r->start : page_down(rt, start);
+		b = r->end < end ? r->end : end;
+		for (uintptr_t p = a; p < b; p += rt->page_size) {
+			_Atomic uint32_t *w = &r->pstate[(p - r->start) >> rt->page_shift];
+			uint32_t v = atomic_load_explicit(w, memory_order_relaxed), nv;
+
+			do {
+				unsigned int st = ps_state(v);
+
+				if (st == PS_FILLING) {
+					nv = v | PS_DISCARD_PENDING;
+					STAT_INC(c->st, remove_races);
+				} else if (st == PS_DISCARDED ||
+					   (st == PS_ABSENT && r->pager == FL_PAGER_ZERO)) {
+					break;	/* reads zero already: no write */
+				} else {
+					nv = (v & ~PS_STATE_MASK) | PS_DISCARDED;
+				}
+			} while (!atomic_compare_exchange_weak_explicit(w, &v, nv,
+					memory_order_release, memory_order_relaxed));
+		}
+	}
+	pthread_rwlock_unlock(&rt->index.lock);
+	/* a fault on a zapped page may have been taken for a duplicate of a
+	 * RESIDENT page and dropped before we got here: let it fault again */
+	uffd_wake(&rt->uffd, start, end - start);
+}
