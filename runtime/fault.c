@@ -381,7 +381,7 @@ static enum tier_ret tier1(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 	STAT_INC(c->st, spf_attempt);
 	seq = index_seq_begin(ix);
 	fl_rcu_read_lock();
-	r = index_lookup(rcu_dereference(ix->cur), addr);
+	r = index_lookup(fl_rcu_dereference(ix->cur), addr);
 	if (unlikely(!r)) {
 		fl_rcu_read_unlock();
 		if (seq & 1) {
@@ -436,7 +436,7 @@ static enum tier_ret tier2(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 
 	STAT_INC(c->st, region_attempt);
 	fl_rcu_read_lock();
-	r = index_lookup(rcu_dereference(ix->cur), addr);
+	r = index_lookup(fl_rcu_dereference(ix->cur), addr);
 	if (!r) {
 		fl_rcu_read_unlock();
 		STAT_INC(c->st, region_abort_locked);

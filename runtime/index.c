@@ -9,13 +9,25 @@
 #include "index.h"
 #include "rcu.h"
 
+#if defined(__SANITIZE_THREAD__)
+char fl_rcu_tsan_token;
+#endif
+
 int index_init(struct fl_index_root *ix)
 {
+	pthread_rwlockattr_t attr;
+	int ret;
+
 	memset(ix, 0, sizeof(*ix));
 	ix->cur = calloc(1, sizeof(struct fl_index));
 	if (!ix->cur)
 		return -ENOMEM;
-	if (pthread_rwlock_init(&ix->lock, NULL)) {
+	/* tier-3 readers must not starve writers (glibc prefers readers) */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	ret = pthread_rwlock_init(&ix->lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	if (ret) {
 		free(ix->cur);
 		return -ENOMEM;
 	}
@@ -72,16 +84,18 @@ bool index_overlaps(const struct fl_index *x, uintptr_t start, uintptr_t end,
 void index_write_begin(struct fl_index_root *ix)
 {
 	pthread_rwlock_wrlock(&ix->lock);
-	atomic_fetch_add_explicit(&ix->seq, 1, memory_order_relaxed);
-	/* the odd count is visible before any change we make */
-	atomic_thread_fence(memory_order_seq_cst);
+	/*
+	 * The odd count is visible before any change we make: every change is
+	 * published with a release store (rcu_assign_pointer), which orders
+	 * this read-modify-write before it.
+	 */
+	atomic_fetch_add_explicit(&ix->seq, 1, memory_order_seq_cst);
 }
 
 void index_write_end(struct fl_index_root *ix)
 {
 	/* every change is visible before the count turns even */
-	atomic_thread_fence(memory_order_seq_cst);
-	atomic_fetch_add_explicit(&ix->seq, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&ix->seq, 1, memory_order_release);
 	pthread_rwlock_unlock(&ix->lock);
 }
 
@@ -125,7 +139,7 @@ int index_publish_locked(struct fl_index_root *ix,
 	if (nadd)
 		qsort(nx->e, n, sizeof(nx->e[0]), ent_cmp);
 	/* publish: readers see either the whole old or the whole new array */
-	rcu_assign_pointer(ix->cur, nx);
+	fl_rcu_assign_pointer(ix->cur, nx);
 	ix->retired[ix->nretired++] = old;
 	return 0;
 }

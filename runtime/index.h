@@ -65,8 +65,16 @@ static inline unsigned int index_seq_begin(struct fl_index_root *ix)
 
 static inline bool index_seq_retry(struct fl_index_root *ix, unsigned int seq)
 {
+#if defined(__SANITIZE_THREAD__)
+	/* TSan models no fences: a read-modify-write orders our lookup's loads
+	 * before the re-read just as well (only in TSan builds) */
+	unsigned int now = atomic_fetch_add_explicit(&ix->seq, 0, memory_order_acq_rel);
+#else
+	/* smp_rmb(): the lookup's loads happen before the count is read again */
 	atomic_thread_fence(memory_order_acquire);
-	return (seq & 1) || atomic_load_explicit(&ix->seq, memory_order_relaxed) != seq;
+	unsigned int now = atomic_load_explicit(&ix->seq, memory_order_relaxed);
+#endif
+	return (seq & 1) || now != seq;
 }
 
 /*

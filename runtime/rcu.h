@@ -16,10 +16,38 @@
 #include <urcu/urcu-memb.h>
 #include <urcu/pointer.h>
 
+/*
+ * Publication and subscription: a release store and a consume load, as
+ * rcu_assign_pointer/rcu_dereference, but through C11 atomics so that TSan
+ * sees them for what they are.
+ */
+#define fl_rcu_assign_pointer(p, v)	__atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
+#define fl_rcu_dereference(p)		__atomic_load_n(&(p), __ATOMIC_CONSUME)
+
 #define fl_rcu_read_lock()		urcu_memb_read_lock()
-#define fl_rcu_read_unlock()		urcu_memb_read_unlock()
 #define fl_rcu_register_thread()	urcu_memb_register_thread()
 #define fl_rcu_unregister_thread()	urcu_memb_unregister_thread()
+
+#if defined(__SANITIZE_THREAD__)
+/*
+ * liburcu is not instrumented, so TSan cannot see that a grace period
+ * orders every read-side section before the code after synchronize_rcu().
+ * Tell it: each reader releases a token as it leaves its section, and the
+ * writer acquires it once the grace period is over.
+ */
+#include <sanitizer/tsan_interface.h>
+extern char fl_rcu_tsan_token;
+#define fl_rcu_read_unlock() do {					\
+	__tsan_release(&fl_rcu_tsan_token);				\
+	urcu_memb_read_unlock();					\
+} while (0)
+#define fl_synchronize_rcu() do {					\
+	urcu_memb_synchronize_rcu();					\
+	__tsan_acquire(&fl_rcu_tsan_token);				\
+} while (0)
+#else
+#define fl_rcu_read_unlock()		urcu_memb_read_unlock()
 #define fl_synchronize_rcu()		urcu_memb_synchronize_rcu()
+#endif
 
 #endif /* FL_RCU_H */

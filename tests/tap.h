@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * tap.h - the test programs' tiny harness. One program per behaviour.
+ * Exit codes: 0 pass, 1 fail, 77 skip (the reason printed first).
+ * Output is TAP 13: "1..N", "ok K - name", "not ok K - name", "# ..." lines.
+ */
+#ifndef FL_TAP_H
+#define FL_TAP_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <faultline.h>
+
+static int tap_n, tap_failed;
+
+static inline void tap_plan(int n)
+{
+	printf("TAP version 13\n1..%d\n", n);
+	fflush(stdout);
+}
+
+__attribute__((format(printf, 2, 3)))
+static inline int tap_ok(int cond, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%s %d - ", cond ? "ok" : "not ok", ++tap_n);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	if (!cond)
+		tap_failed++;
+	return cond;
+}
+
+__attribute__((format(printf, 1, 2)))
+static inline void tap_diag(const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("# ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+}
+
+/* skip the whole program: prints why, exits 77 */
+__attribute__((noreturn, format(printf, 1, 2)))
+static inline void tap_skip_all(const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("1..0 # SKIP ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	exit(77);
+}
+
+static inline int tap_done(void)
+{
+	if (tap_failed)
+		printf("# %d of %d failed\n", tap_failed, tap_n);
+	fflush(stdout);
+	return tap_failed ? 1 : 0;
+}
+
+/* expect a call to return exactly @want (0 or a negative errno) */
+#define TAP_EQ(call, want) do {						\
+	long _got = (long)(call), _want = (long)(want);			\
+	tap_ok(_got == _want, "%s == %s (got %ld: %s)", #call, #want,	\
+	       _got, _got <= 0 ? fl_strerror((int)_got) : "count");	\
+} while (0)
+
+/*
+ * A runtime for a test, or skip when this machine cannot open a userfaultfd
+ * (no root, no /dev/userfaultfd access, vm.unprivileged_userfaultfd=0).
+ */
+static inline struct fl_runtime *tap_runtime(const struct fl_runtime_opts *o)
+{
+	struct fl_runtime *rt = NULL;
+	int ret = fl_runtime_create(o, &rt);
+
+	if (ret == -EPERM || ret == -ENOSYS || ret == -EACCES)
+		tap_skip_all("cannot open a userfaultfd here: %s", fl_strerror(ret));
+	if (ret) {
+		printf("Bail out! fl_runtime_create: %s\n", fl_strerror(ret));
+		exit(1);
+	}
+	return rt;
+}
+
+#endif /* FL_TAP_H */
