@@ -872,6 +872,8 @@ int main(int argc, char **argv)
 	int opt, i, fd;
 	enum workload w;
 
+	/* one line at a time, also into a pipe: progress shows, and a hang loses nothing */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	g.repeat = 1;
 	g.timeout = 120;
 	g.modes = (1u << M_NR) - 1;
