@@ -367,7 +367,7 @@ void report_plots(const struct report_opts *o, const struct result *all, size_t 
 	static const enum mode modes[] = { M_NATIVE, M_BARE, M_SPF, M_REGION, M_GLOBAL, M_ADAPTIVE, M_THP };
 	bool have_scaling = false, have_lat[3] = { false, false, false };
 	char name[128];
-	unsigned int mi, p;
+	unsigned int mi, p, h, hmax = 1;
 	FILE *gp, *f;
 	size_t i;
 	pid_t pid;
@@ -382,9 +382,16 @@ void report_plots(const struct report_opts *o, const struct result *all, size_t 
 		return;
 	fprintf(gp, "set terminal pngcairo size 900,560 noenhanced\nset grid\nset key outside right\n");
 
-	/* scaling: faults/s per mode against faulting x handler threads */
+	/*
+	 * scaling: faults/s per mode against faulting x handler threads. One
+	 * x position per (f, h) pair, shared by all modes; native (no handler)
+	 * sits at h = 1.
+	 */
+	for (i = 0; i < n; i++)
+		if (!all[i].err && !strcmp(all[i].c.workload, "scaling") &&
+		    all[i].c.hthreads > hmax)
+			hmax = all[i].c.hthreads;
 	for (mi = 0; mi < sizeof(modes) / sizeof(modes[0]); mi++) {
-		unsigned int x = 0;
 
 		snprintf(name, sizeof(name), "scaling-%s.dat", mode_names[modes[mi]]);
 		f = NULL;
@@ -395,8 +402,9 @@ void report_plots(const struct report_opts *o, const struct result *all, size_t 
 				continue;
 			if (!f && !(f = open_in(o->plot_dir, name)))
 				break;
-			fprintf(f, "%u \"%u/%u\" %.0f\n", x++, r->c.fthreads,
-				r->c.hthreads ? r->c.hthreads : 1, r->faults_per_sec);
+			h = r->c.hthreads ? r->c.hthreads : 1;
+			fprintf(f, "%u \"%u/%u\" %.0f\n", (r->c.fthreads - 1) * hmax + h - 1,
+				r->c.fthreads, h, r->faults_per_sec);
 		}
 		if (f) {
 			fclose(f);
