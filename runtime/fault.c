@@ -228,14 +228,16 @@ static void install(struct fl_fault_ctx *c, const struct snap *s, size_t pg,
 			park_fault(c, a + off, len - off);
 			return;
 		}
+		/* kernels before 5.x said ENOSPC where they now say ESRCH */
+		if (ret == -ESRCH || ret == -ENOSPC) {
+			STAT_INC(c->st, process_gone);
+			return;
+		}
 		if (ret == -ENOENT || ret == -EINVAL)
 			STAT_INC(c->st, range_gone);
-		else if (ret == -ESRCH)
-			STAT_INC(c->st, process_gone);
 		else
 			STAT_INC(c->st, ioctl_errors);
-		if (ret != -ESRCH)
-			uffd_wake(&rt->uffd, a + off, len - off);
+		uffd_wake(&rt->uffd, a + off, len - off);
 		return;
 	}
 	if (!fault_page_done)
