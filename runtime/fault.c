@@ -228,7 +228,7 @@ static void install(struct fl_fault_ctx *c, const struct snap *s, size_t pg,
 			park_fault(c, a + off, len - off);
 			return;
 		}
-		/* kernels before 5.x said ENOSPC where they now say ESRCH */
+		/* older kernels said ENOSPC where newer ones say ESRCH: the mm is gone */
 		if (ret == -ESRCH || ret == -ENOSPC) {
 			STAT_INC(c->st, process_gone);
 			return;
