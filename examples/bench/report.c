@@ -128,6 +128,9 @@ static void json_result(const struct result *r)
 		jw_u64(&w, "faults_dup", s->faults_dup);
 		jw_u64(&w, "copy_eexist", s->copy_eexist);
 		jw_u64(&w, "ioctl_errors", s->ioctl_errors);
+		/* what the churn writer cost: index versions and grace periods */
+		jw_u64(&w, "index_writes", s->index_writes);
+		jw_u64(&w, "grace_periods", s->grace_periods);
 		jw_obj_end(&w);
 	}
 	jw_end(&w);
