@@ -316,9 +316,12 @@ static int cmd_env(int argc, char **argv)
 		for (size_t i = 0; i < fl_opt_count; i++) {
 			const struct fl_opt_desc *d = &fl_opt_table[i];
 
-			printf("| `%s` | %s%s%s | `%s` | %s |\n", d->name,
-			       fl_opt_type_name(d->type), d->choices ? ": " : "",
-			       d->choices ? d->choices : "", *d->def ? d->def : "\"\"", d->help);
+			printf("| `%s` | %s", d->name, fl_opt_type_name(d->type));
+			/* a bare "|" would end the cell */
+			for (const char *c = d->choices; c && *c; c++)
+				printf("%s%s", c == d->choices ? ": " : "",
+				       *c == '|' ? " \\| " : (char[]){ *c, 0 });
+			printf(" | `%s` | %s |\n", *d->def ? d->def : "\"\"", d->help);
 		}
 		return 0;
 	}
