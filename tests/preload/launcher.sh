@@ -3,7 +3,7 @@
 # FAULTLINE_* values; faultline env/stats; the README table is generated.
 . "$(dirname "$0")/lib.sh"
 F=$FL_CLI
-plan 16
+plan 17
 
 "$F" run -- sh -c 'exit 7'; rc=$?
 [ $rc = 7 ]; ok $? "run preserves the program's exit status (got $rc)"
@@ -39,6 +39,10 @@ err=$(FAULTLINE_MIN_REGION=lots FAULTLINE_STATS=maybe FAULTLINE_NOPE=1 LD_PRELOA
 [[ $err == *"FAULTLINE_STATS='maybe' is invalid"* ]]; ok $? "shim: bad enum warns"
 [[ $err == *"unknown variable FAULTLINE_NOPE"* ]]; ok $? "shim: unknown variable warns"
 diag "$err"
+
+# bash reads its own maps with a builtin; grep is a program it execs
+out=$("$F" run --no-children -- bash -c 'n=0; while read -r l; do [[ $l == *libfaultline-preload* ]] && n=1; done < /proc/self/maps; echo $n; grep -c libfaultline-preload /proc/self/maps')
+[ "$out" = "$(printf '1\n0')" ]; ok $? "--no-children: the program has the shim, what it execs does not ($(echo $out))"
 
 "$F" env | grep -q "^FAULTLINE_BUDGET "; ok $? "env lists the options"
 
