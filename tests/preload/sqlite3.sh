@@ -7,7 +7,7 @@ plan 3
 cat > "$WORK/q.sql" <<'SQL'
 PRAGMA cache_size = -65536;
 CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v TEXT);
-WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000)
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)
 INSERT INTO t SELECT i, (i * 7919) % 1000, printf('%08d-%x-%s', i, i * 2654435761 % 4294967296, substr('abcdefghij', 1 + i % 10)) FROM n;
 CREATE INDEX t_k ON t(k);
 SELECT count(*), sum(k), min(v), max(v) FROM t;
