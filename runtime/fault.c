@@ -26,6 +26,7 @@
 
 #include "internal.h"
 #include "rcu.h"
+#include "testhooks.h"
 
 /* reads of never-written .bss: the kernel's copy_from_user maps the zero page */
 static char zero_buf[FL_FAULT_AROUND_MAX] __attribute__((aligned(4096)));
@@ -401,6 +402,7 @@ static enum tier_ret tier1(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 		return T_ABORT;
 	}
 	snap_take(&s, r);
+	FL_TEST_PAUSE(FL_PAUSE_SPF_LOOKED_UP, addr);
 	if (likely(resolve(c, &s, addr, write, false) == RES_DONE)) {
 		fl_rcu_read_unlock();
 		STAT_INC(c->st, spf_ok);

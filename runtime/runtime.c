@@ -34,6 +34,7 @@
 
 #include "internal.h"
 #include "rcu.h"
+#include "testhooks.h"
 
 /* live runtimes, for the fork handlers */
 static pthread_mutex_t rt_list_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -347,10 +348,12 @@ static int victims_quiesce_locked(struct fl_runtime *rt, struct fl_region **v, s
 	if (ret)
 		return ret;
 	STAT_INC(&rt->wst, index_writes);
+	FL_TEST_PAUSE(FL_PAUSE_WRITER_PUBLISHED, v[0]->start);
 	for (size_t i = 0; i < nv; i++)
 		region_write_lock(v[i]);
 	index_synchronize_locked(&rt->index);
 	STAT_INC(&rt->wst, grace_periods);
+	FL_TEST_PAUSE(FL_PAUSE_WRITER_SYNCED, v[0]->start);
 	return 0;
 }
 
