@@ -155,6 +155,7 @@ struct rewriter {
 	void *addr;
 	size_t len;
 	const void *src;	/* NULL: unregister only */
+	struct toucher *after;	/* remap only once this access completed */
 	int ret_unreg, ret_reg;
 	_Atomic bool done;
 };
@@ -167,6 +168,10 @@ static void *rewrite_fn(void *arg)
 	struct fl_region_opts ro;
 
 	w->ret_unreg = fl_region_unregister(rt, w->addr);
+	/* the faulting thread may be woken and still not have run its load:
+	 * remapping under it would hand it the fresh mapping's bytes */
+	if (w->after)
+		pthread_join(w->after->t, NULL);
 	if (w->src) {
 		munmap(w->addr, w->len);
 		mmap(w->addr, w->len, PROT_READ | PROT_WRITE,
@@ -243,7 +248,7 @@ static void case_stale_install(void)
 	unsigned char *old_src = malloc(len), *new_src = malloc(len);
 	unsigned char *p = map_pages(n);
 	struct toucher t;
-	struct rewriter w = { .addr = p, .len = len, .src = new_src };
+	struct rewriter w = { .addr = p, .len = len, .src = new_src, .after = &t };
 	unsigned int synced0;
 	bool synced_early;
 
@@ -266,8 +271,7 @@ static void case_stale_install(void)
 		       atomic_load(&w.done);
 	tap_ok(!synced_early, "a: writer cannot pass its grace period while the fault is in its read section");
 	release(FL_PAUSE_SPF_LOOKED_UP);
-	pthread_join(t.t, NULL);
-	pthread_join(w.t, NULL);
+	pthread_join(w.t, NULL);	/* it joined t */
 	tap_ok(t.got == 0xaa, "a: the fault raised on the old region read the old region's byte (0x%02x)", t.got);
 	tap_ok(w.ret_unreg == 0 && w.ret_reg == 0, "a: unregister %d, register again %d",
 	       w.ret_unreg, w.ret_reg);
