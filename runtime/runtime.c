@@ -595,9 +595,16 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 			goto restore;
 		}
 	}
-	ret = victims_replace_locked(rt, &r, 1, &n, 1);
-	if (ret)
-		goto restore;
+	/*
+	 * The kernel has the new length now (tail unregistered and unmapped,
+	 * or extension mapped and registered): there is no way back. Only the
+	 * new index array can fail to allocate; wait for memory rather than
+	 * republish the victim with a length the kernel no longer agrees with
+	 * (test-inject injects exactly that).
+	 */
+	while (victims_replace_locked(rt, &r, 1, &n, 1))
+		usleep(1000);
+	ret = 0;
 	STAT_INC(&rt->wst, regions_resized);
 	goto out;
 
