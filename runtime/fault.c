@@ -210,6 +210,16 @@ static void install(struct fl_fault_ctx *c, const struct snap *s, size_t pg,
 		}
 		if (!ret)
 			break;
+		if (ret == -EAGAIN && done) {
+			/*
+			 * The kernel reports a COPY/ZEROPAGE that stopped
+			 * part-way (at a page already present, say) as EAGAIN
+			 * with the bytes done, whatever stopped it. That is no
+			 * pending event: go on with the rest, whose own answer
+			 * (EEXIST, or EAGAIN with nothing done) says what it is.
+			 */
+			continue;
+		}
 		if (ret == -EEXIST) {
 			/* present already (registered with pages in it, or a
 			 * duplicate): that page is resident; go on past it */
@@ -230,14 +240,16 @@ static void install(struct fl_fault_ctx *c, const struct snap *s, size_t pg,
 			park_fault(c, a + off, len - off);
 			return;
 		}
+		/* older kernels said ENOSPC where newer ones say ESRCH: the mm is gone */
+		if (ret == -ESRCH || ret == -ENOSPC) {
+			STAT_INC(c->st, process_gone);
+			return;
+		}
 		if (ret == -ENOENT || ret == -EINVAL)
 			STAT_INC(c->st, range_gone);
-		else if (ret == -ESRCH)
-			STAT_INC(c->st, process_gone);
 		else
 			STAT_INC(c->st, ioctl_errors);
-		if (ret != -ESRCH)
-			uffd_wake(&rt->uffd, a + off, len - off);
+		uffd_wake(&rt->uffd, a + off, len - off);
 		return;
 	}
 	if (!fault_page_done)

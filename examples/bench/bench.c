@@ -38,6 +38,8 @@ static const char *const workload_names[W_NR] = {
 	"first-touch", "fault-around", "churn", "scaling", "latency",
 };
 
+#define MAX_RATES 8
+
 /* pages per run; --quick and --pages change them */
 struct sizes {
 	size_t ft_same, ft_cross, fa, churn, scale_per_thread, lat_same, lat_cross;
@@ -62,6 +64,8 @@ static struct {
 	unsigned int modes;		/* bit per enum mode */
 	unsigned int workloads;		/* bit per enum workload */
 	struct sizes sz;
+	unsigned int rates[MAX_RATES];	/* --churn */
+	unsigned int nrates;
 	size_t ps;
 	int ncpu;
 	int cpus[CPU_SETSIZE];		/* the CPUs of our affinity mask */
@@ -633,11 +637,16 @@ static void wl_fault_around(void)
 
 static void wl_churn(void)
 {
-	static const unsigned int quick_rates[] = { 0, 1000 };
-	static const unsigned int full_rates[] = { 0, 100, 1000, 10000 };
+	static const unsigned int quick_rates[] = { 0, 1000, 10000 };
+	static const unsigned int full_rates[] = { 0, 100, 1000, 10000, 100000 };
 	const unsigned int *rates = g.quick ? quick_rates : full_rates;
-	unsigned int nrates = g.quick ? 2 : 4, r, n;
-	struct cfg cfgs[M_NR * 4];
+	unsigned int nrates = g.quick ? 3 : 5, r, n;
+	struct cfg cfgs[M_NR * MAX_RATES];
+
+	if (g.nrates) {
+		rates = g.rates;
+		nrates = g.nrates;
+	}
 	enum churn_kind k;
 	enum mode m;
 
@@ -753,6 +762,7 @@ static void usage(FILE *f)
 "  --modes LIST    comma-separated subset of the modes\n"
 "  --threads N     scaling: up to N faulting and N handler threads (default: CPUs)\n"
 "  --pages N       pages per run for every workload (per thread for scaling)\n"
+"  --churn LIST    churn writer rates in ops/s, e.g. 0,1000,10000 (0 = calm)\n"
 "  --timeout SEC   give up (exit 3) when one run takes longer (default 120)\n"
 "  --check-uffd    exit 0 if a userfaultfd can be opened, 77 (with the reason) if not\n"
 "  -h, --help      this text\n"
@@ -776,6 +786,23 @@ static unsigned long parse_num(const char *opt, const char *s, unsigned long lo,
 	if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi)
 		usage_error("bad value for %s: '%s' (want %lu..%lu)", opt, s, lo, hi);
 	return v;
+}
+
+static void parse_rates(const char *s)
+{
+	char *copy = strdup(s), *tok, *save = NULL;
+
+	if (!copy)
+		die("out of memory");
+	g.nrates = 0;
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (g.nrates == MAX_RATES)
+			usage_error("bad value for --churn: '%s' (at most %d rates)", s, MAX_RATES);
+		g.rates[g.nrates++] = (unsigned int)parse_num("--churn", tok, 0, 10000000);
+	}
+	free(copy);
+	if (!g.nrates)
+		usage_error("bad value for --churn: '%s'", s);
 }
 
 static unsigned int parse_modes(const char *s)
@@ -844,6 +871,16 @@ static void print_banner(const char *uffd_how)
 		thp[strcspn(thp, "\n")] = 0;
 		fclose(f);
 	}
+	f = fopen("/proc/loadavg", "r");
+	if (f) {
+		double load;
+
+		/* the ratios stay fair, the absolute numbers do not */
+		if (fscanf(f, "%lf", &load) == 1 && load >= 0.5)
+			report_note(&g.rep, "load average %.2f before we started: other programs "
+				    "share these CPUs, expect noisy numbers", load);
+		fclose(f);
+	}
 	report_note(&g.rep, "faultline-bench %d.%d.%d: kernel %s, %d CPUs, page %zu, "
 		    "uffd via %s, THP %s, %s, repeat %u",
 		    FL_VERSION_MAJOR, FL_VERSION_MINOR, FL_VERSION_PATCH, u.release,
@@ -861,6 +898,7 @@ int main(int argc, char **argv)
 		{ "threads", required_argument, NULL, 't' },
 		{ "pages", required_argument, NULL, 'n' },
 		{ "timeout", required_argument, NULL, 'T' },
+		{ "churn", required_argument, NULL, 'C' },
 		{ "check-uffd", no_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -872,6 +910,8 @@ int main(int argc, char **argv)
 	int opt, i, fd;
 	enum workload w;
 
+	/* one line at a time, also into a pipe: progress shows, and a hang loses nothing */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	g.repeat = 1;
 	g.timeout = 120;
 	g.modes = (1u << M_NR) - 1;
@@ -889,6 +929,7 @@ int main(int argc, char **argv)
 		case 't': g.threads = (unsigned int)parse_num("--threads", optarg, 1, MAX_THREADS); break;
 		case 'n': pages = parse_num("--pages", optarg, 1, 1ul << 24); break;
 		case 'T': g.timeout = (unsigned int)parse_num("--timeout", optarg, 1, 86400); break;
+		case 'C': parse_rates(optarg); break;
 		case 'c': return check_uffd();
 		case 'h': usage(stdout); return 0;
 		default: fputs("Try 'faultline-bench --help'.\n", stderr); return 2;
