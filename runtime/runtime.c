@@ -34,6 +34,7 @@
 
 #include "internal.h"
 #include "rcu.h"
+#include "testhooks.h"
 
 /* live runtimes, for the fork handlers */
 static pthread_mutex_t rt_list_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -369,10 +370,12 @@ static int victims_quiesce_locked(struct fl_runtime *rt, struct fl_region **v, s
 	if (ret)
 		return ret;
 	STAT_INC(&rt->wst, index_writes);
+	FL_TEST_PAUSE(FL_PAUSE_WRITER_PUBLISHED, v[0]->start);
 	for (size_t i = 0; i < nv; i++)
 		region_write_lock(v[i]);
 	index_synchronize_locked(&rt->index);
 	STAT_INC(&rt->wst, grace_periods);
+	FL_TEST_PAUSE(FL_PAUSE_WRITER_SYNCED, v[0]->start);
 	return 0;
 }
 
@@ -623,9 +626,16 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 			goto restore;
 		}
 	}
-	ret = victims_replace_locked(rt, &r, 1, &n, 1);
-	if (ret)
-		goto restore;
+	/*
+	 * The kernel has the new length now (tail unregistered and unmapped,
+	 * or extension mapped and registered): there is no way back. Only the
+	 * new index array can fail to allocate; wait for memory rather than
+	 * republish the victim with a length the kernel no longer agrees with
+	 * (test-inject injects exactly that).
+	 */
+	while (victims_replace_locked(rt, &r, 1, &n, 1))
+		usleep(1000);
+	ret = 0;
 	STAT_INC(&rt->wst, regions_resized);
 	goto out;
 
