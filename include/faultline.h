@@ -502,6 +502,98 @@ int fl_dirty_start(struct fl_runtime *rt, void *addr, size_t len, enum fl_dirty_
 int fl_dirty_collect(struct fl_runtime *rt, void *addr, uint64_t *bitmap,
 		     size_t nbits, size_t *ndirty);
 
+/* ------------------------------------------------------------------------ */
+/* Checkpoints and restore (runtime/checkpoint.c, format in runtime/image.h) */
+
+struct fl_ckpt;
+struct fl_lazy;
+
+/* fl_ckpt_save() flags */
+#define FL_CKPT_FULL	(1u << 0) /* every page: a new chain base */
+#define FL_CKPT_LIVE	(1u << 1) /* consistent live snapshot: writers may run */
+#define FL_CKPT_FSYNC	(1u << 2) /* fdatasync the image before returning */
+
+/**
+ * fl_ckpt_create() - a checkpointer for [@addr, @addr + @len), a range
+ * inside one FL_REGION_WP region. Starts dirty tracking with @mode
+ * (see fl_dirty_start()); fl_ckpt_destroy() ends it.
+ * Context: as fl_protect().
+ * Return: as fl_dirty_start().
+ */
+int fl_ckpt_create(struct fl_runtime *rt, void *addr, size_t len,
+		   enum fl_dirty_mode mode, struct fl_ckpt **out);
+
+/**
+ * fl_ckpt_save() - write an image to @path, a new file (created 0600 with
+ * O_EXCL and O_NOFOLLOW: an existing file or symlink there is an error).
+ * The first save, and any with FL_CKPT_FULL, writes every page and starts a
+ * chain; the others write only the pages written since the previous save
+ * and name it as their parent (by file name: a chain lives in one
+ * directory). Without FL_CKPT_LIVE the program must not write the range
+ * during the save (the image would mix instants). With FL_CKPT_LIVE the
+ * image is the range as of one instant (the start of the save) while the
+ * program keeps running: pages are copied before their first write.
+ *
+ * Context: any thread but a handler thread; one save at a time per @ck.
+ * Return: 0; -EEXIST (@path exists); -EXDEV (@path not in the directory of
+ *	the chain); -EOPNOTSUPP (FL_CKPT_LIVE on async tracking); -errno of
+ *	open/write (the partial file is removed).
+ */
+int fl_ckpt_save(struct fl_ckpt *ck, const char *path, unsigned int flags);
+
+/** fl_ckpt_destroy() - stop tracking and free @ck. NULL is a no-op. */
+void fl_ckpt_destroy(struct fl_ckpt *ck);
+
+/**
+ * fl_image_check() - validate the image at @path and its whole chain, data
+ * checksums included. Images are untrusted input: every error is a return.
+ * @len: out, may be NULL: the byte length of the imaged range.
+ * Context: any. Return: 0; -ENODATA (truncated); -EBADMSG (corrupt: bad
+ *	magic, checksum or structure); -EPROTONOSUPPORT (unknown version);
+ *	-EINVAL (another page size); -ESTALE (a parent that is not the one
+ *	the child was made from); -ELOOP (chain too long); -errno of open/read.
+ */
+int fl_image_check(const char *path, size_t *len);
+
+/**
+ * fl_restore() - eager restore: read the chain ending at @path into
+ * [@addr, @addr + @len), ordinary writable memory (or a runtime region),
+ * @len the imaged length. Every page is written; data checksums verified.
+ * Context: any thread but a handler thread.
+ * Return: 0; -EINVAL (@len differs); the errors of fl_image_check().
+ */
+int fl_restore(const char *path, void *addr, size_t len);
+
+/**
+ * fl_restore_lazy() - lazy restore: map a new region whose pages are read
+ * from the chain ending at @path on first touch (a fill pager), with the
+ * chain validated up front and each page's checksum verified when it is
+ * read (a bad page fails its access with SIGBUS, counted in fill_errors).
+ * First touches are recorded in order; fl_lazy_ws_save() writes them as a
+ * working set. @ws_path, if not NULL, names such a file from an earlier
+ * run: a prefetch thread then touches those pages in that order.
+ * @flags: FL_REGION_* flags for the new region (e.g. FL_REGION_WP).
+ * @addr: out: the region.
+ * Context: any thread but a handler thread.
+ * Return: 0; the errors of fl_image_check() and fl_region_map(); a bad
+ *	working-set file is -EBADMSG (the restore does not start).
+ */
+int fl_restore_lazy(struct fl_runtime *rt, const char *path, const char *ws_path,
+		    unsigned int flags, struct fl_lazy **out, void **addr);
+
+/**
+ * fl_lazy_ws_save() - write the first-touch order seen so far to @ws_path
+ * (a new file, 0600, O_EXCL|O_NOFOLLOW).
+ * Context: any thread but a handler thread. Return: 0; -EEXIST; -errno.
+ */
+int fl_lazy_ws_save(struct fl_lazy *lz, const char *ws_path);
+
+/**
+ * fl_lazy_destroy() - stop prefetching, unregister (and unmap) the region,
+ * free @lz. NULL is a no-op.
+ */
+void fl_lazy_destroy(struct fl_lazy *lz);
+
 /**
  * fl_strerror() - a short description of a negative errno returned by this
  * library. Context: any. Return: a static string.
