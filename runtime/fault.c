@@ -216,6 +216,16 @@ static void install(struct fl_fault_ctx *c, const struct snap *s, size_t pg,
 		}
 		if (!ret)
 			break;
+		if (ret == -EAGAIN && done) {
+			/*
+			 * The kernel reports a COPY/ZEROPAGE that stopped
+			 * part-way (at a page already present, say) as EAGAIN
+			 * with the bytes done, whatever stopped it. That is no
+			 * pending event: go on with the rest, whose own answer
+			 * (EEXIST, or EAGAIN with nothing done) says what it is.
+			 */
+			continue;
+		}
 		if (ret == -EEXIST) {
 			/* present already (registered with pages in it, or a
 			 * duplicate): that page is resident; go on past it */

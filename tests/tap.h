@@ -53,6 +53,20 @@ static inline void tap_diag(const char *fmt, ...)
 	fflush(stdout);
 }
 
+/* one case skipped (a kernel feature missing, ...): an "ok" line with the reason */
+__attribute__((format(printf, 1, 2)))
+static inline void tap_skip(const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("ok %d - # SKIP ", ++tap_n);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+}
+
 /* skip the whole program: prints why, exits 77 */
 __attribute__((noreturn, format(printf, 1, 2)))
 static inline void tap_skip_all(const char *fmt, ...)

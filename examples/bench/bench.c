@@ -871,6 +871,16 @@ static void print_banner(const char *uffd_how)
 		thp[strcspn(thp, "\n")] = 0;
 		fclose(f);
 	}
+	f = fopen("/proc/loadavg", "r");
+	if (f) {
+		double load;
+
+		/* the ratios stay fair, the absolute numbers do not */
+		if (fscanf(f, "%lf", &load) == 1 && load >= 0.5)
+			report_note(&g.rep, "load average %.2f before we started: other programs "
+				    "share these CPUs, expect noisy numbers", load);
+		fclose(f);
+	}
 	report_note(&g.rep, "faultline-bench %d.%d.%d: kernel %s, %d CPUs, page %zu, "
 		    "uffd via %s, THP %s, %s, repeat %u",
 		    FL_VERSION_MAJOR, FL_VERSION_MINOR, FL_VERSION_PATCH, u.release,

@@ -78,7 +78,9 @@ void jw_i64(struct jw *w, const char *key, int64_t val)
 void jw_f64(struct jw *w, const char *key, double val)
 {
 	jw_key(w, key);
-	if (isfinite(val))
+	if (isfinite(val) && fabs(val) >= 1e6 && fabs(val) < 1e15)
+		fprintf(w->f, "%.0f", val);	/* rates: whole numbers, no exponent */
+	else if (isfinite(val))
 		fprintf(w->f, "%.6g", val);
 	else
 		fputs("null", w->f);	/* JSON has no inf/nan */
