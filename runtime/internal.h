@@ -104,6 +104,7 @@ struct fl_runtime {
 
 	/* write protection and dirty tracking (wp.c) */
 	struct wp_root *wp;
+	_Atomic unsigned long wp_events_pending;	/* events read, not yet processed */
 
 	/* fork: set in the child, where the runtime has no threads */
 	bool forked_child;
