@@ -739,6 +739,7 @@ err:
 FL_EXPORT int fl_lazy_ws_save(struct fl_lazy *lz, const char *ws_path)
 {
 	struct ws_header h;
+	uint32_t *order;
 	uint64_t n;
 	int fd, ret;
 
@@ -747,20 +748,30 @@ FL_EXPORT int fl_lazy_ws_save(struct fl_lazy *lz, const char *ws_path)
 	n = atomic_load_explicit(&lz->norder, memory_order_acquire);
 	if (n > lz->chain.npages)
 		n = lz->chain.npages;
+	/* handlers may still append: copy what is there with atomic loads
+	 * (a slot claimed but not yet stored reads 0, a valid page number) */
+	order = malloc(n ? n * 4 : 1);
+	if (!order)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < n; i++)
+		order[i] = __atomic_load_n(&lz->order[i], __ATOMIC_RELAXED);
 	memset(&h, 0, sizeof(h));
 	memcpy(h.magic, WS_MAGIC, 8);
 	h.version = 1;
 	h.page_size = lz->chain.page_size;
 	h.npages = lz->chain.npages;
 	h.count = n;
-	h.data_crc = fli_crc32c(0, lz->order, n * 4);
+	h.data_crc = fli_crc32c(0, order, n * 4);
 	h.header_crc = fli_crc32c(0, &h, sizeof(h));
 	fd = open(ws_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
+	if (fd < 0) {
+		free(order);
 		return -errno;
+	}
 	ret = write_all(fd, &h, sizeof(h), 0);
 	if (!ret)
-		ret = write_all(fd, lz->order, n * 4, sizeof(h));
+		ret = write_all(fd, order, n * 4, sizeof(h));
+	free(order);
 	if (close(fd) < 0 && !ret)
 		ret = -errno;
 	if (ret)

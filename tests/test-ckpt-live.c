@@ -34,7 +34,10 @@ static void *writer(void *arg)
 			atomic_fetch_sub(&paused, 1);
 		}
 		/* from the end backwards: ahead of the saver, which goes forwards */
+		/* each writer its own pages: no race between the writers */
 		for (size_t p = NPAGES; p-- > 0 && !atomic_load(&pause_req);) {
+			if (p % NWRITERS != (uintptr_t)arg)
+				continue;
 			x = x * 6364136223846793005ull + 1442695040888963407ull;
 			mem[p * ps + (x >> 33) % ps] = (char)(x >> 56);
 		}
