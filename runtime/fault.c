@@ -188,14 +188,22 @@ static void install(struct fl_fault_ctx *c, const struct snap *s, size_t pg,
 	size_t len = n << rt->page_shift, off = 0, done;
 	unsigned int revert = k == K_ZERO ? PS_DISCARDED : PS_ABSENT;
 	bool fault_page_done = false;
+	uint64_t mode = 0;
 	int ret;
+
+	/* wp.c: armed pages of a protected range are installed protected
+	 * (the zero page has no WP mode: copy zeros instead) */
+	if (unlikely(s->flags & FL_REGION_WP) && wp_install_protected(c, a, len)) {
+		mode = UFFDIO_COPY_MODE_WP;
+		zeropage = false;
+	}
 
 	while (off < len) {
 		if (zeropage)
 			ret = uffd_zeropage(&rt->uffd, a + off, len - off, 0, &done);
 		else
 			ret = uffd_copy(&rt->uffd, a + off, (const char *)src + off,
-					len - off, 0, &done);
+					len - off, mode, &done);
 		if (done) {
 			size_t p0 = pg + (off >> rt->page_shift);
 			size_t np = done >> rt->page_shift;

@@ -92,6 +92,10 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
 				uffd_wake(&rt->uffd, page_down(rt, a), rt->page_size);
 			return true;
 		}
+		if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+			wp_fault(c, a);		/* write protection: wp.c */
+			return false;
+		}
 		fault_handle(c, a, m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
 		return false;
 	case UFFD_EVENT_REMOVE:
@@ -113,6 +117,7 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
 	}
 	/* publish "an event was processed", then let parked faults go again */
 	atomic_fetch_add_explicit(&rt->events_seen, 1, memory_order_release);
+	atomic_fetch_sub_explicit(&rt->wp_events_pending, 1, memory_order_release);
 	pthread_mutex_lock(&rt->park_lock);
 	if (rt->nparked)
 		pthread_cond_signal(&rt->park_cond);
@@ -139,6 +144,11 @@ static void *handler_main(void *arg)
 				break;
 			continue;
 		}
+		/* wp.c: collections wait for events read but not processed */
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
+			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+				atomic_fetch_add_explicit(&rt->wp_events_pending, 1,
+							  memory_order_relaxed);
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
 			stop |= handle_msg(h, &msgs[i]);
 	}

@@ -15,6 +15,7 @@
 #include "index.h"
 #include "region.h"
 #include "uffd.h"
+#include "wp.h"
 
 #define FL_EXPORT __attribute__((visibility("default")))
 
@@ -100,6 +101,10 @@ struct fl_runtime {
 	pthread_t park_thread;
 	struct fl_counters park_st;
 	_Atomic uint64_t events_seen;	/* bumped after each event is processed */
+
+	/* write protection and dirty tracking (wp.c) */
+	struct wp_root *wp;
+	_Atomic unsigned long wp_events_pending;	/* events read, not yet processed */
 
 	/* fork: set in the child, where the runtime has no threads */
 	bool forked_child;

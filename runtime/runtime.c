@@ -134,7 +134,7 @@ static int opts_copy(struct fl_runtime_opts *dst, const struct fl_runtime_opts *
 		return -EINVAL;
 	memcpy(dst, o, o->size);
 	if (dst->tiers > FL_TIERS_GLOBAL || dst->handlers > FL_MAX_HANDLERS ||
-	    (dst->flags & ~(FL_RT_NO_PIN | FL_RT_USER_MODE_ONLY)))
+	    (dst->flags & ~(FL_RT_NO_PIN | FL_RT_USER_MODE_ONLY | FL_RT_WP_ASYNC)))
 		return -EINVAL;
 	if (dst->handler_cpus) {
 		if (!dst->handlers)
@@ -175,9 +175,17 @@ FL_EXPORT int fl_runtime_create(const struct fl_runtime_opts *o, struct fl_runti
 	ret = index_init(&rt->index);
 	if (ret)
 		goto err_free;
-	ret = uffd_open(&rt->uffd, opts.flags & FL_RT_USER_MODE_ONLY, FL_UFFD_WANTED);
+	ret = uffd_open(&rt->uffd, opts.flags & FL_RT_USER_MODE_ONLY, FL_UFFD_WANTED |
+			((opts.flags & FL_RT_WP_ASYNC) ? UFFD_FEATURE_WP_ASYNC : 0));
 	if (ret)
 		goto err_index;
+	/* wp.c: protected ranges; WP_ASYNC asked for but absent is an error */
+	ret = (opts.flags & FL_RT_WP_ASYNC) && !uffd_has(&rt->uffd, UFFD_FEATURE_WP_ASYNC) ?
+		-EOPNOTSUPP : wp_init(rt);
+	if (ret) {
+		uffd_close(&rt->uffd);
+		goto err_index;
+	}
 	ret = handlers_start(rt, &opts);
 	if (ret)
 		goto err_handlers;
@@ -193,6 +201,7 @@ err_handlers:
 	handlers_stop(rt);
 	free(rt->handlers);
 	uffd_close(&rt->uffd);
+	wp_fini(rt);
 err_index:
 	index_fini(&rt->index);
 err_free:
@@ -243,6 +252,7 @@ FL_EXPORT void fl_runtime_destroy(struct fl_runtime *rt)
 		handlers_stop(rt);
 	free(rt->handlers);
 	uffd_close(&rt->uffd);
+	wp_fini(rt);
 	index_fini(&rt->index);
 	/* in a fork child the parent's retrier may have been waiting on the
 	 * condition: glibc's destroy would wait for that thread forever */
@@ -284,8 +294,12 @@ static int region_opts_copy(const struct fl_runtime *rt, struct fl_region_opts *
 	    (dst->fault_around < rt->page_size || dst->fault_around > FL_FAULT_AROUND_MAX ||
 	     (dst->fault_around & (dst->fault_around - 1))))
 		return -EINVAL;
-	if (dst->flags & ~FL_REGION_FILL_NONBLOCK)
+	if (dst->flags & ~(FL_REGION_FILL_NONBLOCK | FL_REGION_WP))
 		return -EINVAL;
+	/* FL_REGION_WP (wp.c) needs uffd-wp on anonymous memory */
+	if ((dst->flags & FL_REGION_WP) &&
+	    !uffd_has(&rt->uffd, UFFD_FEATURE_PAGEFAULT_FLAG_WP))
+		return -EOPNOTSUPP;
 	return 0;
 }
 
@@ -433,7 +447,8 @@ static int register_locked(struct fl_runtime *rt, uintptr_t a, size_t len,
 	r->end = a + len;
 	region_set_opts(r, o);
 	r->flags |= rflags;
-	ret = uffd_register(&rt->uffd, a, len, UFFDIO_REGISTER_MODE_MISSING, NULL);
+	ret = uffd_register(&rt->uffd, a, len, UFFDIO_REGISTER_MODE_MISSING |
+			    ((r->flags & FL_REGION_WP) ? UFFDIO_REGISTER_MODE_WP : 0), NULL);
 	if (ret)
 		goto err_free;
 	region_attach(r);
@@ -528,6 +543,7 @@ static void remove_region_locked(struct fl_runtime *rt, struct fl_region *r,
 			usleep(1000);
 		index_synchronize_locked(&rt->index);
 	}
+	wp_forget(rt, a, a + len);	/* wp.c: protections end with the region */
 	if (kernel_ops) {
 		uffd_unregister(&rt->uffd, a, len);
 		if (r->flags & R_OWNED)
@@ -600,6 +616,7 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 	}
 	if (new_len < old_len) {
 		/* the tail's faults drained above: unregister, then unmap */
+		wp_forget(rt, a + new_len, a + old_len);	/* wp.c */
 		uffd_unregister(&rt->uffd, a + new_len, old_len - new_len);
 		if (r->flags & R_OWNED)
 			munmap((void *)(a + new_len), old_len - new_len);
@@ -616,7 +633,8 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 				goto restore;
 		}
 		ret = uffd_register(&rt->uffd, a + old_len, new_len - old_len,
-				    UFFDIO_REGISTER_MODE_MISSING, NULL);
+				    UFFDIO_REGISTER_MODE_MISSING |
+				    ((r->flags & FL_REGION_WP) ? UFFDIO_REGISTER_MODE_WP : 0), NULL);
 		if (ret) {
 			if (r->flags & R_OWNED)
 				munmap((void *)(a + old_len), new_len - old_len);
@@ -692,6 +710,7 @@ void event_unmap(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 	struct fl_region *v[8], *fresh[2];
 
 	index_write_begin(&rt->index);
+	wp_forget(rt, start, end);	/* wp.c: the kernel dropped the memory */
 	for (;;) {
 		size_t nv = overlapping_locked(rt, start, end, v, 1), nf = 0;
 		struct fl_region *r = v[0];
@@ -740,6 +759,7 @@ void event_remap(struct fl_fault_ctx *c, uintptr_t from, uintptr_t to, size_t le
 	struct fl_region *moved[64];
 	size_t nmoved = 0;
 
+	wp_event_remap(c, from, to, len);	/* wp.c: protections follow the pages */
 	index_write_begin(&rt->index);
 	for (;;) {
 		size_t nf = 0;
@@ -796,6 +816,7 @@ void event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 	struct fl_runtime *rt = c->rt;
 	const struct fl_index *x;
 
+	wp_event_remove(c, start, end);	/* wp.c: before the zap, pages intact */
 	pthread_rwlock_rdlock(&rt->index.lock);
 	x = rt->index.cur;
 	for (size_t i = 0; i < x->n; i++) {
