@@ -369,9 +369,10 @@ int fl_features_print(const struct fl_runtime *rt, FILE *f);
 	X(dirty_pages,		"dirty pages reported by collections") \
 	X(ckpt_images,		"checkpoint images written") \
 	X(ckpt_pages,		"pages written to checkpoint images (data + zero entries)") \
-	X(ckpt_live_copies,	"live snapshot: pages copied before a write (copy-before-write)")
+	X(ckpt_live_copies,	"live snapshot: pages copied before a write (copy-before-write)") \
+	X(faults_unknown_waits,	"faults in no region parked while a mapping event may be in flight")
 
-#define FL_STATS_VERSION 2
+#define FL_STATS_VERSION 3
 
 /**
  * struct fl_stats - a snapshot of the counters, summed over threads.

@@ -369,7 +369,8 @@ static enum res resolve(struct fl_fault_ctx *c, const struct snap *s,
  * range can also be registered without being ours (the tail of an
  * in-place mremap growth inherits the registration): merely waking would
  * make the thread fault forever, so serve it what anonymous memory holds,
- * zeros. Context: index_lock held for reading (see tier1()).
+ * zeros: but only after unknown_defer() gave a mapping event in flight
+ * time to land. Context: index_lock held for reading (see tier1()).
  */
 static void serve_unknown(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 {
@@ -378,6 +379,8 @@ static void serve_unknown(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 	size_t done;
 	int ret;
 
+	if (unknown_defer(c, pg))
+		return;
 	STAT_INC(c->st, faults_unknown);
 	if (write)
 		ret = uffd_copy(&rt->uffd, pg, zero_buf, rt->page_size, 0, &done);

@@ -214,6 +214,7 @@ err_free:
 
 static void remove_region_locked(struct fl_runtime *rt, struct fl_region *r,
 				 bool kernel_ops);
+static void unmapped_free_locked(struct fl_runtime *rt);
 
 FL_EXPORT void fl_runtime_destroy(struct fl_runtime *rt)
 {
@@ -250,6 +251,7 @@ FL_EXPORT void fl_runtime_destroy(struct fl_runtime *rt)
 
 	if (!rt->forked_child)
 		handlers_stop(rt);
+	unmapped_free_locked(rt);	/* no handler left to apply an event */
 	free(rt->handlers);
 	uffd_close(&rt->uffd);
 	wp_fini(rt);
@@ -422,6 +424,46 @@ static int victims_replace_locked(struct fl_runtime *rt, struct fl_region **v, s
 		region_free(v[i]);
 	}
 	return 0;
+}
+
+/*
+ * unmapped_keep_locked() - remember @r, unpublished and detached, as dropped
+ * by an UNMAP of [start, end); the oldest remembered region is freed to make
+ * room. unmapped_take_locked() - take back the region whose dropped range is
+ * exactly [start, end) (what mremap's UNMAP of its old range drops), or
+ * NULL. Exactly: a range reused since must never resurrect an old region.
+ * Context: index writer lock held.
+ */
+static void unmapped_keep_locked(struct fl_runtime *rt, struct fl_region *r,
+				 uintptr_t start, uintptr_t end)
+{
+	struct fl_unmapped *u = &rt->unmapped[rt->unmapped_next++ % FL_UNMAPPED_KEEP];
+
+	region_free(u->r);
+	*u = (struct fl_unmapped){ r, start, end };
+}
+
+static struct fl_region *unmapped_take_locked(struct fl_runtime *rt, uintptr_t start,
+					      uintptr_t end)
+{
+	for (unsigned int i = 0; i < FL_UNMAPPED_KEEP; i++) {
+		struct fl_unmapped *u = &rt->unmapped[i];
+		struct fl_region *r = u->r;
+
+		if (r && u->start == start && u->end == end) {
+			*u = (struct fl_unmapped){ NULL, 0, 0 };
+			return r;
+		}
+	}
+	return NULL;
+}
+
+static void unmapped_free_locked(struct fl_runtime *rt)
+{
+	for (unsigned int i = 0; i < FL_UNMAPPED_KEEP; i++) {
+		region_free(rt->unmapped[i].r);
+		rt->unmapped[i] = (struct fl_unmapped){ NULL, 0, 0 };
+	}
 }
 
 static void maybe_reclaim_locked(struct fl_runtime *rt)
@@ -737,10 +779,22 @@ void event_unmap(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 				STAT_INC(c->st, ioctl_errors);
 				break;
 			}
-		if (victims_replace_locked(rt, &r, 1, fresh, nf)) {
+		/* publish the pieces, keep the victim: a REMAP of this very
+		 * range may still be on its way (see event_remap) */
+		for (size_t i = 0; i < nf; i++)
+			region_attach(fresh[i]);
+		if (index_publish_locked(&rt->index, NULL, 0, fresh, nf)) {
+			for (size_t i = 0; i < nf; i++) {
+				region_detach_locked(fresh[i]);
+				region_free(fresh[i]);
+			}
 			victims_restore_locked(rt, &r, 1);
 			break;
 		}
+		STAT_INC(&rt->wst, index_writes);
+		region_detach_locked(r);
+		unmapped_keep_locked(rt, r, r->start > start ? r->start : start,
+				     r->end < end ? r->end : end);
 		STAT_INC(&rt->wst, regions_unregistered);
 	}
 	index_write_end(&rt->index);
@@ -767,8 +821,27 @@ void event_remap(struct fl_fault_ctx *c, uintptr_t from, uintptr_t to, size_t le
 		uintptr_t a, b;
 		bool skip = false;
 
-		if (!overlapping_locked(rt, from, end, v, 1))
+		if (!overlapping_locked(rt, from, end, v, 1)) {
+			/*
+			 * Race: mremap() sends REMAP(from -> to) and then
+			 * UNMAP(from); another handler may have applied the
+			 * UNMAP first and dropped the region we are to move.
+			 * It kept it: move what it dropped.
+			 */
+			if (nmoved || !(r = unmapped_take_locked(rt, from, end)))
+				break;
+			a = r->start > from ? r->start : from;
+			b = r->end < end ? r->end : end;
+			fresh[0] = region_piece(rt, r, a, b, to + (a - from), b - a);
+			region_free(r);
+			if (!fresh[0] || victims_replace_locked(rt, NULL, 0, fresh, 1)) {
+				region_free(fresh[0]);
+				STAT_INC(c->st, ioctl_errors);
+				break;
+			}
+			STAT_INC(&rt->wst, regions_registered);
 			break;
+		}
 		r = v[0];
 		for (size_t i = 0; i < nmoved; i++)
 			skip |= moved[i] == r;
