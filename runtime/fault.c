@@ -93,25 +93,49 @@ static bool kind_may_block(const struct snap *s, enum kind k)
 }
 
 /*
- * Fault-around window in pages. Fixed, or adaptive per thread: a fault
- * right where this thread's last run on the same region ended doubles the
- * window (up to FL_FAULT_AROUND_MAX); anything else resets it to one page.
- * Per thread, so the fault path writes no shared line.
+ * Fault-around window in pages. Fixed, or adaptive: the run that ended
+ * right before a page leaves a hint in that page's own word (the log2 of its
+ * window, +1: PS_FA_*), and a fault on a hinted page doubles that window (up
+ * to FL_FAULT_AROUND_MAX); a fault on a page with no hint takes one page.
+ * In the page word rather than per thread because a sequential stream's
+ * faults are read by whichever handler wins each message; the word is the
+ * page's own, so the fault path still writes no shared line.
  */
 static size_t window_pages(struct fl_fault_ctx *c, const struct snap *s,
 			   uintptr_t addr)
 {
 	const struct fl_runtime *rt = c->rt;
-	size_t max = FL_FAULT_AROUND_MAX >> rt->page_shift;
+	size_t pg = (addr - s->start) >> rt->page_shift;
+	unsigned int max_log = __builtin_ctz(FL_FAULT_AROUND_MAX >> rt->page_shift);
+	unsigned int h;
 
 	if (s->fault_around)
 		return s->fault_around >> rt->page_shift;
-	if (c->fa_gen == s->gen && c->fa_next == addr)
-		c->fa_window = c->fa_window * 2 > max ? max : c->fa_window * 2;
-	else
-		c->fa_window = 1;
-	c->fa_gen = s->gen;
-	return c->fa_window;
+	h = (atomic_load_explicit(&s->pstate[pg], memory_order_relaxed) & PS_FA_MASK) >> PS_FA_SHIFT;
+	/* h - 1 is the log2 of the previous window: double it */
+	return (size_t)1 << (h ? (h < max_log ? h : max_log) : 0);
+}
+
+/*
+ * fa_hint_next() - a run of @win pages ended before page @next: hint it, if
+ * it is still to be produced. A lost race (the page got claimed meanwhile)
+ * only costs the next fault a smaller window.
+ */
+static void fa_hint_next(const struct fl_runtime *rt, const struct snap *s,
+			 size_t next, size_t win)
+{
+	_Atomic uint32_t *w;
+	uint32_t v, h = (uint32_t)__builtin_ctzl(win) + 1;
+
+	if (s->fault_around || next >= ((s->end - s->start) >> rt->page_shift))
+		return;
+	w = &s->pstate[next];
+	v = atomic_load_explicit(w, memory_order_relaxed);
+	if ((ps_state(v) != PS_ABSENT && ps_state(v) != PS_DISCARDED) ||
+	    ((v & PS_FA_MASK) >> PS_FA_SHIFT) == h)
+		return;
+	atomic_compare_exchange_strong_explicit(w, &v, (v & ~PS_FA_MASK) | (h << PS_FA_SHIFT),
+						memory_order_relaxed, memory_order_relaxed);
 }
 
 /* may page @pg join a run of kind @k? Claims it (-> FILLING) if so. */
@@ -349,8 +373,7 @@ static enum res resolve(struct fl_fault_ctx *c, const struct snap *s,
 			STAT_ADD(c->st, fault_around_pages, hi - lo - 1);
 		}
 	}
-	if (!s->fault_around)
-		c->fa_next = s->start + (hi << rt->page_shift);
+	fa_hint_next(rt, s, hi, win);
 
 	if (produce(c, s, lo, hi - lo, k, &src) < 0) {
 		fail_page(c, s, lo, hi - lo, addr);

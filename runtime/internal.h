@@ -49,10 +49,6 @@ struct fl_fault_ctx {
 	struct fl_runtime *rt;
 	struct fl_counters *st;
 	void *bounce;			/* FL_FAULT_AROUND_MAX bytes, for fill callbacks */
-	/* adaptive fault-around: this thread's view of the last stream */
-	uint64_t fa_gen;
-	uintptr_t fa_next;
-	size_t fa_window;
 };
 
 struct fl_handler {

@@ -43,6 +43,8 @@
 #define PS_DISCARDED		3u	/* zapped by the program (REMOVE): reads zero */
 #define PS_WAITERS		(1u << 3)	/* someone sleeps on this word */
 #define PS_DISCARD_PENDING	(1u << 4)	/* REMOVE hit it while FILLING */
+#define PS_FA_SHIFT		8		/* adaptive fault-around hint, bits 8..12: */
+#define PS_FA_MASK		(0x1fu << PS_FA_SHIFT)	/* log2(previous window) + 1 */
 #define PS_PIN_SHIFT		16		/* pin count, bits 16..31 */
 
 static inline unsigned ps_state(uint32_t w)
