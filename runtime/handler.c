@@ -92,6 +92,9 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
 				uffd_wake(&rt->uffd, page_down(rt, a), rt->page_size);
 			return true;
 		}
+		/* far memory: dirty tracking and the non-MOVE eviction race */
+		if ((m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) && far_wp_fault(c, a))
+			return false;
 		fault_handle(c, a, m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
 		return false;
 	case UFFD_EVENT_REMOVE:

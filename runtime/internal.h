@@ -15,6 +15,7 @@
 #include "index.h"
 #include "region.h"
 #include "uffd.h"
+#include "far.h"
 
 #define FL_EXPORT __attribute__((visibility("default")))
 
@@ -100,6 +101,10 @@ struct fl_runtime {
 	pthread_t park_thread;
 	struct fl_counters park_st;
 	_Atomic uint64_t events_seen;	/* bumped after each event is processed */
+
+	/* far memory: NULL unless fl_runtime_opts.store was given (far.h) */
+	struct fl_far *far;
+	struct fl_counters pin_st;	/* fl_pin/fl_prefetch callers: atomic adds */
 
 	/* fork: set in the child, where the runtime has no threads */
 	bool forked_child;

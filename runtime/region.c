@@ -190,7 +190,8 @@ bool page_finish(_Atomic uint32_t *w, unsigned to)
 
 	do {
 		discarded = old & PS_DISCARD_PENDING;
-		nw = (old & ~(PS_STATE_MASK | PS_WAITERS | PS_DISCARD_PENDING)) |
+		/* a page produced anew is not the store's copy (far memory) */
+		nw = (old & ~(PS_STATE_MASK | PS_WAITERS | PS_DISCARD_PENDING | PS_INSTORE)) |
 		     (discarded ? PS_DISCARDED : to);
 	} while (!atomic_compare_exchange_weak_explicit(w, &old, nw,
 							memory_order_release,

@@ -133,7 +133,12 @@ static int opts_copy(struct fl_runtime_opts *dst, const struct fl_runtime_opts *
 		return -EINVAL;
 	memcpy(dst, o, o->size);
 	if (dst->tiers > FL_TIERS_GLOBAL || dst->handlers > FL_MAX_HANDLERS ||
-	    (dst->flags & ~(FL_RT_NO_PIN | FL_RT_USER_MODE_ONLY)))
+	    (dst->flags & ~(FL_RT_NO_PIN | FL_RT_USER_MODE_ONLY | FL_RT_EVICT_NO_MOVE)))
+		return -EINVAL;
+	/* far memory */
+	if (dst->store && (dst->budget < (size_t)sysconf(_SC_PAGESIZE) ||
+			   dst->budget_high_pct > 100 || dst->budget_low_pct > 100 ||
+			   (dst->budget_high_pct && dst->budget_low_pct > dst->budget_high_pct)))
 		return -EINVAL;
 	if (dst->handler_cpus) {
 		if (!dst->handlers)
@@ -180,6 +185,9 @@ FL_EXPORT int fl_runtime_create(const struct fl_runtime_opts *o, struct fl_runti
 	ret = handlers_start(rt, &opts);
 	if (ret)
 		goto err_handlers;
+	ret = far_start(rt, &opts);
+	if (ret)
+		goto err_handlers;
 
 	pthread_mutex_lock(&rt_list_lock);
 	rt->next_rt = rt_list;
@@ -189,7 +197,9 @@ FL_EXPORT int fl_runtime_create(const struct fl_runtime_opts *o, struct fl_runti
 	return 0;
 
 err_handlers:
+	far_stop(rt);
 	handlers_stop(rt);
+	far_free(rt);
 	free(rt->handlers);
 	uffd_close(&rt->uffd);
 err_index:
@@ -219,6 +229,8 @@ FL_EXPORT void fl_runtime_destroy(struct fl_runtime *rt)
 		}
 	pthread_mutex_unlock(&rt_list_lock);
 
+	if (!rt->forked_child)
+		far_stop(rt);	/* no eviction while the regions go */
 	index_write_begin(&rt->index);
 	while (rt->index.cur->n) {
 		struct fl_region *r = rt->index.cur->e[0].r;
@@ -240,6 +252,7 @@ FL_EXPORT void fl_runtime_destroy(struct fl_runtime *rt)
 
 	if (!rt->forked_child)
 		handlers_stop(rt);
+	far_free(rt);
 	free(rt->handlers);
 	uffd_close(&rt->uffd);
 	index_fini(&rt->index);
@@ -328,6 +341,11 @@ static struct fl_region *region_piece(const struct fl_runtime *rt, const struct 
 	n->fill_arg = r->fill_arg;
 	n->fault_around = r->fault_around;
 	n->flags = r->flags;
+	/* far memory: the piece keeps its pages' store slots */
+	if (r->store_extent > a - r->start) {
+		n->store_off = r->store_off + (a - r->start);
+		n->store_extent = r->store_extent - (a - r->start);
+	}
 	for (size_t i = 0; i < np; i++) {
 		uint32_t v = atomic_load_explicit(&r->pstate[first + i], memory_order_relaxed);
 
@@ -408,7 +426,10 @@ static int register_locked(struct fl_runtime *rt, uintptr_t a, size_t len,
 	r->end = a + len;
 	region_set_opts(r, o);
 	r->flags |= rflags;
-	ret = uffd_register(&rt->uffd, a, len, UFFDIO_REGISTER_MODE_MISSING, NULL);
+	ret = far_region_init(rt, r);
+	if (ret)
+		goto err_free;
+	ret = uffd_register(&rt->uffd, a, len, far_register_modes(rt), NULL);
 	if (ret)
 		goto err_free;
 	region_attach(r);
@@ -505,6 +526,7 @@ static void remove_region_locked(struct fl_runtime *rt, struct fl_region *r,
 		if (r->flags & R_OWNED)
 			munmap((void *)a, len);
 	}
+	far_region_gone(rt, r);
 	region_detach_locked(r);
 	region_free(r);
 	STAT_INC(&rt->wst, regions_unregistered);
@@ -527,11 +549,13 @@ FL_EXPORT int fl_region_unregister(struct fl_runtime *rt, void *addr)
 		return -EINVAL;
 	if (rt->forked_child)
 		return -ENODEV;
+	far_gate_lock(rt);	/* before the index lock: see evict.c, non-MOVE step 4 */
 	index_write_begin(&rt->index);
 	r = find_start_locked(rt, (uintptr_t)addr);
 	if (r)
 		remove_region_locked(rt, r, true);
 	index_write_end(&rt->index);
+	far_gate_unlock(rt);
 	return r ? 0 : -ENOENT;
 }
 
@@ -549,6 +573,7 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 		return ret;
 	if (rt->forked_child)
 		return -ENODEV;
+	far_gate_lock(rt);	/* before the index lock: see evict.c, non-MOVE step 4 */
 	index_write_begin(&rt->index);
 	r = find_start_locked(rt, a);
 	if (!r) {
@@ -558,6 +583,10 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 	old_len = r->end - r->start;
 	if (new_len == old_len)
 		goto out;
+	if (rt->far && new_len > r->store_extent) {
+		ret = -ENOSPC;	/* beyond the region's store extent */
+		goto out;
+	}
 	if (new_len > old_len && index_overlaps(rt->index.cur, a + old_len, a + new_len, r)) {
 		ret = -EEXIST;
 		goto out;
@@ -582,7 +611,7 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 			goto restore;
 		}
 		ret = uffd_register(&rt->uffd, a + old_len, new_len - old_len,
-				    UFFDIO_REGISTER_MODE_MISSING, NULL);
+				    far_register_modes(rt), NULL);
 		if (ret) {
 			if (r->flags & R_OWNED)
 				munmap((void *)(a + old_len), new_len - old_len);
@@ -606,6 +635,7 @@ restore:
 	victims_restore_locked(rt, &r, 1);
 out:
 	index_write_end(&rt->index);
+	far_gate_unlock(rt);
 	return ret;
 }
 
@@ -755,6 +785,8 @@ void event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 	struct fl_runtime *rt = c->rt;
 	const struct fl_index *x;
 
+	if (far_own_remove(c, start, end))
+		return;	/* far memory: the evictor's zap, the pages stay EVICTED */
 	pthread_rwlock_rdlock(&rt->index.lock);
 	x = rt->index.cur;
 	for (size_t i = 0; i < x->n; i++) {
@@ -783,6 +815,9 @@ void event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 				}
 			} while (!atomic_compare_exchange_weak_explicit(w, &v, nv,
 					memory_order_release, memory_order_relaxed));
+			/* far memory: a page under eviction may have sleepers */
+			if (ps_state(v) == PS_EVICTING && (v & PS_WAITERS))
+				page_wake(w);
 		}
 	}
 	pthread_rwlock_unlock(&rt->index.lock);
