@@ -160,7 +160,7 @@ bool far_over_budget(const struct fl_runtime *rt)
 {
 	const struct fl_far *f = rt->far;
 
-	return f && f->started &&
+	return f && f->evicts &&
 	       atomic_load_explicit(&f->resident, memory_order_relaxed) > f->budget;
 }
 
@@ -371,6 +371,22 @@ static size_t evict_move_locked(struct fl_runtime *rt, struct fl_region *r,
 	return n;
 }
 
+/*
+ * Copy a page the program may be writing. The race is by design: a write
+ * that lands during the copy raises a WP fault first, and its handler
+ * abandons the eviction (step 3), so a torn copy is never trusted. TSan
+ * cannot see write protection: this copy is not instrumented.
+ */
+__attribute__((no_sanitize("thread"), noinline))
+static void copy_protected(void *dst, const void *src, size_t len)
+{
+	const volatile uint64_t *s = src;
+	uint64_t *d = dst;
+
+	for (size_t i = 0; i < len / sizeof(*d); i++)
+		d[i] = s[i];
+}
+
 /* non-MOVE path, steps 2-3, region read lock held */
 static void evict_copy_locked(struct fl_runtime *rt, struct fl_region *r,
 			      struct victim *v, size_t n)
@@ -395,7 +411,8 @@ static void evict_copy_locked(struct fl_runtime *rt, struct fl_region *r,
 			}
 			/* protected: the copy is the page's last state unless a
 			 * WP fault abandons the eviction (step 3's CAS fails) */
-			memcpy(buf + i * rt->page_size, (const void *)v[i].addr, rt->page_size);
+			copy_protected(buf + i * rt->page_size, (const void *)v[i].addr,
+				       rt->page_size);
 			map[nreq] = (unsigned int)i;
 			req[nreq++] = (struct store_req){
 				.op = STORE_WRITE,
@@ -652,6 +669,7 @@ int far_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 	}
 	if (!f->move && !f->wp)
 		return 0;	/* no safe way to evict: far memory stays resident */
+	f->evicts = true;	/* before any region exists: read by handlers */
 	if (pthread_create(&f->thread, NULL, evictor_main, rt))
 		return -EAGAIN;
 	f->started = true;

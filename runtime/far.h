@@ -26,6 +26,7 @@ struct fl_far {
 	long budget, high, low;		/* pages */
 	bool move;			/* evict with UFFDIO_MOVE */
 	bool wp;			/* dirty tracking and the non-MOVE race need WP */
+	bool evicts;			/* an evictor runs (MOVE or WP available) */
 
 	/* pages resident in far regions: approximate (see evict.c) */
 	_Alignas(64) _Atomic long resident;
