@@ -306,6 +306,24 @@ static int range_check(const struct fl_runtime *rt, uintptr_t a, size_t len)
 	return 0;
 }
 
+/*
+ * range_mapped() - -ENOMEM unless every page of [a, a + len) is mapped.
+ * UFFDIO_REGISTER accepts a range with holes (it registers the mappings it
+ * finds and fails, EINVAL, only when it finds none): a region spanning a
+ * hole would stand for memory no mapping backs, and whatever the program
+ * maps there later would not be registered. msync(MS_ASYNC) does nothing
+ * to anonymous memory but fails ENOMEM on a hole. errno is left as found.
+ */
+static int range_mapped(uintptr_t a, size_t len)
+{
+	int saved = errno, ret = 0;
+
+	if (msync((void *)a, len, MS_ASYNC) < 0 && errno == ENOMEM)
+		ret = -ENOMEM;
+	errno = saved;
+	return ret;
+}
+
 static void region_set_opts(struct fl_region *r, const struct fl_region_opts *o)
 {
 	r->pager = o->pager;
@@ -464,6 +482,9 @@ FL_EXPORT int fl_region_register(struct fl_runtime *rt, void *addr, size_t len,
 		return ret;
 	if (rt->forked_child)
 		return -ENODEV;
+	ret = range_mapped((uintptr_t)addr, len);
+	if (ret)
+		return ret;
 	index_write_begin(&rt->index);
 	ret = register_locked(rt, (uintptr_t)addr, len, &opts, 0);
 	index_write_end(&rt->index);
@@ -609,6 +630,12 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 		    mremap(addr, old_len, new_len, 0) == MAP_FAILED) {
 			ret = -errno == -EFAULT ? -ENOMEM : -errno;
 			goto restore;
+		}
+		/* the caller's extension: wholly mapped, as for register */
+		if (!(r->flags & R_OWNED)) {
+			ret = range_mapped(a + old_len, new_len - old_len);
+			if (ret)
+				goto restore;
 		}
 		ret = uffd_register(&rt->uffd, a + old_len, new_len - old_len,
 				    far_register_modes(rt), NULL);

@@ -4,6 +4,7 @@
  * error strings. Every counter comes from FL_STAT_FIELDS in faultline.h.
  */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include "internal.h"
@@ -215,10 +216,11 @@ FL_EXPORT const char *fl_strerror(int err)
 	case -EIO:
 		return "I/O error";
 	}
-	if (err < 0) {
+	/* -INT_MIN overflows: no errno is that large anyway */
+	if (err < 0 && err != INT_MIN) {
 		const char *s = strerrordesc_np(-err);
 
 		return s ? s : "unknown error";
 	}
-	return "not an error code";
+	return err < 0 ? "unknown error" : "not an error code";
 }

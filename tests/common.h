@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * common.h - small helpers the integration tests share: a reproducible
+ * byte pattern, quiescent statistics snapshots, a SIGBUS catcher.
+ */
+#ifndef FL_TEST_COMMON_H
+#define FL_TEST_COMMON_H
+
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include "tap.h"
+
+#define TPG 4096u
+
+/* the byte at offset @off of pattern @seed: differs from page to page */
+static inline uint8_t pat(uint64_t seed, uint64_t off)
+{
+	uint64_t x = (off >> 12) * 0x9e3779b97f4a7c15ull + seed * 0xbf58476d1ce4e5b9ull;
+
+	return (uint8_t)((x >> 29) ^ (x >> 43) ^ off ^ (off >> 8));
+}
+
+static inline void pat_fill(uint64_t seed, uint64_t off, void *dst, size_t len)
+{
+	uint8_t *d = dst;
+
+	for (size_t i = 0; i < len; i++)
+		d[i] = pat(seed, off + i);
+}
+
+/* bytes of [p, p + len) that differ from pattern @seed at offset @off */
+static inline size_t pat_bad(uint64_t seed, uint64_t off, const volatile uint8_t *p, size_t len)
+{
+	size_t bad = 0;
+
+	for (size_t i = 0; i < len; i++)
+		bad += p[i] != pat(seed, off + i);
+	return bad;
+}
+
+static inline void ms_sleep(unsigned int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * A statistics snapshot once the handlers are quiet: a handler wakes the
+ * faulting thread (COPY) before it adds the pages it installed, so a
+ * snapshot right after an access may miss the last few counts. Two equal
+ * snapshots in a row, a few ms apart, mean nothing is in flight.
+ */
+static inline void stats_quiet(const struct fl_runtime *rt, struct fl_stats *st)
+{
+	struct fl_stats prev;
+
+	memset(st, 0, sizeof(*st));
+	st->size = sizeof(*st);
+	fl_stats_get(rt, st);
+	for (int i = 0; i < 1000; i++) {
+		prev = *st;
+		ms_sleep(2);
+		fl_stats_get(rt, st);
+		if (!memcmp(&prev, st, sizeof(prev)))
+			return;
+	}
+}
+
+#define ST_DELTA(a, b, f) ((unsigned long long)((b).f - (a).f))
+
+/* ---- SIGBUS: touch an address and report whether the access faulted ---- */
+
+static sigjmp_buf sigbus_env;
+static volatile sig_atomic_t sigbus_seen;
+
+static inline void sigbus_handler(int sig)
+{
+	(void)sig;
+	sigbus_seen = 1;
+	siglongjmp(sigbus_env, 1);
+}
+
+/* read one byte at @p; true if it raised SIGBUS. *@val gets the byte otherwise. */
+static inline bool read_sigbus(const volatile uint8_t *p, uint8_t *val)
+{
+	struct sigaction sa, old;
+	bool bus;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = sigbus_handler;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, &old);
+	sigbus_seen = 0;
+	if (sigsetjmp(sigbus_env, 1) == 0)
+		*val = *p;
+	bus = sigbus_seen;
+	sigaction(SIGBUS, &old, NULL);
+	return bus;
+}
+
+#endif /* FL_TEST_COMMON_H */
