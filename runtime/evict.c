@@ -209,8 +209,10 @@ bool far_wp_fault(struct fl_fault_ctx *c, uintptr_t addr)
 	struct fl_runtime *rt = c->rt;
 	struct fl_far *f = rt->far;
 	uintptr_t pa = page_down(rt, addr);
+	_Atomic uint32_t *w = NULL;
 	struct fl_region *r;
-	int ret = 0;
+	bool locked = false;
+	int ret;
 
 	if (!f)
 		return false;
@@ -218,33 +220,51 @@ bool far_wp_fault(struct fl_fault_ctx *c, uintptr_t addr)
 	fl_rcu_read_lock();
 	r = index_lookup(fl_rcu_dereference(rt->index.cur), addr);
 	if (r) {
-		_Atomic uint32_t *w = &r->pstate[(pa - r->start) >> rt->page_shift];
-		uint32_t v = atomic_load_explicit(w, memory_order_acquire), nw;
+		uint32_t v;
 
+		w = &r->pstate[(pa - r->start) >> rt->page_shift];
+		v = atomic_load_explicit(w, memory_order_acquire);
 		for (;;) {
 			unsigned int st = ps_state(v);
 
-			if (st == PS_EVICTED) {
-				/* non-MOVE step 3 passed: the zap is coming;
-				 * the write waits for it, then faults MISSING */
+			if (st == PS_RESIDENT || (st == PS_EVICTING && !f->move)) {
+				/*
+				 * Lock the word (FILLING) across the un-protect:
+				 * the evictor skips it and no page-in can
+				 * re-install the page meanwhile, so the
+				 * un-protect below hits the very mapping whose
+				 * INSTORE we clear. (Without the lock: clear,
+				 * MOVE out as dirty, read back as clean, then
+				 * our un-protect on the new mapping: a write
+				 * on a page marked clean, lost at its next
+				 * eviction.) From EVICTING (no MOVE) this
+				 * abandons the eviction: the evictor's CAS fails.
+				 */
+				if (atomic_compare_exchange_weak_explicit(w, &v,
+						(v & ~(PS_STATE_MASK | PS_INSTORE)) | PS_FILLING | PS_REF,
+						memory_order_acq_rel, memory_order_acquire)) {
+					locked = true;
+					break;
+				}
+				continue;
+			}
+			if (st == PS_EVICTED || st == PS_EVICTING || st == PS_FILLING) {
+				/*
+				 * In transit (evicted and not yet zapped without
+				 * MOVE; being moved out; being read back): the
+				 * write waits and comes again after the next
+				 * event or 1 ms, as WP or as a MISSING fault.
+				 */
 				fl_rcu_read_unlock();
 				park_fault(c, pa, rt->page_size);
 				return true;
 			}
-			nw = (v & ~PS_INSTORE) | PS_REF;
-			if (st == PS_EVICTING && !f->move)
-				/* abandon the eviction: the evictor's CAS fails */
-				nw = (nw & ~(PS_STATE_MASK | PS_WAITERS)) | PS_RESIDENT;
-			if (nw == v ||
-			    atomic_compare_exchange_weak_explicit(w, &v, nw, memory_order_acq_rel,
-								  memory_order_acquire))
-				break;
+			break;	/* absent or discarded: nothing of ours is mapped */
 		}
-		if (v & PS_WAITERS && ps_state(nw) != ps_state(v))
-			page_wake(w);
 	}
-	/* INSTORE is clear now: only then may the write land */
 	ret = uffd_writeprotect(&rt->uffd, pa, rt->page_size, false, false);
+	if (locked)
+		page_finish(w, PS_RESIDENT);	/* INSTORE stays clear: dirty */
 	fl_rcu_read_unlock();
 	if (ret == -EAGAIN)
 		park_fault(c, pa, rt->page_size);
@@ -448,13 +468,12 @@ static void evict_copy_locked(struct fl_runtime *rt, struct fl_region *r,
 }
 
 /* non-MOVE step 4, no region lock held */
-static void zap_one(struct fl_runtime *rt, uintptr_t addr, uint64_t gen_hint)
+static void zap_one(struct fl_runtime *rt, uintptr_t addr, bool clean)
 {
 	struct fl_far *f = rt->far;
 	struct fl_region *r;
 	bool ours = false;
 
-	(void)gen_hint;
 	pthread_mutex_lock(&f->gate);
 	fl_rcu_read_lock();
 	r = index_lookup(fl_rcu_dereference(rt->index.cur), addr);
@@ -478,7 +497,7 @@ static void zap_one(struct fl_runtime *rt, uintptr_t addr, uint64_t gen_hint)
 				futex_wait_ms(&f->zap_pending, 1, 10);
 		}
 		atomic_store_explicit(&f->zap_pending, 0, memory_order_release);
-		evicted_one(f, false);
+		evicted_one(f, clean);
 	}
 	pthread_mutex_unlock(&f->gate);
 }
@@ -513,7 +532,6 @@ static size_t pick_locked(struct fl_runtime *rt, struct fl_region *r, struct vic
 				(x & ~PS_STATE_MASK) | PS_EVICTING,
 				memory_order_acquire, memory_order_relaxed))
 			continue;
-		f->sweep_resident--;
 		v[n].pg = pg;
 		v[n].addr = r->start + (pg << rt->page_shift);
 		v[n].taken = v[n].dirty = false;
@@ -548,7 +566,9 @@ static int evict_batch(struct fl_runtime *rt, size_t want)
 	gen = r->gen;
 	if (!region_start_read_checked(r, r->start, gen, &stale)) {
 		fl_rcu_read_unlock();
-		f->hand_idx++;
+		f->hand_idx++;		/* being changed by a writer: skip it */
+		f->hand_gen = 0;
+		f->hand_page = 0;
 		return 0;
 	}
 	fl_rcu_read_unlock();
@@ -559,8 +579,12 @@ static int evict_batch(struct fl_runtime *rt, size_t want)
 		evict_move_locked(rt, r, v, n);
 	else if (n)
 		evict_copy_locked(rt, r, v, n);
-	if (f->hand_page >= npages)
+	if (f->hand_page >= npages) {
+		/* next region, from its first page */
 		f->hand_idx++;
+		f->hand_gen = 0;
+		f->hand_page = 0;
+	}
 	region_end_read(r);
 
 	if (n && f->move) {
@@ -569,7 +593,7 @@ static int evict_batch(struct fl_runtime *rt, size_t want)
 	} else {
 		for (size_t i = 0; i < n; i++)
 			if (v[i].taken)
-				zap_one(rt, v[i].addr, gen);
+				zap_one(rt, v[i].addr, !v[i].dirty);
 	}
 	if (n)
 		f->sweep_evicted = true;
