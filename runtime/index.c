@@ -13,20 +13,28 @@
 char fl_rcu_tsan_token;
 #endif
 
-int index_init(struct fl_index_root *ix)
+static int lock_init(struct fl_index_root *ix)
 {
 	pthread_rwlockattr_t attr;
+	int ret;
+
+	/* tier-3 readers must not starve writers (glibc prefers readers) */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	ret = pthread_rwlock_init(&ix->lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	return ret;
+}
+
+int index_init(struct fl_index_root *ix)
+{
 	int ret;
 
 	memset(ix, 0, sizeof(*ix));
 	ix->cur = calloc(1, sizeof(struct fl_index));
 	if (!ix->cur)
 		return -ENOMEM;
-	/* tier-3 readers must not starve writers (glibc prefers readers) */
-	pthread_rwlockattr_init(&attr);
-	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	ret = pthread_rwlock_init(&ix->lock, &attr);
-	pthread_rwlockattr_destroy(&attr);
+	ret = lock_init(ix);
 	if (ret) {
 		free(ix->cur);
 		return -ENOMEM;
@@ -97,6 +105,18 @@ void index_write_end(struct fl_index_root *ix)
 	/* every change is visible before the count turns even */
 	atomic_fetch_add_explicit(&ix->seq, 1, memory_order_release);
 	pthread_rwlock_unlock(&ix->lock);
+}
+
+void index_fork_child(struct fl_index_root *ix)
+{
+	/*
+	 * Not pthread_rwlock_unlock(): the lock word also counts the parent's
+	 * other threads that were queued on it (a tier-3 reader waiting for
+	 * the fork's writer), and they do not exist here, so the next writer
+	 * would wait for them forever. Nobody else runs in the child yet.
+	 */
+	atomic_fetch_add_explicit(&ix->seq, 1, memory_order_relaxed);
+	lock_init(ix);
 }
 
 static int ent_cmp(const void *a, const void *b)

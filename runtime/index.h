@@ -96,6 +96,13 @@ void index_write_begin(struct fl_index_root *ix);
 void index_write_end(struct fl_index_root *ix);
 
 /*
+ * index_fork_child() - in a fork child, instead of index_write_end() for the
+ * section the forking thread opened: count even, and a fresh lock.
+ * Context: the child of fork(), single-threaded, in the atfork child handler.
+ */
+void index_fork_child(struct fl_index_root *ix);
+
+/*
  * index_publish_locked() - publish a copy of the current array with @ndel
  * regions removed and @nadd regions added (their start/end as they are now).
  * The old array is retired, freed after the next grace period.

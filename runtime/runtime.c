@@ -111,7 +111,7 @@ static void atfork_child(void)
 	for (struct fl_runtime *rt = rt_list; rt; rt = rt->next_rt) {
 		rt->forked_child = true;
 		uffd_close(&rt->uffd);
-		index_write_end(&rt->index);
+		index_fork_child(&rt->index);
 	}
 	pthread_mutex_unlock(&rt_list_lock);
 }
@@ -256,8 +256,12 @@ FL_EXPORT void fl_runtime_destroy(struct fl_runtime *rt)
 	free(rt->handlers);
 	uffd_close(&rt->uffd);
 	index_fini(&rt->index);
-	pthread_mutex_destroy(&rt->park_lock);
-	pthread_cond_destroy(&rt->park_cond);
+	/* in a fork child the parent's retrier may have been waiting on the
+	 * condition: glibc's destroy would wait for that thread forever */
+	if (!rt->forked_child) {
+		pthread_mutex_destroy(&rt->park_lock);
+		pthread_cond_destroy(&rt->park_cond);
+	}
 	free(rt->parked);
 	free(rt);
 }
