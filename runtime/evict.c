@@ -134,6 +134,25 @@ void far_gate_lock(struct fl_runtime *rt)
 		pthread_mutex_lock(&rt->far->gate);
 }
 
+/*
+ * Fork policy (runtime.c): the child's copy of a managed range holds only
+ * what is resident, so before fork() the forking thread reads every evicted
+ * page back (region_make_resident_locked). The evictor must not take pages
+ * out meanwhile: it is paused between two batches, holding no page in
+ * transit. The budget is overshot until the evictor catches up.
+ */
+void far_fork_prepare(struct fl_runtime *rt)
+{
+	if (rt->far)
+		pthread_mutex_lock(&rt->far->batch_lock);
+}
+
+void far_fork_done(struct fl_runtime *rt)
+{
+	if (rt->far)
+		pthread_mutex_unlock(&rt->far->batch_lock);
+}
+
 void far_gate_unlock(struct fl_runtime *rt)
 {
 	if (rt->far)
@@ -619,7 +638,11 @@ static void *evictor_main(void *arg)
 		}
 		while (!atomic_load_explicit(&f->stop, memory_order_relaxed) &&
 		       (res = atomic_load_explicit(&f->resident, memory_order_relaxed)) > f->low) {
-			int got = evict_batch(rt, (size_t)(res - f->low));
+			int got;
+
+			pthread_mutex_lock(&f->batch_lock);
+			got = evict_batch(rt, (size_t)(res - f->low));
+			pthread_mutex_unlock(&f->batch_lock);
 
 			if (got >= 0)
 				continue;
@@ -663,6 +686,7 @@ int far_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&f->gate, NULL);
+	pthread_mutex_init(&f->batch_lock, NULL);
 	f->store = o->store;
 	f->budget = (long)(o->budget >> rt->page_shift);
 	f->high = f->budget * (o->budget_high_pct ? o->budget_high_pct : 100) / 100;
@@ -722,16 +746,19 @@ void far_free(struct fl_runtime *rt)
 
 	if (!f)
 		return;
-	if (f->staging) {
+	/* in a fork child these MADV_DONTFORK areas do not exist: whatever
+	 * the child mapped there since is not ours to unmap */
+	if (f->staging && !rt->forked_child) {
 		/* unregister before munmap: an UNMAP event with no handler
 		 * left would never be read */
 		if (f->move)
 			uffd_unregister(&rt->uffd, (uintptr_t)f->staging, len);
 		munmap(f->staging, len);
 	}
-	if (f->buf)
+	if (f->buf && !rt->forked_child)
 		munmap(f->buf, len);
 	pthread_mutex_destroy(&f->gate);
+	pthread_mutex_destroy(&f->batch_lock);
 	free(f->st);
 	free(f);
 	rt->far = NULL;

@@ -53,6 +53,8 @@ struct fl_far {
 	 * reads their REMOVE event through the zap_* handshake.
 	 */
 	pthread_mutex_t gate;
+	/* held by the evictor around each batch; fork takes it (far_fork_*) */
+	pthread_mutex_t batch_lock;
 	_Atomic uintptr_t zap_start, zap_end;
 	_Atomic uint32_t zap_pending;
 
@@ -67,6 +69,9 @@ int far_region_init(struct fl_runtime *rt, struct fl_region *r);	/* writer lock 
 void far_region_gone(struct fl_runtime *rt, struct fl_region *r);
 uint64_t far_register_modes(const struct fl_runtime *rt);
 void far_gate_lock(struct fl_runtime *rt);
+/* fork: pause the evictor between batches / let it go (parent and child) */
+void far_fork_prepare(struct fl_runtime *rt);
+void far_fork_done(struct fl_runtime *rt);
 void far_gate_unlock(struct fl_runtime *rt);
 
 /* handler.c / runtime.c event hooks */

@@ -326,7 +326,7 @@ static enum res resolve(struct fl_fault_ctx *c, const struct snap *s,
 		k = page_kind(rt, s, pg, st);
 		if (!may_block && kind_may_block(s, k))
 			return RES_BLOCK;
-		if (unlikely(rt->far) && far_over_budget(rt)) {
+		if (unlikely(rt->far) && !c->no_throttle && far_over_budget(rt)) {
 			/* far memory over budget: give the evictor a moment */
 			if (!may_block)
 				return RES_BLOCK;
@@ -470,7 +470,7 @@ static enum res far_resolve(struct fl_fault_ctx *c, const struct snap *s,
 		}
 		if (st != PS_EVICTED)
 			return resolve(c, s, addr, write, true);
-		if (far_over_budget(rt))
+		if (!c->no_throttle && far_over_budget(rt))
 			far_throttle(c);
 		if (atomic_compare_exchange_weak_explicit(w, &v,
 				(v & ~PS_STATE_MASK) | PS_FILLING,
@@ -733,8 +733,10 @@ void region_make_resident_locked(struct fl_fault_ctx *c, struct fl_region *r)
 				page_wait(w, PS_FILLING);
 				continue;
 			}
-			/* zero pages need nothing: the child's kernel zero-fills */
-			if (st != PS_ABSENT || page_kind(rt, &s, p, st) == K_ZERO)
+			/* zero pages need nothing: the child's kernel zero-fills;
+			 * evicted pages (far memory) are read back */
+			if (st != PS_EVICTED &&
+			    (st != PS_ABSENT || page_kind(rt, &s, p, st) == K_ZERO))
 				break;
 			if (tries++ > 10000) {	/* ~1 s of EAGAIN: give up on it */
 				STAT_INC(c->st, ioctl_errors);

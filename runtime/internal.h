@@ -53,6 +53,7 @@ struct fl_fault_ctx {
 	uint64_t fa_gen;
 	uintptr_t fa_next;
 	size_t fa_window;
+	bool no_throttle;		/* far memory: never wait for the evictor (fork) */
 };
 
 struct fl_handler {

@@ -88,11 +88,14 @@ static void atfork_prepare(void)
 		struct fl_index *x;
 		bool have_ctx;
 
+		far_fork_prepare(rt);	/* evictor paused between batches */
 		index_write_begin(&rt->index);
 		x = rt->index.cur;
 		have_ctx = fault_ctx_init(&c, rt, &rt->wst) == 0;
+		c.no_throttle = true;
+		/* far memory: evicted pages are not in the child's copy either */
 		for (size_t i = 0; have_ctx && i < x->n; i++)
-			if (x->e[i].r->pager != FL_PAGER_ZERO)
+			if (x->e[i].r->pager != FL_PAGER_ZERO || rt->far)
 				region_make_resident_locked(&c, x->e[i].r);
 		if (have_ctx)
 			fault_ctx_fini(&c);
@@ -101,8 +104,10 @@ static void atfork_prepare(void)
 
 static void atfork_parent(void)
 {
-	for (struct fl_runtime *rt = rt_list; rt; rt = rt->next_rt)
+	for (struct fl_runtime *rt = rt_list; rt; rt = rt->next_rt) {
 		index_write_end(&rt->index);
+		far_fork_done(rt);
+	}
 	pthread_mutex_unlock(&rt_list_lock);
 }
 
@@ -112,6 +117,7 @@ static void atfork_child(void)
 		rt->forked_child = true;
 		uffd_close(&rt->uffd);
 		index_fork_child(&rt->index);
+		far_fork_done(rt);	/* this thread took it: it may unlock it */
 	}
 	pthread_mutex_unlock(&rt_list_lock);
 }
@@ -182,10 +188,11 @@ FL_EXPORT int fl_runtime_create(const struct fl_runtime_opts *o, struct fl_runti
 	ret = uffd_open(&rt->uffd, opts.flags & FL_RT_USER_MODE_ONLY, FL_UFFD_WANTED);
 	if (ret)
 		goto err_index;
-	ret = handlers_start(rt, &opts);
+	/* far memory before the handlers: they read rt->far from their start */
+	ret = far_start(rt, &opts);
 	if (ret)
 		goto err_handlers;
-	ret = far_start(rt, &opts);
+	ret = handlers_start(rt, &opts);
 	if (ret)
 		goto err_handlers;
 
