@@ -176,6 +176,10 @@ int main(int argc, char **argv)
 	       (unsigned long long)st.far_readahead_pages, (unsigned long long)st.far_evictions,
 	       (unsigned long long)st.far_evict_clean, (unsigned long long)st.far_writebacks,
 	       (unsigned long long)st.far_throttled, (unsigned long long)st.far_store_errors);
+	printf("farmem: peak resident seen by the evictor %.1f MiB (budget %zu MiB), "
+	       "budget overshoot rounds %llu\n",
+	       (double)st.far_resident_peak * (double)pgsz / (1 << 20), budget_mib,
+	       (unsigned long long)st.far_budget_overshoot);
 	if (show_stats)
 		fl_stats_print(rt, stdout, FL_STATS_TEXT);
 	fl_runtime_destroy(rt);

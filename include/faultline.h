@@ -487,7 +487,9 @@ int fl_features_print(const struct fl_runtime *rt, FILE *f);
 	X(far_wp_faults,	"far memory: write-protect faults (dirty tracking, eviction races)") \
 	X(far_sweeps,		"far memory: full CLOCK sweeps") \
 	X(pin_fast,		"fl_pin calls served by the lockless fast path") \
-	X(pin_slow,		"fl_pin calls that faulted pages in (slow path)")
+	X(pin_slow,		"fl_pin calls that faulted pages in (slow path)") \
+	X(far_resident_pages,	"far memory (gauge): resident pages, as the evictor last saw them") \
+	X(far_resident_peak,	"far memory (gauge): highest resident page count the evictor saw")
 
 #define FL_STATS_VERSION 2
 

@@ -486,37 +486,62 @@ static void evict_copy_locked(struct fl_runtime *rt, struct fl_region *r,
 	}
 }
 
-/* non-MOVE step 4, no region lock held */
-static void zap_one(struct fl_runtime *rt, uintptr_t addr, bool clean)
+/* zap [addr, addr + len) and wait until a handler has seen its REMOVE; @gate held */
+static void zap_range_gated(struct fl_runtime *rt, uintptr_t addr, size_t len)
 {
 	struct fl_far *f = rt->far;
+
+	atomic_store_explicit(&f->zap_start, addr, memory_order_relaxed);
+	atomic_store_explicit(&f->zap_end, addr + len, memory_order_relaxed);
+	atomic_store_explicit(&f->zap_pending, 1, memory_order_release);
+	if (madvise((void *)addr, len, MADV_DONTNEED) == 0 &&
+	    uffd_has(&rt->uffd, UFFD_FEATURE_EVENT_REMOVE)) {
+		/* the handler that reads our event clears it (bounded: a
+		 * range no longer registered makes no event) */
+		for (int t = 0; t < 200 &&
+		     atomic_load_explicit(&f->zap_pending, memory_order_acquire); t++)
+			futex_wait_ms(&f->zap_pending, 1, 10);
+	}
+	atomic_store_explicit(&f->zap_pending, 0, memory_order_release);
+}
+
+/*
+ * Non-MOVE step 4, no region lock held: zap the evicted victims, one
+ * madvise (one REMOVE event) per run of adjacent pages.
+ */
+static void zap_victims(struct fl_runtime *rt, struct victim *v, size_t n)
+{
+	struct fl_far *f = rt->far;
+	bool ok[FAR_BATCH];
 	struct fl_region *r;
-	bool ours = false;
 
 	pthread_mutex_lock(&f->gate);
+	/* which victims still belong to a region that says EVICTED */
 	fl_rcu_read_lock();
-	r = index_lookup(fl_rcu_dereference(rt->index.cur), addr);
-	if (r) {
-		uint32_t w = atomic_load_explicit(&r->pstate[(addr - r->start) >> rt->page_shift],
-						  memory_order_acquire);
-
-		ours = ps_state(w) == PS_EVICTED;
+	for (size_t i = 0; i < n; i++) {
+		ok[i] = false;
+		if (!v[i].taken)
+			continue;
+		r = index_lookup(fl_rcu_dereference(rt->index.cur), v[i].addr);
+		if (r)
+			ok[i] = ps_state(atomic_load_explicit(
+				&r->pstate[(v[i].addr - r->start) >> rt->page_shift],
+				memory_order_acquire)) == PS_EVICTED;
 	}
-	fl_rcu_read_unlock();
-	if (ours) {
-		atomic_store_explicit(&f->zap_start, addr, memory_order_relaxed);
-		atomic_store_explicit(&f->zap_end, addr + rt->page_size, memory_order_relaxed);
-		atomic_store_explicit(&f->zap_pending, 1, memory_order_release);
-		if (madvise((void *)addr, rt->page_size, MADV_DONTNEED) == 0 &&
-		    uffd_has(&rt->uffd, UFFD_FEATURE_EVENT_REMOVE)) {
-			/* the handler that reads our event clears it (bounded:
-			 * a range no longer registered makes no event) */
-			for (int t = 0; t < 200 &&
-			     atomic_load_explicit(&f->zap_pending, memory_order_acquire); t++)
-				futex_wait_ms(&f->zap_pending, 1, 10);
+	fl_rcu_read_unlock();	/* madvise waits for a handler: never inside RCU */
+	for (size_t i = 0; i < n; ) {
+		size_t j = i + 1;
+
+		if (!ok[i]) {
+			i++;
+			continue;
 		}
-		atomic_store_explicit(&f->zap_pending, 0, memory_order_release);
-		evicted_one(f, clean);
+		while (j < n && ok[j] && v[j].addr == v[j - 1].addr + rt->page_size)
+			j++;
+		zap_range_gated(rt, v[i].addr, (j - i) * rt->page_size);
+		for (size_t k = i; k < j; k++)
+			evicted_one(f, !v[k].dirty);
+		i = j;
 	}
 	pthread_mutex_unlock(&f->gate);
 }
@@ -609,10 +634,8 @@ static int evict_batch(struct fl_runtime *rt, size_t want)
 	if (n && f->move) {
 		/* step 6: frames back to empty for the next batch */
 		madvise(f->staging, n * rt->page_size, MADV_DONTNEED);
-	} else {
-		for (size_t i = 0; i < n; i++)
-			if (v[i].taken)
-				zap_one(rt, v[i].addr, !v[i].dirty);
+	} else if (n) {
+		zap_victims(rt, v, n);
 	}
 	if (n)
 		f->sweep_evicted = true;
@@ -632,6 +655,11 @@ static void *evictor_main(void *arg)
 		long res = atomic_load_explicit(&f->resident, memory_order_relaxed);
 		int sweeps = 0;
 
+		/* gauges, in the evictor's own counter block */
+		__atomic_store_n(&f->st->far_resident_pages, (uint64_t)(res > 0 ? res : 0),
+				 __ATOMIC_RELAXED);
+		if (res > 0 && (uint64_t)res > f->st->far_resident_peak)
+			__atomic_store_n(&f->st->far_resident_peak, (uint64_t)res, __ATOMIC_RELAXED);
 		if (res <= f->high) {
 			futex_wait_ms(&f->kick, k, 20);
 			continue;
