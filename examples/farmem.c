@@ -5,13 +5,19 @@
  * Every byte is checked; exit 0 only if every byte was right.
  *
  *   farmem [--budget MiB] [--factor N] [--passes N] [--store memory|file]
- *          [--file PATH] [--no-move] [--stats]
+ *          [--file PATH] [--no-move] [--stats] [--zipf ACCESSES] [--skew S]
+ *
+ * --zipf adds a phase of ACCESSES page accesses drawn from a Zipf law
+ * (exponent --skew, default 0.99; page ranks shuffled) and replays the
+ * same trace through an exact LRU of the budget's size: the ratio of the
+ * runtime's demand page-ins to LRU's misses measures the eviction policy.
  *
  * Each 8-byte word holds (page, version, word index) mixed together, so a
  * page served stale (older version), from the wrong place, or as zeros is
  * caught at its first word.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,10 +73,135 @@ static uint64_t rnd(uint64_t *s)
 	return *s;
 }
 
+/* ---- Zipf phase and exact LRU ---- */
+
+struct lru {
+	int32_t *prev, *next;
+	uint8_t *in;
+	int32_t head, tail;	/* head: most recent */
+	size_t size, cap;
+	uint64_t misses;
+};
+
+static void lru_unlink(struct lru *l, int32_t p)
+{
+	if (l->prev[p] >= 0)
+		l->next[l->prev[p]] = l->next[p];
+	else
+		l->head = l->next[p];
+	if (l->next[p] >= 0)
+		l->prev[l->next[p]] = l->prev[p];
+	else
+		l->tail = l->prev[p];
+}
+
+static void lru_access(struct lru *l, int32_t p, bool count)
+{
+	if (l->in[p]) {
+		lru_unlink(l, p);
+	} else {
+		if (count)
+			l->misses++;
+		if (l->size == l->cap) {
+			int32_t t = l->tail;
+
+			lru_unlink(l, t);
+			l->in[t] = 0;
+			l->size--;
+		}
+		l->in[p] = 1;
+		l->size++;
+	}
+	l->prev[p] = -1;
+	l->next[p] = l->head;
+	if (l->head >= 0)
+		l->prev[l->head] = p;
+	l->head = p;
+	if (l->tail < 0)
+		l->tail = p;
+}
+
+static uint64_t rnd(uint64_t *s);
+
+static size_t zipf_phase(struct fl_runtime *rt, size_t accesses, double skew,
+			 size_t budget_pages, uint64_t *seed)
+{
+	double *cdf = malloc(npages * sizeof(*cdf)), sum = 0;
+	size_t *perm = malloc(npages * sizeof(*perm)), bad = 0;
+	struct lru l = { .head = -1, .tail = -1, .cap = budget_pages };
+	/* the evictor works down to the low watermark (90 %): LRU at that size too */
+	struct lru l9 = { .head = -1, .tail = -1, .cap = budget_pages * 9 / 10 };
+	struct fl_stats st = { .size = sizeof(st) };
+	uint64_t demand;
+
+	l.prev = malloc(npages * sizeof(*l.prev));
+	l.next = malloc(npages * sizeof(*l.next));
+	l.in = calloc(npages, 1);
+	l9.prev = malloc(npages * sizeof(*l9.prev));
+	l9.next = malloc(npages * sizeof(*l9.next));
+	l9.in = calloc(npages, 1);
+	if (!cdf || !perm || !l.prev || !l.next || !l.in || !l9.prev || !l9.next || !l9.in) {
+		fprintf(stderr, "farmem: no memory for the Zipf phase\n");
+		return 1;
+	}
+	for (size_t i = 0; i < npages; i++) {
+		sum += 1.0 / pow((double)(i + 1), skew);
+		cdf[i] = sum;
+		perm[i] = i;
+	}
+	for (size_t i = npages - 1; i > 0; i--) {	/* hot pages anywhere */
+		size_t j = (size_t)(rnd(seed) % (i + 1)), t = perm[i];
+
+		perm[i] = perm[j];
+		perm[j] = t;
+	}
+	/* LRU starts where the runtime is: the pages touched last */
+	for (size_t pg = 0; pg < npages; pg++) {
+		lru_access(&l, (int32_t)pg, false);
+		lru_access(&l9, (int32_t)pg, false);
+	}
+	fl_stats_reset(rt);
+	for (size_t k = 0; k < accesses; k++) {
+		double u = (double)(rnd(seed) >> 11) * (1.0 / 9007199254740992.0) * sum;
+		size_t lo = 0, hi = npages - 1, pg;
+
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+
+			if (cdf[mid] < u)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		pg = perm[lo];
+		bad += mem[pg * words] != word(pg, version[pg], 0);
+		lru_access(&l, (int32_t)pg, true);
+		lru_access(&l9, (int32_t)pg, true);
+	}
+	fl_stats_get(rt, &st);
+	demand = st.far_pageins - st.far_readahead_pages;
+	printf("  zipf s=%.2f  %zu accesses: demand page-ins %llu (read-ahead %llu), "
+	       "exact LRU misses %llu at the budget (ratio %.3f), %llu at the low watermark "
+	       "(ratio %.3f)\n", skew, accesses,
+	       (unsigned long long)demand, (unsigned long long)st.far_readahead_pages,
+	       (unsigned long long)l.misses, l.misses ? (double)demand / (double)l.misses : 0.0,
+	       (unsigned long long)l9.misses, l9.misses ? (double)demand / (double)l9.misses : 0.0);
+	free(cdf);
+	free(perm);
+	free(l.prev);
+	free(l.next);
+	free(l.in);
+	free(l9.prev);
+	free(l9.next);
+	free(l9.in);
+	return bad;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: farmem [--budget MiB] [--factor N] [--passes N] "
-		"[--store memory|file] [--file PATH] [--no-move] [--stats]\n");
+		"[--store memory|file] [--file PATH] [--no-move] [--stats] "
+		"[--zipf ACCESSES] [--skew S]\n");
 	exit(2);
 }
 
@@ -79,6 +210,8 @@ int main(int argc, char **argv)
 	size_t budget_mib = 32, factor = 4, passes = 2, bad = 0;
 	const char *store_kind = "file", *path = NULL;
 	bool no_move = false, show_stats = false;
+	size_t zipf = 0;
+	double skew = 0.99;
 	struct fl_runtime_opts o;
 	struct fl_runtime *rt;
 	struct fl_store *store;
@@ -103,6 +236,10 @@ int main(int argc, char **argv)
 			no_move = true;
 		else if (!strcmp(argv[i], "--stats"))
 			show_stats = true;
+		else if (!strcmp(argv[i], "--zipf") && i + 1 < argc)
+			zipf = strtoul(argv[++i], NULL, 0);
+		else if (!strcmp(argv[i], "--skew") && i + 1 < argc)
+			skew = strtod(argv[++i], NULL);
 		else
 			usage();
 	}
@@ -164,6 +301,11 @@ int main(int argc, char **argv)
 				write_page(pg);
 		}
 		printf("  sequential %zu %5.2f s\n", p, now() - t);
+	}
+	if (zipf) {
+		t = now();
+		bad += zipf_phase(rt, zipf, skew, (budget_mib << 20) / pgsz, &seed);
+		printf("  zipf        %6.2f s\n", now() - t);
 	}
 	t = now();
 	for (size_t pg = 0; pg < npages; pg++)
