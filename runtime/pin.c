@@ -180,7 +180,6 @@ static int pin_or_prefetch(struct fl_runtime *rt, void *addr, size_t len, bool p
 		region_end_read(r);
 		for (p = a; p < b; p += rt->page_size)
 			touch((const void *)p);
-		__atomic_fetch_add(&rt->pin_st.pin_slow, 0, __ATOMIC_RELAXED);
 		return 0;
 	}
 	p = a + (pin_fast_locked(rt, r, a, b) << rt->page_shift);

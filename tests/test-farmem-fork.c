@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/wait.h>
 
+#include <string.h>
+
 #include "tap.h"
 
 #define PAGES	1024
@@ -47,7 +49,7 @@ static void *writer(void *arg)
 	return NULL;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	struct fl_runtime_opts o;
 	struct fl_features ft = { .size = sizeof(ft) };
@@ -67,6 +69,8 @@ int main(void)
 	fl_runtime_opts_init(&o);
 	o.store = store;
 	o.budget = BUDGET * pgsz;
+	if (argc > 1 && !strcmp(argv[1], "no-move"))
+		o.flags |= FL_RT_EVICT_NO_MOVE;
 	rt = tap_runtime(&o);
 	fl_features(rt, &ft);
 	if (!ft.move && !ft.wp)

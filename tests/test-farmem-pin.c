@@ -9,6 +9,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include <string.h>
+
 #include "tap.h"
 
 #define PAGES	1024
@@ -60,7 +62,7 @@ static void *pinner(void *arg)
 	return NULL;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	struct fl_runtime_opts o;
 	struct fl_features ft = { .size = sizeof(ft) };
@@ -76,6 +78,8 @@ int main(void)
 	fl_runtime_opts_init(&o);
 	o.store = store;
 	o.budget = BUDGET * pgsz;
+	if (argc > 1 && !strcmp(argv[1], "no-move"))
+		o.flags |= FL_RT_EVICT_NO_MOVE;
 	rt = tap_runtime(&o);
 	fl_features(rt, &ft);
 	if (!ft.move && !ft.wp)
