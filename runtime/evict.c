@@ -31,9 +31,10 @@
  *      it back from the store. A REMOVE (the program's MADV_DONTNEED) that
  *      arrived meanwhile already made the word DISCARDED: the CAS fails and
  *      the frame is dropped, the page reads zeros as the program asked.
- *   6. Drop the region lock, then MADV_DONTNEED the staging frames for
- *      reuse (the REMOVE event this makes is read by a handler; the evictor
- *      holds nothing a handler could wait for).
+ *   6. Drop the region lock, then empty the staging frames for reuse:
+ *      unregister them, MADV_DONTNEED, register again (a MADV_DONTNEED on
+ *      the registered range would raise a REMOVE event, and until a handler
+ *      read it every COPY in the process would fail EAGAIN).
  *
  * Without MOVE (6.1; FL_RT_EVICT_NO_MOVE forces it): write-protect, copy,
  * write back, zap:
@@ -340,37 +341,50 @@ static size_t evict_move_locked(struct fl_runtime *rt, struct fl_region *r,
 	char *stg = f->staging;
 	size_t done;
 
-	for (size_t i = 0; i < n; i++) {
-		_Atomic uint32_t *w = &r->pstate[v[i].pg];
-		int ret = uffd_move(&rt->uffd, (uintptr_t)stg + i * rt->page_size, v[i].addr,
-				    rt->page_size, UFFDIO_MOVE_MODE_DONTWAKE, &done);
+	for (size_t i = 0; i < n; ) {
+		size_t j = i + 1, moved;
+		int ret;
 
-		if (ret == -ENOENT) {
-			/* the program zapped it: it reads zeros now */
-			settle(w, PS_DISCARDED, 0, PS_INSTORE | PS_REF);
-			atomic_fetch_sub_explicit(&f->resident, 1, memory_order_relaxed);
+		/* one MOVE per run of adjacent victims (frames are adjacent too) */
+		while (j < n && v[j].addr == v[j - 1].addr + rt->page_size)
+			j++;
+		ret = uffd_move(&rt->uffd, (uintptr_t)stg + i * rt->page_size, v[i].addr,
+				(j - i) * rt->page_size, UFFDIO_MOVE_MODE_DONTWAKE, &done);
+		moved = done >> rt->page_shift;
+		for (size_t k = i; k < i + moved; k++) {
+			_Atomic uint32_t *w = &r->pstate[v[k].pg];
+
+			v[k].taken = true;
+			STAT_INC(f->st, far_evict_move);
+			/* step 3: after the move, INSTORE tells whether a write came before */
+			v[k].dirty = !(atomic_load_explicit(w, memory_order_acquire) & PS_INSTORE);
+			if (v[k].dirty) {
+				map[nreq] = (unsigned int)k;
+				req[nreq++] = (struct store_req){
+					.op = STORE_WRITE,
+					.off = r->store_off + ((uint64_t)v[k].pg << rt->page_shift),
+					.buf = stg + k * rt->page_size,
+					.len = rt->page_size,
+				};
+			}
+		}
+		if (!ret) {
+			i = j;
 			continue;
 		}
-		if (ret) {
+		/* the page at i + moved stopped the run */
+		i += moved;
+		if (ret == -ENOENT) {
+			/* the program zapped it: it reads zeros now */
+			settle(&r->pstate[v[i].pg], PS_DISCARDED, 0, PS_INSTORE | PS_REF);
+			atomic_fetch_sub_explicit(&f->resident, 1, memory_order_relaxed);
+		} else {
 			/* EAGAIN (event pending), EBUSY (page shared after
 			 * fork, pinned by the kernel): try again another time */
 			STAT_INC(f->st, far_evict_aborts);
-			settle(w, PS_RESIDENT, 0, 0);
-			continue;
+			settle(&r->pstate[v[i].pg], PS_RESIDENT, 0, 0);
 		}
-		v[i].taken = true;
-		STAT_INC(f->st, far_evict_move);
-		/* step 3: after the move, INSTORE tells whether a write came before */
-		v[i].dirty = !(atomic_load_explicit(w, memory_order_acquire) & PS_INSTORE);
-		if (v[i].dirty) {
-			map[nreq] = (unsigned int)i;
-			req[nreq++] = (struct store_req){
-				.op = STORE_WRITE,
-				.off = r->store_off + ((uint64_t)v[i].pg << rt->page_shift),
-				.buf = stg + i * rt->page_size,
-				.len = rt->page_size,
-			};
-		}
+		i++;
 	}
 	if (nreq)
 		store_io(f->store, req, nreq);
@@ -632,8 +646,22 @@ static int evict_batch(struct fl_runtime *rt, size_t want)
 	region_end_read(r);
 
 	if (n && f->move) {
-		/* step 6: frames back to empty for the next batch */
-		madvise(f->staging, n * rt->page_size, MADV_DONTNEED);
+		/*
+		 * Step 6: frames back to empty for the next batch. Unregistered
+		 * for the madvise: on a registered range it would raise a REMOVE
+		 * event, and until a handler reads it every COPY in the process
+		 * fails EAGAIN (mmap_changing) and its fault is parked.
+		 */
+		size_t len = FAR_BATCH * rt->page_size;
+
+		if (uffd_unregister(&rt->uffd, (uintptr_t)f->staging, len) == 0) {
+			madvise(f->staging, n * rt->page_size, MADV_DONTNEED);
+			if (uffd_register(&rt->uffd, (uintptr_t)f->staging, len,
+					  UFFDIO_REGISTER_MODE_MISSING, NULL))
+				f->move = false;	/* cannot happen; fall back */
+		} else {
+			madvise(f->staging, n * rt->page_size, MADV_DONTNEED);
+		}
 	} else if (n) {
 		zap_victims(rt, v, n);
 	}
