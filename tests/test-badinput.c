@@ -18,7 +18,9 @@
  */
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
 
 #include "common.h"
 
@@ -176,12 +178,24 @@ static int shared_anon(void)
 	return ret;
 }
 
+/* a row's answer when the case cannot be set up here: reported as a skip */
+#define ROW_SKIP (-100000)
+
 static int file_private(void)
 {
 	int fd = open("/proc/self/exe", O_RDONLY);
 	void *m = fd < 0 ? MAP_FAILED : mmap(NULL, TPG, PROT_READ, MAP_PRIVATE, fd, 0);
+	struct statfs sfs;
 	int ret;
 
+	/* in the stock-kernel guest the binary sits on tmpfs: a shmem file,
+	 * which the kernel registers like reg_shared_anon's mapping */
+	if (fd >= 0 && !fstatfs(fd, &sfs) && sfs.f_type == TMPFS_MAGIC) {
+		close(fd);
+		if (m != MAP_FAILED)
+			munmap(m, TPG);
+		return ROW_SKIP;
+	}
 	if (fd >= 0)
 		close(fd);
 	if (m == MAP_FAILED)
@@ -430,6 +444,11 @@ int main(void)
 		fl_region_opts_init(&O);
 		out = NULL;
 		got = rows[i].fn();
+		if (got == ROW_SKIP && state_ok(rows[i].name)) {
+			tap_skip("%s: the test binary is on tmpfs (shmem), no other file at hand",
+				 rows[i].name);
+			continue;
+		}
 		if (got != rows[i].want && todo_reason(rows[i].name) && state_ok(rows[i].name)) {
 			/* a known gap between contract and code: reported, not failed */
 			printf("not ok %d - %s: %s == %d (got %d: %s) # TODO %s\n", ++tap_n,

@@ -9,6 +9,8 @@
  *    the right offset; the old address is no region any more;
  *  - MADV_DONTNEED on a copy-pager region (REMOVE): the dropped pages read
  *    zeros afterwards, as anonymous memory would, not the source;
+ *  - mremap and an immediate access at the new address, in a loop (a
+ *    known race is reported as TODO);
  *  - the counters events_unmap, events_remap, events_remove.
  * Events are processed by handler threads after the kernel delivered them,
  * so index changes are awaited (bounded) rather than assumed at once.
@@ -147,6 +149,45 @@ static void test_remap(void)
 	free(want);
 }
 
+/*
+ * The program touches the new address at once, without waiting for the
+ * runtime. Known race (reported, not yet fixed): the mremap caller resumes
+ * as soon as a handler has *read* the REMAP event; a fault at the new
+ * address taken by another handler before the first one updated the index
+ * finds no region, with an even, unchanged count, and is served zeros
+ * (serve_unknown). Seen about once in 1500 rounds on 2 vCPUs; kept as a
+ * TODO so that it shows without failing CI.
+ */
+static void test_remap_at_once(void)
+{
+	const int rounds = 100;	/* ~0.2 s here, ~13 s in the TCG guest */
+	size_t bad_rounds = 0;
+
+	for (int r = 0; r < rounds; r++) {
+		uint8_t *p = map_copy(NPG / 2), *q;
+		size_t bad = 0;
+
+		if (!p)
+			break;
+		(void)((volatile uint8_t *)p)[0];
+		q = mmap(NULL, NPG / 2 * TPG, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		q = mremap(p, NPG / 2 * TPG, NPG / 2 * TPG, MREMAP_MAYMOVE | MREMAP_FIXED, q);
+		if (q == MAP_FAILED)
+			break;
+		bad = bad_src(q, 0, NPG / 2, 0);
+		bad_rounds += bad != 0;
+		for (int i = 0; i < 1000 && fl_region_unregister(rt, q); i++)
+			ms_sleep(1);
+	}
+	if (bad_rounds)
+		printf("not ok %d - mremap, then at once a read at the new address: %zu of %d rounds "
+		       "read wrong bytes # TODO REMAP read but not yet applied: served as unknown\n",
+		       ++tap_n, bad_rounds, rounds);
+	else
+		tap_ok(1, "mremap, then at once a read at the new address: %d rounds right", rounds);
+	tap_ok(fl_region_count(rt) == 0, "no region left behind");
+}
+
 static void test_remove(void)
 {
 	struct fl_stats a, b;
@@ -184,9 +225,10 @@ int main(void)
 			     ft.event_unmap, ft.event_remap, ft.event_remove);
 	src = malloc(NPG * TPG);
 	pat_fill(31, 0, src, NPG * TPG);
-	tap_plan(20);
+	tap_plan(22);
 	test_unmap();
 	test_remap();
+	test_remap_at_once();
 	test_remove();
 	TAP_EQ(fl_region_count(rt), 0);
 	fl_runtime_destroy(rt);
