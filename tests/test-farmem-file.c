@@ -37,6 +37,12 @@ static size_t run(struct fl_store *store, const char *what)
 	for (size_t pg = 0; pg < PAGES; pg++)
 		for (size_t i = 0; i < w; i += 8)
 			m[pg * w + i] = word(pg, i);
+	for (int i = 0; i < 10000; i++) {		/* let the evictor catch up */
+		fl_stats_get(rt, &st);
+		if (st.far_evictions >= PAGES / 2)
+			break;
+		usleep(1000);
+	}
 	for (size_t pg = 0; pg < PAGES; pg++)		/* sequential */
 		for (size_t i = 0; i < w; i += 8)
 			bad += m[pg * w + i] != word(pg, i);

@@ -99,6 +99,14 @@ int main(int argc, char **argv)
 	TAP_EQ(fl_region_map(rt, PAGES * pgsz, NULL, (void **)&mem), 0);
 	for (size_t pg = 0; pg < PAGES; pg++)
 		fill(pg, 0);
+	/* let the evictor get the set down to the budget first (a bound, not
+	 * a timing assertion): the writers then work mostly on evicted pages */
+	for (int i = 0; i < 10000; i++) {
+		fl_stats_get(rt, &st);
+		if (st.far_evictions >= PAGES / 2)
+			break;
+		usleep(1000);
+	}
 	for (unsigned int i = 0; i < THREADS; i++)
 		pthread_create(&th[i], NULL, writer, (void *)(uintptr_t)i);
 	for (unsigned int i = 0; i < THREADS; i++)
