@@ -576,6 +576,16 @@ static size_t pick_locked(struct fl_runtime *rt, struct fl_region *r, struct vic
 		_Atomic uint32_t *w = &r->pstate[pg];
 		uint32_t x = atomic_load_explicit(w, memory_order_relaxed);
 
+		if (ps_state(x) == PS_FILLING || ps_state(x) == PS_EVICTING) {
+			/*
+			 * In transit counts as resident for the recount: an
+			 * install adds its pages to the count before it turns
+			 * their words RESIDENT, and a sweep that saw only
+			 * FILLING words must not reset the count to zero.
+			 */
+			f->sweep_resident++;
+			continue;
+		}
 		if (ps_state(x) != PS_RESIDENT)
 			continue;
 		f->sweep_resident++;
