@@ -18,7 +18,10 @@ cd "$(dirname "$0")"
 BUILD=${BUILD:-build}
 # what a fresh Debian 12 lacks for building and testing (gcc, make, git and
 # python3 are assumed); the stock-kernel runner installs its own (qemu, ...)
-PKGS=(meson ninja-build pkg-config gcc liburing-dev liburcu-dev libnuma-dev libc6-dev)
+# sqlite3, stress-ng, python3: the preload tests run them (tests/preload/);
+# spin model-checks runtime/faultpath.pml
+PKGS=(meson ninja-build pkg-config gcc liburing-dev liburcu-dev libnuma-dev libc6-dev
+	python3 sqlite3 stress-ng spin)
 
 install_missing() {
 	local need=() p sudo=

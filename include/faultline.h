@@ -59,7 +59,17 @@ enum fl_tier_policy {
 /* fl_runtime_opts.flags */
 #define FL_RT_NO_PIN		(1u << 0) /* do not pin handler threads to CPUs */
 #define FL_RT_USER_MODE_ONLY	(1u << 1) /* open the uffd user-mode-only on purpose */
-#define FL_RT_EVICT_NO_MOVE	(1u << 2) /* far memory: never evict with UFFDIO_MOVE
+/*
+ * FL_RT_WP_ASYNC: enable UFFD_FEATURE_WP_ASYNC on the runtime's uffd. The
+ * kernel then resolves every write-protect fault itself (no message reaches
+ * a handler) and dirty tracking reads the written pages with PAGEMAP_SCAN.
+ * It is a per-uffd switch that changes the meaning of *all* WP faults, so
+ * such a runtime offers no fl_protect() callbacks and no live snapshots.
+ * Off by default: the default runtime is sync-capable. fl_runtime_create()
+ * fails with -EOPNOTSUPP when the kernel lacks WP_ASYNC (before 6.7).
+ */
+#define FL_RT_WP_ASYNC		(1u << 2)
+#define FL_RT_EVICT_NO_MOVE	(1u << 3) /* far memory: never evict with UFFDIO_MOVE
 					   * (tests; what a 6.1 kernel gets anyway) */
 
 #define FL_MAX_HANDLERS 256
@@ -82,6 +92,9 @@ enum fl_tier_policy {
  *	(rounded down to pages; 0 with a store: -EINVAL).
  * @budget_high_pct, @budget_low_pct: watermarks in percent of @budget: the
  *	evictor starts above high and stops at low. 0: defaults 100 and 90.
+ *	A runtime with a store owns the uffd's write-protect faults: @store
+ *	with FL_RT_WP_ASYNC is -EINVAL, and fl_protect()/fl_dirty_start() on
+ *	it return -EOPNOTSUPP (checkpoints of far memory are not offered yet).
  */
 struct fl_runtime_opts {
 	size_t size;
@@ -167,6 +180,13 @@ typedef int (*fl_fill_fn)(void *arg, uint64_t offset, void *dst, size_t len);
 
 /* fl_region_opts.flags */
 #define FL_REGION_FILL_NONBLOCK	(1u << 0) /* fill never blocks: may run on tier 1 */
+/*
+ * FL_REGION_WP: register the range for write-protect faults too (MISSING|WP),
+ * as fl_protect(), dirty tracking and checkpoints need. Needs the kernel's
+ * UFFD_FEATURE_PAGEFAULT_FLAG_WP: fl_region_map/register fail -EOPNOTSUPP
+ * without it.
+ */
+#define FL_REGION_WP		(1u << 1)
 
 /**
  * struct fl_region_opts - per-region options.
@@ -473,6 +493,17 @@ int fl_features_print(const struct fl_runtime *rt, FILE *f);
 	X(index_writes,		"index versions published") \
 	X(grace_periods,	"RCU grace periods waited for by writers") \
 	X(fork_prepared_pages,	"pages made resident before fork()") \
+	X(faults_wp,		"write-protect faults read from the uffd") \
+	X(wp_callbacks,		"fl_protect() callbacks run (first write to a protected page)") \
+	X(wp_dup,		"WP faults on a page whose callback another handler runs") \
+	X(wp_unknown,		"WP faults outside any protected range (unprotected and woken)") \
+	X(wp_installs,		"fault-path installs made write-protected (armed range)") \
+	X(dirty_collects,	"dirty-set collections (fl_dirty_collect, checkpoints)") \
+	X(dirty_pages,		"dirty pages reported by collections") \
+	X(ckpt_images,		"checkpoint images written") \
+	X(ckpt_pages,		"pages written to checkpoint images (data + zero entries)") \
+	X(ckpt_live_copies,	"live snapshot: pages copied before a write (copy-before-write)") \
+	X(faults_unknown_waits,	"faults in no region parked while a mapping event may be in flight") \
 	X(far_pageins,		"far memory: pages read back from the store") \
 	X(far_readahead_pages,	"far memory: of those, pages read ahead of the fault") \
 	X(far_evictions,	"far memory: pages evicted") \
@@ -491,7 +522,7 @@ int fl_features_print(const struct fl_runtime *rt, FILE *f);
 	X(far_resident_pages,	"far memory (gauge): resident pages, as the evictor last saw them") \
 	X(far_resident_peak,	"far memory (gauge): highest resident page count the evictor saw")
 
-#define FL_STATS_VERSION 2
+#define FL_STATS_VERSION 4
 
 /**
  * struct fl_stats - a snapshot of the counters, summed over threads.
@@ -531,6 +562,188 @@ int fl_stats_print(const struct fl_runtime *rt, FILE *f, enum fl_stats_format fm
  * Context: any; counters incremented concurrently may survive the reset.
  */
 void fl_stats_reset(struct fl_runtime *rt);
+
+/* ------------------------------------------------------------------------ */
+/* Write protection and dirty tracking (runtime/wp.c)                        */
+
+/**
+ * typedef fl_wp_fn - called once on the first write to a protected page.
+ * @arg: fl_protect()'s @arg.
+ * @page: the page's address in the region (page aligned).
+ * @len: the page size.
+ *
+ * The callback runs on a handler thread while the writer sleeps in the
+ * kernel and the page still holds its old contents: it may read (copy) the
+ * page through @page. The page is resident and write-protected, so reading
+ * it does not fault; the callback must NOT write it (that would fault on a
+ * page only this handler can release: deadlock), must not touch other
+ * managed memory, and must not call fl_protect/fl_unprotect/fl_dirty_*()
+ * (they wait for callbacks in flight). Only after it returns is the page
+ * unprotected and the writer woken ("copy before unprotect").
+ */
+typedef void (*fl_wp_fn)(void *arg, void *page, size_t len);
+
+/**
+ * fl_protect() - write-protect [@addr, @addr + @len) and call @cb on the
+ * first write to each of its pages. The range must lie inside one region
+ * registered with FL_REGION_WP and overlap no other protected range.
+ * Pages not yet produced are covered too: the runtime installs them
+ * write-protected (this works without UFFD_FEATURE_WP_UNPOPULATED, as on
+ * 6.1, because every first touch of a registered page comes through the
+ * runtime's MISSING path).
+ * @cb: may be NULL: the range is then only tracked (see fl_dirty_collect()).
+ *
+ * Context: any thread but a handler thread or a callback; may block.
+ * Return: 0; -EINVAL (unaligned, zero length, not inside one FL_REGION_WP
+ *	region); -EEXIST (overlaps a protected range); -EOPNOTSUPP (no
+ *	uffd-wp, or @cb on an FL_RT_WP_ASYNC runtime); -ENOMEM.
+ */
+int fl_protect(struct fl_runtime *rt, void *addr, size_t len, fl_wp_fn cb, void *arg);
+
+/**
+ * fl_unprotect() - end the protection (or dirty tracking) of the range that
+ * fl_protect()/fl_dirty_start() made at exactly [@addr, @addr + @len): the
+ * write protection is cleared and writers sleeping on it are woken.
+ * Context: as fl_protect(). Waits for callbacks in flight.
+ * Return: 0; -EINVAL; -ENOENT (no such protected range).
+ */
+int fl_unprotect(struct fl_runtime *rt, void *addr, size_t len);
+
+/**
+ * enum fl_dirty_mode - how fl_dirty_start() learns which pages were written.
+ * @FL_DIRTY_AUTO: the best the runtime has: async on an FL_RT_WP_ASYNC
+ *	runtime, sync otherwise.
+ * @FL_DIRTY_SYNC: each first write raises a WP fault that a handler
+ *	records in a per-page table, then unprotects the page; collection
+ *	re-protects the written pages.
+ * @FL_DIRTY_ASYNC: UFFD_FEATURE_WP_ASYNC: the kernel unprotects on write
+ *	by itself; collection is one PAGEMAP_SCAN get-and-clear
+ *	(PM_SCAN_WP_MATCHING) over /proc/self/pagemap. Needs FL_RT_WP_ASYNC.
+ */
+enum fl_dirty_mode {
+	FL_DIRTY_AUTO = 0,
+	FL_DIRTY_SYNC,
+	FL_DIRTY_ASYNC,
+};
+
+/**
+ * fl_dirty_start() - start tracking writes to [@addr, @addr + @len) (same
+ * rules as fl_protect() with no callback). Every page starts clean. Ends
+ * with fl_unprotect(). Tracking follows the range across mremap (REMAP
+ * events: a wholly moved range moves; a partly moved one ends) and counts
+ * pages dropped with MADV_DONTNEED (REMOVE events) as written: their
+ * contents changed to zeros.
+ * Context: as fl_protect().
+ * Return: as fl_protect(); -EOPNOTSUPP also for a mode the runtime cannot
+ *	serve (ASYNC without FL_RT_WP_ASYNC, SYNC with it).
+ */
+int fl_dirty_start(struct fl_runtime *rt, void *addr, size_t len, enum fl_dirty_mode mode);
+
+/**
+ * fl_dirty_collect() - get and clear the set of pages written since
+ * tracking started or since the previous collection, and re-arm them.
+ * @addr: the start of a range given to fl_dirty_start() or fl_protect().
+ * @bitmap: out: bit i (word i / 64, bit i % 64) set if page i was written.
+ * @nbits: bits in @bitmap, at least the range's pages.
+ * @ndirty: out, may be NULL: the number of bits set.
+ * Context: as fl_protect(); holds the range's writers off while it works.
+ * Return: 0; -EINVAL; -ENOENT (no range starts at @addr); -ENOSPC
+ *	(@nbits too small); -EIO (PAGEMAP_SCAN failed).
+ */
+int fl_dirty_collect(struct fl_runtime *rt, void *addr, uint64_t *bitmap,
+		     size_t nbits, size_t *ndirty);
+
+/* ------------------------------------------------------------------------ */
+/* Checkpoints and restore (runtime/checkpoint.c, format in runtime/image.h) */
+
+struct fl_ckpt;
+struct fl_lazy;
+
+/* fl_ckpt_save() flags */
+#define FL_CKPT_FULL	(1u << 0) /* every page: a new chain base */
+#define FL_CKPT_LIVE	(1u << 1) /* consistent live snapshot: writers may run */
+#define FL_CKPT_FSYNC	(1u << 2) /* fdatasync the image before returning */
+
+/**
+ * fl_ckpt_create() - a checkpointer for [@addr, @addr + @len), a range
+ * inside one FL_REGION_WP region. Starts dirty tracking with @mode
+ * (see fl_dirty_start()); fl_ckpt_destroy() ends it.
+ * Context: as fl_protect().
+ * Return: as fl_dirty_start().
+ */
+int fl_ckpt_create(struct fl_runtime *rt, void *addr, size_t len,
+		   enum fl_dirty_mode mode, struct fl_ckpt **out);
+
+/**
+ * fl_ckpt_save() - write an image to @path, a new file (created 0600 with
+ * O_EXCL and O_NOFOLLOW: an existing file or symlink there is an error).
+ * The first save, and any with FL_CKPT_FULL, writes every page and starts a
+ * chain; the others write only the pages written since the previous save
+ * and name it as their parent (by file name: a chain lives in one
+ * directory). Without FL_CKPT_LIVE the program must not write the range
+ * during the save (the image would mix instants). With FL_CKPT_LIVE the
+ * image is the range as of one instant (the start of the save) while the
+ * program keeps running: pages are copied before their first write.
+ *
+ * Context: any thread but a handler thread; one save at a time per @ck.
+ * Return: 0; -EEXIST (@path exists); -EXDEV (@path not in the directory of
+ *	the chain); -EOPNOTSUPP (FL_CKPT_LIVE on async tracking); -errno of
+ *	open/write (the partial file is removed).
+ */
+int fl_ckpt_save(struct fl_ckpt *ck, const char *path, unsigned int flags);
+
+/** fl_ckpt_destroy() - stop tracking and free @ck. NULL is a no-op. */
+void fl_ckpt_destroy(struct fl_ckpt *ck);
+
+/**
+ * fl_image_check() - validate the image at @path and its whole chain, data
+ * checksums included. Images are untrusted input: every error is a return.
+ * @len: out, may be NULL: the byte length of the imaged range.
+ * Context: any. Return: 0; -ENODATA (truncated); -EBADMSG (corrupt: bad
+ *	magic, checksum or structure); -EPROTONOSUPPORT (unknown version);
+ *	-EINVAL (another page size); -ESTALE (a parent that is not the one
+ *	the child was made from); -ELOOP (chain too long); -errno of open/read.
+ */
+int fl_image_check(const char *path, size_t *len);
+
+/**
+ * fl_restore() - eager restore: read the chain ending at @path into
+ * [@addr, @addr + @len), ordinary writable memory (or a runtime region),
+ * @len the imaged length. Every page is written; data checksums verified.
+ * Context: any thread but a handler thread.
+ * Return: 0; -EINVAL (@len differs); the errors of fl_image_check().
+ */
+int fl_restore(const char *path, void *addr, size_t len);
+
+/**
+ * fl_restore_lazy() - lazy restore: map a new region whose pages are read
+ * from the chain ending at @path on first touch (a fill pager), with the
+ * chain validated up front and each page's checksum verified when it is
+ * read (a bad page fails its access with SIGBUS, counted in fill_errors).
+ * First touches are recorded in order; fl_lazy_ws_save() writes them as a
+ * working set. @ws_path, if not NULL, names such a file from an earlier
+ * run: a prefetch thread then touches those pages in that order.
+ * @flags: FL_REGION_* flags for the new region (e.g. FL_REGION_WP).
+ * @addr: out: the region.
+ * Context: any thread but a handler thread.
+ * Return: 0; the errors of fl_image_check() and fl_region_map(); a bad
+ *	working-set file is -EBADMSG (the restore does not start).
+ */
+int fl_restore_lazy(struct fl_runtime *rt, const char *path, const char *ws_path,
+		    unsigned int flags, struct fl_lazy **out, void **addr);
+
+/**
+ * fl_lazy_ws_save() - write the first-touch order seen so far to @ws_path
+ * (a new file, 0600, O_EXCL|O_NOFOLLOW).
+ * Context: any thread but a handler thread. Return: 0; -EEXIST; -errno.
+ */
+int fl_lazy_ws_save(struct fl_lazy *lz, const char *ws_path);
+
+/**
+ * fl_lazy_destroy() - stop prefetching, unregister (and unmap) the region,
+ * free @lz. NULL is a no-op.
+ */
+void fl_lazy_destroy(struct fl_lazy *lz);
 
 /**
  * fl_strerror() - a short description of a negative errno returned by this

@@ -10,14 +10,15 @@
  *   wait a grace period before touching it or its address range, so a
  *   region found here stays valid, and its range registered, until our
  *   rcu_read_unlock. The sequence count matters only when the lookup finds
- *   nothing: a writer may be replacing the region, and then "unknown
- *   address" would be a lie.
+ *   nothing: it tells a writer replacing the region (an abort, counted)
+ *   from an address in no region; tier 3 then decides under the lock.
  * Tier 2 (region read lock): for resolutions that may block (a fill
  *   callback; later, store I/O). Tier 1 takes the region's refcount while
  *   still inside RCU (so the object cannot be recycled under it), re-checks
  *   range and generation, leaves RCU and blocks as long as it needs.
- * Tier 3 (index read lock): writers active and the region not found, the
- *   reader limit hit, or a forced policy. Always correct, never fast.
+ * Tier 3 (index read lock): the region not found (writers active, or the
+ *   address is in no region: served here, under the lock), the reader
+ *   limit hit, or a forced policy. Always correct, never fast.
  */
 #include <errno.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 
 #include "internal.h"
 #include "rcu.h"
+#include "testhooks.h"
 
 /* reads of never-written .bss: the kernel's copy_from_user maps the zero page */
 static char zero_buf[FL_FAULT_AROUND_MAX] __attribute__((aligned(4096)));
@@ -188,14 +190,22 @@ static void install(struct fl_fault_ctx *c, const struct snap *s, size_t pg,
 	size_t len = n << rt->page_shift, off = 0, done;
 	unsigned int revert = k == K_ZERO ? PS_DISCARDED : PS_ABSENT;
 	bool fault_page_done = false;
+	uint64_t mode = 0;
 	int ret;
+
+	/* wp.c: armed pages of a protected range are installed protected
+	 * (the zero page has no WP mode: copy zeros instead) */
+	if (unlikely(s->flags & FL_REGION_WP) && wp_install_protected(c, a, len)) {
+		mode = UFFDIO_COPY_MODE_WP;
+		zeropage = false;
+	}
 
 	while (off < len) {
 		if (zeropage)
 			ret = uffd_zeropage(&rt->uffd, a + off, len - off, 0, &done);
 		else
 			ret = uffd_copy(&rt->uffd, a + off, (const char *)src + off,
-					len - off, 0, &done);
+					len - off, mode, &done);
 		if (done) {
 			size_t p0 = pg + (off >> rt->page_shift);
 			size_t np = done >> rt->page_shift;
@@ -552,7 +562,8 @@ static enum res far_resolve(struct fl_fault_ctx *c, const struct snap *s,
  * range can also be registered without being ours (the tail of an
  * in-place mremap growth inherits the registration): merely waking would
  * make the thread fault forever, so serve it what anonymous memory holds,
- * zeros.
+ * zeros: but only after unknown_defer() gave a mapping event in flight
+ * time to land. Context: index_lock held for reading (see tier1()).
  */
 static void serve_unknown(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 {
@@ -561,6 +572,8 @@ static void serve_unknown(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 	size_t done;
 	int ret;
 
+	if (unknown_defer(c, pg))
+		return;
 	STAT_INC(c->st, faults_unknown);
 	if (write)
 		ret = uffd_copy(&rt->uffd, pg, zero_buf, rt->page_size, 0, &done);
@@ -589,19 +602,23 @@ static enum tier_ret tier1(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 	r = index_lookup(fl_rcu_dereference(ix->cur), addr);
 	if (unlikely(!r)) {
 		fl_rcu_read_unlock();
-		if (seq & 1) {
+		if (seq & 1)
 			STAT_INC(c->st, spf_abort_seq_odd);
-			return T_ABORT;
-		}
-		if (index_seq_retry(ix, seq)) {
+		else if (index_seq_retry(ix, seq))
 			STAT_INC(c->st, spf_abort_seq_changed);
-			return T_ABORT;
-		}
-		/* no writer in, nothing here: not ours (any more) */
-		serve_unknown(c, addr, write);
-		return T_DONE;
+		/*
+		 * Not ours, or not any more: tier 3 serves it under index_lock.
+		 * Race (runtime/faultpath.pml, mutant UNKNOWN_UNLOCKED): a message
+		 * read late finds its region already unregistered; serving zeros
+		 * here, outside any lock, lets fl_region_map() register a new
+		 * region on the same range between our lookup and our ZEROPAGE
+		 * (register_locked() waits for no grace period), and the zero
+		 * page lands in the new region instead of its pager's contents.
+		 */
+		return T_ABORT;
 	}
 	snap_take(&s, r);
+	FL_TEST_PAUSE(FL_PAUSE_SPF_LOOKED_UP, addr);
 	if (likely(resolve(c, &s, addr, write, false) == RES_DONE)) {
 		fl_rcu_read_unlock();
 		STAT_INC(c->st, spf_ok);
@@ -675,8 +692,10 @@ static void tier3(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 	pthread_rwlock_rdlock(&ix->lock);
 	r = index_lookup(ix->cur, addr);
 	if (!r) {
-		pthread_rwlock_unlock(&ix->lock);
+		/* under the lock: no region can be registered here meanwhile
+		 * (see tier1(): the zero page must not land in a new region) */
 		serve_unknown(c, addr, write);
+		pthread_rwlock_unlock(&ix->lock);
 		return;
 	}
 	snap_take(&s, r);

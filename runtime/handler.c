@@ -92,9 +92,13 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
 				uffd_wake(&rt->uffd, page_down(rt, a), rt->page_size);
 			return true;
 		}
-		/* far memory: dirty tracking and the non-MOVE eviction race */
-		if ((m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) && far_wp_fault(c, a))
+		if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+			/* far memory first (dirty tracking, the non-MOVE
+			 * eviction race); a far runtime offers no fl_protect() */
+			if (!far_wp_fault(c, a))
+				wp_fault(c, a);		/* write protection: wp.c */
 			return false;
+		}
 		fault_handle(c, a, m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
 		return false;
 	case UFFD_EVENT_REMOVE:
@@ -116,6 +120,8 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
 	}
 	/* publish "an event was processed", then let parked faults go again */
 	atomic_fetch_add_explicit(&rt->events_seen, 1, memory_order_release);
+	atomic_fetch_sub_explicit(&rt->events_active, 1, memory_order_release);
+	atomic_fetch_sub_explicit(&rt->wp_events_pending, 1, memory_order_release);
 	pthread_mutex_lock(&rt->park_lock);
 	if (rt->nparked)
 		pthread_cond_signal(&rt->park_cond);
@@ -142,7 +148,22 @@ static void *handler_main(void *arg)
 				break;
 			continue;
 		}
+		/* wp.c: collections wait for events read but not processed */
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
+			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+				atomic_fetch_add_explicit(&rt->wp_events_pending, 1,
+							  memory_order_relaxed);
+		n /= (ssize_t)sizeof(msgs[0]);
+		/*
+		 * Announce the batch's events before resolving anything: a
+		 * fault that finds no region while an event is read but not
+		 * yet applied must wait for it (unknown_defer()).
+		 */
+		for (ssize_t i = 0; i < n; i++)
+			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+				atomic_fetch_add_explicit(&rt->events_active, 1,
+							  memory_order_seq_cst);
+		for (ssize_t i = 0; i < n; i++)
 			stop |= handle_msg(h, &msgs[i]);
 	}
 	fl_rcu_unregister_thread();
@@ -172,6 +193,66 @@ void park_fault(struct fl_fault_ctx *c, uintptr_t start, size_t len)
 	rt->parked[rt->nparked++] = (struct fl_parked){ start, len };
 	pthread_cond_signal(&rt->park_cond);
 	pthread_mutex_unlock(&rt->park_lock);
+}
+
+/*
+ * unknown_defer() - should a fault on @page, found in no region, wait?
+ *
+ * Race: the program's mremap() returns as soon as *a* handler has read the
+ * REMAP event, and it may touch the new address at once; another handler
+ * can read that fault before the first one has applied the event to the
+ * index. The address is then in no region with an even, unchanged count,
+ * and serving it zeros would lose the moved pages. Handlers count the
+ * events they read (events_active) before resolving anything else, so a
+ * fault in no region is parked (woken after the next event or 1 ms, when it
+ * faults again) for as long as any event is being applied, and at least
+ * FL_UNKNOWN_WAIT_NS from its first sighting: that covers the few
+ * instructions between read(2) returning the event and the count going up.
+ * Only then is it served zeros. Stale messages (their range already
+ * unregistered) just age out.
+ * Context: any resolving thread; takes park_lock. Return: true if parked.
+ */
+#define FL_UNKNOWN_WAIT_NS (5ull * 1000 * 1000)
+/* a page not seen again within this long starts a new episode: its range
+ * may have been reused since (parked faults come back within ~1 ms) */
+#define FL_UNKNOWN_GAP_NS (10ull * 1000 * 1000)
+
+bool unknown_defer(struct fl_fault_ctx *c, uintptr_t page)
+{
+	struct fl_runtime *rt = c->rt;
+	struct fl_unknown *slot = NULL, *oldest = &rt->unknown[0];
+	struct timespec ts;
+	uint64_t now;
+	bool wait = true;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	pthread_mutex_lock(&rt->park_lock);
+	for (unsigned int i = 0; i < FL_UNKNOWN_SLOTS; i++) {
+		struct fl_unknown *u = &rt->unknown[i];
+
+		if (u->page == page && u->last_ns && now - u->last_ns < FL_UNKNOWN_GAP_NS) {
+			slot = u;
+			break;
+		}
+		if (u->last_ns < oldest->last_ns)
+			oldest = u;
+	}
+	if (!slot) {
+		*oldest = (struct fl_unknown){ page, now, now };
+	} else if (now - slot->first_ns >= FL_UNKNOWN_WAIT_NS &&
+		   !atomic_load_explicit(&rt->events_active, memory_order_seq_cst)) {
+		*slot = (struct fl_unknown){ 0, 0, 0 };
+		wait = false;
+	} else {
+		slot->last_ns = now;
+	}
+	pthread_mutex_unlock(&rt->park_lock);
+	if (wait) {
+		STAT_INC(c->st, faults_unknown_waits);
+		park_fault(c, page, rt->page_size);
+	}
+	return wait;
 }
 
 static void *park_main(void *arg)

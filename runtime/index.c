@@ -8,6 +8,7 @@
 
 #include "index.h"
 #include "rcu.h"
+#include "testhooks.h"
 
 #if defined(__SANITIZE_THREAD__)
 char fl_rcu_tsan_token;
@@ -132,6 +133,9 @@ int index_publish_locked(struct fl_index_root *ix,
 {
 	struct fl_index *old = ix->cur, *nx;
 	size_t n = 0;
+
+	if (FL_TEST_FAIL(FL_FAIL_INDEX_PUBLISH))
+		return -ENOMEM;
 
 	if (ix->nretired == ix->retired_cap) {
 		size_t cap = ix->retired_cap ? 2 * ix->retired_cap : 8;

@@ -15,6 +15,7 @@
 #include "index.h"
 #include "region.h"
 #include "uffd.h"
+#include "wp.h"
 #include "far.h"
 
 #define FL_EXPORT __attribute__((visibility("default")))
@@ -66,6 +67,13 @@ struct fl_handler {
 	struct fl_counters st;
 };
 
+/* a fault in no region, held back a while: see unknown_defer() */
+struct fl_unknown {
+	uintptr_t page;
+	uint64_t first_ns, last_ns;
+};
+#define FL_UNKNOWN_SLOTS 32
+
 /* a fault deferred by EAGAIN: the range to wake once the event is read */
 struct fl_parked {
 	uintptr_t start;
@@ -102,6 +110,24 @@ struct fl_runtime {
 	pthread_t park_thread;
 	struct fl_counters park_st;
 	_Atomic uint64_t events_seen;	/* bumped after each event is processed */
+	_Atomic uint32_t events_active;	/* events read, not yet applied */
+	struct fl_unknown unknown[FL_UNKNOWN_SLOTS];	/* under park_lock */
+
+	/* write protection and dirty tracking (wp.c) */
+	struct wp_root *wp;
+	_Atomic unsigned long wp_events_pending;	/* events read, not yet processed */
+
+	/*
+	 * Regions dropped by UNMAP events, kept a while (index writers only):
+	 * mremap() sends REMAP(old -> new) and then UNMAP(old), and two
+	 * handlers may apply them in either order; see event_remap().
+	 */
+#define FL_UNMAPPED_KEEP 8
+	struct fl_unmapped {
+		struct fl_region *r;		/* detached, unpublished, intact */
+		uintptr_t start, end;		/* the range the UNMAP dropped */
+	} unmapped[FL_UNMAPPED_KEEP];
+	unsigned int unmapped_next;
 
 	/* far memory: NULL unless fl_runtime_opts.store was given (far.h) */
 	struct fl_far *far;
@@ -141,6 +167,7 @@ void region_make_resident_locked(struct fl_fault_ctx *c, struct fl_region *r);
 int handlers_start(struct fl_runtime *rt, const struct fl_runtime_opts *o);
 void handlers_stop(struct fl_runtime *rt);
 void park_fault(struct fl_fault_ctx *c, uintptr_t start, size_t len);
+bool unknown_defer(struct fl_fault_ctx *c, uintptr_t page);
 int fault_ctx_init(struct fl_fault_ctx *c, struct fl_runtime *rt, struct fl_counters *st);
 void fault_ctx_fini(struct fl_fault_ctx *c);
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "region.h"
+#include "testhooks.h"
 
 /*
  * The pool is shared by every runtime in the process and only touched by
@@ -34,7 +35,7 @@ struct fl_region *region_alloc(size_t npages)
 	size_t bytes = npages * sizeof(uint32_t);
 	void *ps;
 
-	if (npages > SIZE_MAX / sizeof(uint32_t))
+	if (npages > SIZE_MAX / sizeof(uint32_t) || FL_TEST_FAIL(FL_FAIL_REGION_ALLOC))
 		return NULL;
 	bytes = (bytes + 4095) & ~(size_t)4095;
 	ps = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
@@ -119,6 +120,7 @@ bool region_start_read_checked(struct fl_region *r, uintptr_t addr,
 	*stale = false;
 	if (!region_start_read(r))
 		return false;
+	FL_TEST_PAUSE(FL_PAUSE_REGION_RECHECK, addr);
 	/*
 	 * The object may have been freed and reused for another region between
 	 * the caller's lookup and our increment: the reference we hold now

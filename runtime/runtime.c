@@ -34,6 +34,7 @@
 
 #include "internal.h"
 #include "rcu.h"
+#include "testhooks.h"
 
 /* live runtimes, for the fork handlers */
 static pthread_mutex_t rt_list_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -139,9 +140,12 @@ static int opts_copy(struct fl_runtime_opts *dst, const struct fl_runtime_opts *
 		return -EINVAL;
 	memcpy(dst, o, o->size);
 	if (dst->tiers > FL_TIERS_GLOBAL || dst->handlers > FL_MAX_HANDLERS ||
-	    (dst->flags & ~(FL_RT_NO_PIN | FL_RT_USER_MODE_ONLY | FL_RT_EVICT_NO_MOVE)))
+	    (dst->flags & ~(FL_RT_NO_PIN | FL_RT_USER_MODE_ONLY | FL_RT_WP_ASYNC |
+			    FL_RT_EVICT_NO_MOVE)))
 		return -EINVAL;
 	/* far memory */
+	if (dst->store && (dst->flags & FL_RT_WP_ASYNC))
+		return -EINVAL;	/* async WP would hide the writes that make a page dirty */
 	if (dst->store && (dst->budget < (size_t)sysconf(_SC_PAGESIZE) ||
 			   dst->budget_high_pct > 100 || dst->budget_low_pct > 100 ||
 			   (dst->budget_high_pct && dst->budget_low_pct > dst->budget_high_pct)))
@@ -185,9 +189,17 @@ FL_EXPORT int fl_runtime_create(const struct fl_runtime_opts *o, struct fl_runti
 	ret = index_init(&rt->index);
 	if (ret)
 		goto err_free;
-	ret = uffd_open(&rt->uffd, opts.flags & FL_RT_USER_MODE_ONLY, FL_UFFD_WANTED);
+	ret = uffd_open(&rt->uffd, opts.flags & FL_RT_USER_MODE_ONLY, FL_UFFD_WANTED |
+			((opts.flags & FL_RT_WP_ASYNC) ? UFFD_FEATURE_WP_ASYNC : 0));
 	if (ret)
 		goto err_index;
+	/* wp.c: protected ranges; WP_ASYNC asked for but absent is an error */
+	ret = (opts.flags & FL_RT_WP_ASYNC) && !uffd_has(&rt->uffd, UFFD_FEATURE_WP_ASYNC) ?
+		-EOPNOTSUPP : wp_init(rt);
+	if (ret) {
+		uffd_close(&rt->uffd);
+		goto err_index;
+	}
 	/* far memory before the handlers: they read rt->far from their start */
 	ret = far_start(rt, &opts);
 	if (ret)
@@ -209,6 +221,7 @@ err_handlers:
 	far_free(rt);
 	free(rt->handlers);
 	uffd_close(&rt->uffd);
+	wp_fini(rt);
 err_index:
 	index_fini(&rt->index);
 err_free:
@@ -221,6 +234,7 @@ err_free:
 
 static void remove_region_locked(struct fl_runtime *rt, struct fl_region *r,
 				 bool kernel_ops);
+static void unmapped_free_locked(struct fl_runtime *rt);
 
 FL_EXPORT void fl_runtime_destroy(struct fl_runtime *rt)
 {
@@ -259,9 +273,11 @@ FL_EXPORT void fl_runtime_destroy(struct fl_runtime *rt)
 
 	if (!rt->forked_child)
 		handlers_stop(rt);
+	unmapped_free_locked(rt);	/* no handler left to apply an event */
 	far_free(rt);
 	free(rt->handlers);
 	uffd_close(&rt->uffd);
+	wp_fini(rt);
 	index_fini(&rt->index);
 	/* in a fork child the parent's retrier may have been waiting on the
 	 * condition: glibc's destroy would wait for that thread forever */
@@ -303,8 +319,12 @@ static int region_opts_copy(const struct fl_runtime *rt, struct fl_region_opts *
 	    (dst->fault_around < rt->page_size || dst->fault_around > FL_FAULT_AROUND_MAX ||
 	     (dst->fault_around & (dst->fault_around - 1))))
 		return -EINVAL;
-	if (dst->flags & ~FL_REGION_FILL_NONBLOCK)
+	if (dst->flags & ~(FL_REGION_FILL_NONBLOCK | FL_REGION_WP))
 		return -EINVAL;
+	/* FL_REGION_WP (wp.c) needs uffd-wp on anonymous memory */
+	if ((dst->flags & FL_REGION_WP) &&
+	    !uffd_has(&rt->uffd, UFFD_FEATURE_PAGEFAULT_FLAG_WP))
+		return -EOPNOTSUPP;
 	return 0;
 }
 
@@ -394,10 +414,12 @@ static int victims_quiesce_locked(struct fl_runtime *rt, struct fl_region **v, s
 	if (ret)
 		return ret;
 	STAT_INC(&rt->wst, index_writes);
+	FL_TEST_PAUSE(FL_PAUSE_WRITER_PUBLISHED, v[0]->start);
 	for (size_t i = 0; i < nv; i++)
 		region_write_lock(v[i]);
 	index_synchronize_locked(&rt->index);
 	STAT_INC(&rt->wst, grace_periods);
+	FL_TEST_PAUSE(FL_PAUSE_WRITER_SYNCED, v[0]->start);
 	return 0;
 }
 
@@ -432,6 +454,46 @@ static int victims_replace_locked(struct fl_runtime *rt, struct fl_region **v, s
 	return 0;
 }
 
+/*
+ * unmapped_keep_locked() - remember @r, unpublished and detached, as dropped
+ * by an UNMAP of [start, end); the oldest remembered region is freed to make
+ * room. unmapped_take_locked() - take back the region whose dropped range is
+ * exactly [start, end) (what mremap's UNMAP of its old range drops), or
+ * NULL. Exactly: a range reused since must never resurrect an old region.
+ * Context: index writer lock held.
+ */
+static void unmapped_keep_locked(struct fl_runtime *rt, struct fl_region *r,
+				 uintptr_t start, uintptr_t end)
+{
+	struct fl_unmapped *u = &rt->unmapped[rt->unmapped_next++ % FL_UNMAPPED_KEEP];
+
+	region_free(u->r);
+	*u = (struct fl_unmapped){ r, start, end };
+}
+
+static struct fl_region *unmapped_take_locked(struct fl_runtime *rt, uintptr_t start,
+					      uintptr_t end)
+{
+	for (unsigned int i = 0; i < FL_UNMAPPED_KEEP; i++) {
+		struct fl_unmapped *u = &rt->unmapped[i];
+		struct fl_region *r = u->r;
+
+		if (r && u->start == start && u->end == end) {
+			*u = (struct fl_unmapped){ NULL, 0, 0 };
+			return r;
+		}
+	}
+	return NULL;
+}
+
+static void unmapped_free_locked(struct fl_runtime *rt)
+{
+	for (unsigned int i = 0; i < FL_UNMAPPED_KEEP; i++) {
+		region_free(rt->unmapped[i].r);
+		rt->unmapped[i] = (struct fl_unmapped){ NULL, 0, 0 };
+	}
+}
+
 static void maybe_reclaim_locked(struct fl_runtime *rt)
 {
 	if (rt->index.nretired >= RETIRED_MAX) {
@@ -458,7 +520,8 @@ static int register_locked(struct fl_runtime *rt, uintptr_t a, size_t len,
 	ret = far_region_init(rt, r);
 	if (ret)
 		goto err_free;
-	ret = uffd_register(&rt->uffd, a, len, far_register_modes(rt), NULL);
+	ret = uffd_register(&rt->uffd, a, len, far_register_modes(rt) |
+			    ((r->flags & FL_REGION_WP) ? UFFDIO_REGISTER_MODE_WP : 0), NULL);
 	if (ret)
 		goto err_free;
 	region_attach(r);
@@ -553,6 +616,7 @@ static void remove_region_locked(struct fl_runtime *rt, struct fl_region *r,
 			usleep(1000);
 		index_synchronize_locked(&rt->index);
 	}
+	wp_forget(rt, a, a + len);	/* wp.c: protections end with the region */
 	if (kernel_ops) {
 		uffd_unregister(&rt->uffd, a, len);
 		if (r->flags & R_OWNED)
@@ -633,6 +697,7 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 	}
 	if (new_len < old_len) {
 		/* the tail's faults drained above: unregister, then unmap */
+		wp_forget(rt, a + new_len, a + old_len);	/* wp.c */
 		uffd_unregister(&rt->uffd, a + new_len, old_len - new_len);
 		if (r->flags & R_OWNED)
 			munmap((void *)(a + new_len), old_len - new_len);
@@ -649,7 +714,8 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 				goto restore;
 		}
 		ret = uffd_register(&rt->uffd, a + old_len, new_len - old_len,
-				    far_register_modes(rt), NULL);
+				    far_register_modes(rt) |
+				    ((r->flags & FL_REGION_WP) ? UFFDIO_REGISTER_MODE_WP : 0), NULL);
 		if (ret) {
 			if (r->flags & R_OWNED)
 				munmap((void *)(a + old_len), new_len - old_len);
@@ -659,9 +725,16 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 			goto restore;
 		}
 	}
-	ret = victims_replace_locked(rt, &r, 1, &n, 1);
-	if (ret)
-		goto restore;
+	/*
+	 * The kernel has the new length now (tail unregistered and unmapped,
+	 * or extension mapped and registered): there is no way back. Only the
+	 * new index array can fail to allocate; wait for memory rather than
+	 * republish the victim with a length the kernel no longer agrees with
+	 * (test-inject injects exactly that).
+	 */
+	while (victims_replace_locked(rt, &r, 1, &n, 1))
+		usleep(1000);
+	ret = 0;
 	STAT_INC(&rt->wst, regions_resized);
 	goto out;
 
@@ -719,6 +792,7 @@ void event_unmap(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 	struct fl_region *v[8], *fresh[2];
 
 	index_write_begin(&rt->index);
+	wp_forget(rt, start, end);	/* wp.c: the kernel dropped the memory */
 	for (;;) {
 		size_t nv = overlapping_locked(rt, start, end, v, 1), nf = 0;
 		struct fl_region *r = v[0];
@@ -745,10 +819,22 @@ void event_unmap(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 				STAT_INC(c->st, ioctl_errors);
 				break;
 			}
-		if (victims_replace_locked(rt, &r, 1, fresh, nf)) {
+		/* publish the pieces, keep the victim: a REMAP of this very
+		 * range may still be on its way (see event_remap) */
+		for (size_t i = 0; i < nf; i++)
+			region_attach(fresh[i]);
+		if (index_publish_locked(&rt->index, NULL, 0, fresh, nf)) {
+			for (size_t i = 0; i < nf; i++) {
+				region_detach_locked(fresh[i]);
+				region_free(fresh[i]);
+			}
 			victims_restore_locked(rt, &r, 1);
 			break;
 		}
+		STAT_INC(&rt->wst, index_writes);
+		region_detach_locked(r);
+		unmapped_keep_locked(rt, r, r->start > start ? r->start : start,
+				     r->end < end ? r->end : end);
 		STAT_INC(&rt->wst, regions_unregistered);
 	}
 	index_write_end(&rt->index);
@@ -767,6 +853,7 @@ void event_remap(struct fl_fault_ctx *c, uintptr_t from, uintptr_t to, size_t le
 	struct fl_region *moved[64];
 	size_t nmoved = 0;
 
+	wp_event_remap(c, from, to, len);	/* wp.c: protections follow the pages */
 	index_write_begin(&rt->index);
 	for (;;) {
 		size_t nf = 0;
@@ -774,8 +861,27 @@ void event_remap(struct fl_fault_ctx *c, uintptr_t from, uintptr_t to, size_t le
 		uintptr_t a, b;
 		bool skip = false;
 
-		if (!overlapping_locked(rt, from, end, v, 1))
+		if (!overlapping_locked(rt, from, end, v, 1)) {
+			/*
+			 * Race: mremap() sends REMAP(from -> to) and then
+			 * UNMAP(from); another handler may have applied the
+			 * UNMAP first and dropped the region we are to move.
+			 * It kept it: move what it dropped.
+			 */
+			if (nmoved || !(r = unmapped_take_locked(rt, from, end)))
+				break;
+			a = r->start > from ? r->start : from;
+			b = r->end < end ? r->end : end;
+			fresh[0] = region_piece(rt, r, a, b, to + (a - from), b - a);
+			region_free(r);
+			if (!fresh[0] || victims_replace_locked(rt, NULL, 0, fresh, 1)) {
+				region_free(fresh[0]);
+				STAT_INC(c->st, ioctl_errors);
+				break;
+			}
+			STAT_INC(&rt->wst, regions_registered);
 			break;
+		}
 		r = v[0];
 		for (size_t i = 0; i < nmoved; i++)
 			skip |= moved[i] == r;
@@ -825,6 +931,7 @@ void event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 
 	if (far_own_remove(c, start, end))
 		return;	/* far memory: the evictor's zap, the pages stay EVICTED */
+	wp_event_remove(c, start, end);	/* wp.c: before the zap, pages intact */
 	pthread_rwlock_rdlock(&rt->index.lock);
 	x = rt->index.cur;
 	for (size_t i = 0; i < x->n; i++) {

@@ -23,6 +23,7 @@ void stats_sum(const struct fl_runtime *rt, struct fl_counters *sum)
 	add_block(sum, &rt->park_st);
 	for (unsigned int i = 0; i < rt->nhandlers; i++)
 		add_block(sum, &rt->handlers[i].st);
+	wp_stats_add(rt, sum);	/* wp.c: application-thread counters */
 	/* far memory: the evictor's block and the pin callers' */
 	add_block(sum, &rt->pin_st);
 	if (rt->far)
@@ -67,6 +68,7 @@ FL_EXPORT void fl_stats_reset(struct fl_runtime *rt)
 		FL_STAT_FIELDS(X)
 #undef X
 	}
+	wp_stats_reset(rt);
 }
 
 FL_EXPORT int fl_stats_print(const struct fl_runtime *rt, FILE *f, enum fl_stats_format fmt)
@@ -215,6 +217,16 @@ FL_EXPORT const char *fl_strerror(int err)
 		return "runtime unusable in a forked child";
 	case -EIO:
 		return "I/O error";
+	case -EOPNOTSUPP:
+		return "not supported by this kernel or runtime mode";
+	case -ENODATA:
+		return "image truncated";
+	case -EBADMSG:
+		return "image corrupt (bad magic, checksum or structure)";
+	case -EPROTONOSUPPORT:
+		return "image format version not supported";
+	case -ESTALE:
+		return "image chain broken (parent is not the image the child was made from)";
 	}
 	/* -INT_MIN overflows: no errno is that large anyway */
 	if (err < 0 && err != INT_MIN) {

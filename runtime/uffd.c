@@ -115,6 +115,15 @@ int uffd_open(struct fl_uffd *u, bool user_only, uint64_t want)
 		close(fd);
 		return ret;
 	}
+	/*
+	 * UFFDIO_API writes back every feature the kernel *supports*, not the
+	 * ones it enabled on this uffd (exactly those asked for). Record the
+	 * enabled set: uffd_has(WP_ASYNC) must not be true merely because the
+	 * kernel could do it. WP_ASYNC implies WP_UNPOPULATED (the kernel adds it).
+	 */
+	u->features = want & all;
+	if (u->features & UFFD_FEATURE_WP_ASYNC)
+		u->features |= UFFD_FEATURE_WP_UNPOPULATED & all;
 	u->fd = fd;
 	u->method = m;
 	u->kernel_features = all;

@@ -322,7 +322,7 @@ static const int neg_cpus[] = { -2 };
 	X_(map_fa_12k, -EINVAL, (O.fault_around = 3 * TPG, opts_map())) \
 	X_(map_fa_8m, -EINVAL, (O.fault_around = 8u << 20, opts_map())) \
 	X_(map_fa_absurd, -EINVAL, (O.fault_around = ABSURD, opts_map())) \
-	X_(map_flag_unknown, -EINVAL, (O.flags = 1u << 1, opts_map())) \
+	X_(map_flag_unknown, -EINVAL, (O.flags = 1u << 15, opts_map())) \
 	X_(map_flag_internal, -EINVAL, (O.flags = 1u << 16, opts_map())) \
 	/* fl_region_register */ \
 	X_(reg_rt_null, -EINVAL, fl_region_register(NULL, xp(200), TPG, NULL)) \

@@ -1,0 +1,799 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * checkpoint.c - full, incremental and live checkpoints of a protected
+ * range to image files (format: image.h), and eager and lazy restore.
+ *
+ * The live snapshot protocol (as QEMU's background snapshot, on the uffd-wp
+ * callbacks of wp.c), per save:
+ *   1. T: under the range's wp lock, collect the dirty set D (incremental)
+ *      and re-arm every written page, and install live_cb as the range's
+ *      callback, in one critical section. From T on, every page of the
+ *      range is write-protected and the first write to any of them runs
+ *      live_cb before the writer may go on.
+ *   2. The saver walks the pages to save (D, or all for a full image). Each
+ *      page has a claim byte: 0 pending, 1 being copied, 2 copied. Whoever
+ *      moves it 0 -> 1 copies the page: the saver from memory (the page is
+ *      still protected, so it holds its T contents), live_cb into a shadow
+ *      page (the writer sleeps, so it holds its T contents too).
+ *   3. live_cb that finds 1 waits for 2 before it returns: the saver is
+ *      reading the page, and returning would let wp.c un-protect it and
+ *      the writer change it under the saver's copy. ("Copy before
+ *      unprotect", across two threads.) The saver that finds 2 takes the
+ *      shadow copy.
+ *   4. After the last page, the callback is removed (wp_set_callback waits
+ *      for callbacks in flight), then the shadow is freed.
+ * Pages written after T are WRITTEN in wp.c: the next incremental save.
+ * Copies of managed memory go through process_vm_readv (a kernel-mode copy)
+ * so that ThreadSanitizer, which cannot see the ordering the uffd gives,
+ * does not report the program's later writes as races with our reads.
+ *
+ * Writing: data pages stream through io_uring (liburing, 4 x 1 MiB buffers
+ * in flight, plain pwrite fallback if the ring cannot be set up), then the
+ * metadata and last the header with pwrite: an image without a valid
+ * header is never mistaken for a complete one.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "image.h"
+#include "internal.h"
+
+/* ---- helpers ---- */
+
+static void copy_kernel(void *dst, const void *src, size_t len)
+{
+	struct iovec l = { dst, len }, r = { (void *)src, len };
+
+	if (process_vm_readv(getpid(), &l, 1, &r, 1, 0) != (ssize_t)len)
+		memcpy(dst, src, len);
+}
+
+static bool page_resident(const void *p, size_t ps)
+{
+	unsigned char v = 0;
+
+	return mincore((void *)p, ps, &v) == 0 && (v & 1);
+}
+
+static bool all_zero(const void *p, size_t len)
+{
+	const uint64_t *q = p;
+
+	for (size_t i = 0; i < len / 8; i++)
+		if (q[i])
+			return false;
+	return true;
+}
+
+static int write_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pwrite(fd, (const char *)buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static uint64_t random_id(void)
+{
+	uint64_t v = 0;
+
+	while (!v)
+		if (getrandom(&v, sizeof(v), 0) != sizeof(v))
+			v = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)&v;
+	return v;
+}
+
+/* ---- the image writer: io_uring, pwrite fallback ---- */
+
+#define IW_NBUF 4
+#define IW_BUF (1u << 20)
+
+struct iw {
+	int fd;
+	struct io_uring ring;
+	bool ring_ok;
+	uint8_t *buf[IW_NBUF];
+	bool busy[IW_NBUF];
+	size_t len[IW_NBUF];
+	uint64_t boff[IW_NBUF];
+	unsigned int cur;
+	size_t fill;
+	uint64_t off;
+	int err;
+};
+
+static int iw_init(struct iw *w, int fd, uint64_t off)
+{
+	memset(w, 0, sizeof(*w));
+	w->fd = fd;
+	w->off = off;
+	for (unsigned int i = 0; i < IW_NBUF; i++) {
+		w->buf[i] = mmap(NULL, IW_BUF, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (w->buf[i] == MAP_FAILED) {
+			w->buf[i] = NULL;
+			return -ENOMEM;
+		}
+	}
+	w->ring_ok = io_uring_queue_init(IW_NBUF * 2, &w->ring, 0) == 0;
+	return 0;
+}
+
+/* reap one completion; a short write is finished with pwrite */
+static void iw_reap(struct iw *w)
+{
+	struct io_uring_cqe *cqe;
+	unsigned int i;
+	int ret;
+
+	do
+		ret = io_uring_wait_cqe(&w->ring, &cqe);
+	while (ret == -EINTR);
+	if (ret < 0) {
+		w->err = w->err ? w->err : ret;
+		for (i = 0; i < IW_NBUF; i++)
+			w->busy[i] = false;
+		return;
+	}
+	i = (unsigned int)io_uring_cqe_get_data64(cqe);
+	if (cqe->res < 0) {
+		w->err = w->err ? w->err : cqe->res;
+	} else if ((size_t)cqe->res < w->len[i]) {
+		ret = write_all(w->fd, w->buf[i] + cqe->res, w->len[i] - (size_t)cqe->res,
+				w->boff[i] + (uint64_t)cqe->res);
+		if (ret && !w->err)
+			w->err = ret;
+	}
+	io_uring_cqe_seen(&w->ring, cqe);
+	if (i < IW_NBUF)
+		w->busy[i] = false;
+}
+
+static void iw_flush(struct iw *w)
+{
+	unsigned int i = w->cur;
+	struct io_uring_sqe *sqe;
+
+	if (!w->fill)
+		return;
+	w->len[i] = w->fill;
+	w->boff[i] = w->off;
+	if (w->ring_ok && (sqe = io_uring_get_sqe(&w->ring))) {
+		io_uring_prep_write(sqe, w->fd, w->buf[i], (unsigned int)w->fill, w->off);
+		io_uring_sqe_set_data64(sqe, i);
+		w->busy[i] = true;
+		if (io_uring_submit(&w->ring) < 0) {
+			w->busy[i] = false;
+			w->err = w->err ? w->err : -EIO;
+		}
+	} else {
+		int ret = write_all(w->fd, w->buf[i], w->fill, w->off);
+
+		if (ret && !w->err)
+			w->err = ret;
+	}
+	w->off += w->fill;
+	w->fill = 0;
+	w->cur = (w->cur + 1) % IW_NBUF;
+	while (w->busy[w->cur])
+		iw_reap(w);
+}
+
+/* room for one page in the current buffer */
+static uint8_t *iw_page(struct iw *w, size_t ps)
+{
+	if (w->fill + ps > IW_BUF)
+		iw_flush(w);
+	return w->buf[w->cur] + w->fill;
+}
+
+static void iw_finish(struct iw *w)
+{
+	iw_flush(w);
+	for (unsigned int i = 0; i < IW_NBUF; i++)
+		while (w->busy[i])
+			iw_reap(w);
+}
+
+static void iw_fini(struct iw *w)
+{
+	if (w->ring_ok)
+		io_uring_queue_exit(&w->ring);
+	for (unsigned int i = 0; i < IW_NBUF; i++)
+		if (w->buf[i])
+			munmap(w->buf[i], IW_BUF);
+}
+
+/* ---- checkpoints ---- */
+
+struct fl_ckpt {
+	struct fl_runtime *rt;
+	uintptr_t start;
+	size_t len, npages, ps;
+	bool async, zero_pager;
+	uint64_t *bm;
+	unsigned int saves;
+	bool need_full;		/* a failed save consumed a dirty set */
+	uint64_t last_id, last_seq;
+	char *dir;		/* directory of the chain, with its '/' ("" for cwd) */
+	char last_name[FLI_MAX_PARENT + 1];
+	/* live snapshot state, valid during a FL_CKPT_LIVE save */
+	bool live_all;
+	uint8_t *shadow;
+	_Atomic uint8_t *claim;
+};
+
+static bool bm_test(const uint64_t *bm, size_t i)
+{
+	return bm[i / 64] >> (i % 64) & 1;
+}
+
+FL_EXPORT int fl_ckpt_create(struct fl_runtime *rt, void *addr, size_t len,
+			     enum fl_dirty_mode mode, struct fl_ckpt **out)
+{
+	struct fl_ckpt *ck;
+	enum fl_pager pager;
+	int ret;
+
+	if (!rt || !out)
+		return -EINVAL;
+	ret = fl_dirty_start(rt, addr, len, mode);
+	if (ret)
+		return ret;
+	ret = wp_region_pager(rt, (uintptr_t)addr, len, &pager);
+	ck = calloc(1, sizeof(*ck));
+	if (ret || !ck) {
+		fl_unprotect(rt, addr, len);
+		free(ck);
+		return ret ? ret : -ENOMEM;
+	}
+	ck->rt = rt;
+	ck->start = (uintptr_t)addr;
+	ck->len = len;
+	ck->ps = rt->page_size;
+	ck->npages = len >> rt->page_shift;
+	ck->async = uffd_has(&rt->uffd, UFFD_FEATURE_WP_ASYNC);
+	ck->zero_pager = pager == FL_PAGER_ZERO;
+	ck->bm = calloc((ck->npages + 63) / 64, sizeof(uint64_t));
+	if (!ck->bm) {
+		fl_ckpt_destroy(ck);
+		return -ENOMEM;
+	}
+	*out = ck;
+	return 0;
+}
+
+FL_EXPORT void fl_ckpt_destroy(struct fl_ckpt *ck)
+{
+	if (!ck)
+		return;
+	fl_unprotect(ck->rt, (void *)ck->start, ck->len);
+	free(ck->bm);
+	free(ck->dir);
+	free(ck);
+}
+
+/* wp.c callback during a live save: step 2/3 of the protocol above */
+static void live_cb(void *arg, void *page, size_t len)
+{
+	struct fl_ckpt *ck = arg;
+	size_t p = ((uintptr_t)page - ck->start) / ck->ps;
+	uint8_t v = 0;
+
+	if (!ck->live_all && !bm_test(ck->bm, p))
+		return;		/* not in this image */
+	if (atomic_compare_exchange_strong_explicit(&ck->claim[p], &v, 1,
+			memory_order_acquire, memory_order_acquire)) {
+		copy_kernel(ck->shadow + p * ck->ps, page, len);
+		atomic_store_explicit(&ck->claim[p], 2, memory_order_release);
+		WP_STAT_ADD(ck->rt, ckpt_live_copies, 1);
+		return;
+	}
+	/* the saver reads it now: keep it protected until it is done */
+	while (atomic_load_explicit(&ck->claim[p], memory_order_acquire) == 1)
+		sched_yield();
+}
+
+/* the T contents of page @p into @dst */
+static void save_page(struct fl_ckpt *ck, size_t p, uint8_t *dst, bool live)
+{
+	const uint8_t *a = (const uint8_t *)ck->start + p * ck->ps;
+	uint8_t v = 0;
+
+	if (!live) {
+		if (ck->zero_pager && !page_resident(a, ck->ps))
+			memset(dst, 0, ck->ps);	/* never produced: zeros, no fault */
+		else
+			memcpy(dst, a, ck->ps);
+		return;
+	}
+	/*
+	 * A page another pager produces is faulted in before we claim it: a
+	 * fault taken while holding the claim could wait for a handler that
+	 * spins in live_cb on this very claim.
+	 */
+	if (!ck->zero_pager)
+		while (!page_resident(a, ck->ps))
+			(void)*(volatile const uint8_t *)a;
+	if (atomic_compare_exchange_strong_explicit(&ck->claim[p], &v, 1,
+			memory_order_acquire, memory_order_acquire)) {
+		if (ck->zero_pager && !page_resident(a, ck->ps))
+			memset(dst, 0, ck->ps);
+		else
+			copy_kernel(dst, a, ck->ps);
+		atomic_store_explicit(&ck->claim[p], 2, memory_order_release);
+		return;
+	}
+	while (atomic_load_explicit(&ck->claim[p], memory_order_acquire) != 2)
+		sched_yield();
+	memcpy(dst, ck->shadow + p * ck->ps, ck->ps);
+}
+
+static int save_locked(struct fl_ckpt *ck, int fd, bool full, bool live, uint64_t *id_out)
+{
+	struct fl_runtime *rt = ck->rt;
+	size_t plen = full ? 0 : strlen(ck->last_name), nd = 0, ne = 0, ndata = 0;
+	struct fli_entry *ent = NULL;
+	struct fli_header h;
+	struct fli_region reg;
+	uint64_t region_off, index_off, data_off, meta_len;
+	uint8_t *meta = NULL;
+	struct iw w;
+	int ret;
+
+	if (live) {
+		ck->live_all = full;
+		ck->shadow = mmap(NULL, ck->len, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		ck->claim = mmap(NULL, ck->npages, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (ck->shadow == MAP_FAILED || ck->claim == MAP_FAILED) {
+			ret = -ENOMEM;
+			goto out_live;
+		}
+	}
+	ret = iw_init(&w, fd, 0);
+	if (ret)
+		goto out_iw;
+	/* T: the instant the image stands for */
+	ret = wp_collect(rt, ck->start, ck->bm, ck->npages, &nd, live, live ? live_cb : NULL, ck);
+	if (ret)
+		goto out_iw;
+	ne = full ? ck->npages : nd;
+	ent = malloc(ne ? ne * sizeof(*ent) : 1);
+	if (!ent) {
+		ret = -ENOMEM;
+		goto out_cb;
+	}
+	region_off = (sizeof(h) + plen + 7) & ~(uint64_t)7;
+	index_off = region_off + sizeof(reg);
+	data_off = (index_off + ne * sizeof(*ent) + ck->ps - 1) & ~(uint64_t)(ck->ps - 1);
+	w.off = data_off;
+
+	ne = 0;
+	for (size_t p = 0; p < ck->npages; p++) {
+		uint8_t *dst;
+
+		if (!full && !bm_test(ck->bm, p))
+			continue;
+		dst = iw_page(&w, ck->ps);
+		save_page(ck, p, dst, live);
+		ent[ne] = (struct fli_entry){ .page = p, .region = 0 };
+		if (all_zero(dst, ck->ps)) {
+			ent[ne].flags = FLI_E_ZERO;
+		} else {
+			ent[ne].flags = FLI_E_DATA;
+			ent[ne].slot = ndata++;
+			ent[ne].crc = fli_crc32c(0, dst, ck->ps);
+			w.fill += ck->ps;
+		}
+		ne++;
+	}
+	iw_finish(&w);
+	ret = w.err;
+	if (ret)
+		goto out_cb;
+
+	/* metadata block: parent name, padding, region table, index, padding */
+	meta_len = data_off - sizeof(h);
+	meta = calloc(1, meta_len);
+	if (!meta) {
+		ret = -ENOMEM;
+		goto out_cb;
+	}
+	memcpy(meta, ck->last_name, plen);
+	reg = (struct fli_region){ .addr = ck->start, .len = ck->len, .first_entry = 0,
+				   .nentries = ne };
+	memcpy(meta + (region_off - sizeof(h)), &reg, sizeof(reg));
+	memcpy(meta + (index_off - sizeof(h)), ent, ne * sizeof(*ent));
+	memset(&h, 0, sizeof(h));
+	memcpy(h.magic, FLI_MAGIC, 8);
+	h.version = FLI_VERSION;
+	h.header_size = sizeof(h);
+	h.page_size = (uint32_t)ck->ps;
+	h.flags = (full ? 0 : FLI_F_INCREMENTAL) | (live ? FLI_F_LIVE : 0);
+	h.image_id = random_id();
+	h.parent_id = full ? 0 : ck->last_id;
+	h.seq = full ? 0 : ck->last_seq + 1;
+	h.parent_off = sizeof(h);
+	h.parent_len = (uint32_t)plen;
+	h.nregions = 1;
+	h.region_off = region_off;
+	h.index_off = index_off;
+	h.nentries = ne;
+	h.data_off = data_off;
+	h.ndata = ndata;
+	h.file_size = data_off + ndata * ck->ps;
+	h.meta_crc = fli_crc32c(0, meta, meta_len);
+	h.header_crc = fli_crc32c(0, &h, sizeof(h));
+	ret = write_all(fd, meta, meta_len, sizeof(h));
+	if (!ret)
+		ret = write_all(fd, &h, sizeof(h), 0);
+	if (!ret) {
+		*id_out = h.image_id;
+		ck->last_seq = h.seq;
+		WP_STAT_ADD(rt, ckpt_images, 1);
+		WP_STAT_ADD(rt, ckpt_pages, ne);
+	}
+out_cb:
+	if (live)
+		wp_set_callback(rt, ck->start, NULL, NULL);	/* step 4 */
+out_iw:
+	iw_fini(&w);
+out_live:
+	if (live) {
+		if (ck->shadow != MAP_FAILED)
+			munmap(ck->shadow, ck->len);
+		if ((void *)ck->claim != MAP_FAILED)
+			munmap((void *)ck->claim, ck->npages);
+		ck->shadow = NULL;
+		ck->claim = NULL;
+	}
+	free(meta);
+	free(ent);
+	return ret;
+}
+
+FL_EXPORT int fl_ckpt_save(struct fl_ckpt *ck, const char *path, unsigned int flags)
+{
+	const char *slash, *name;
+	size_t dirlen;
+	bool full, live;
+	uint64_t id = 0;
+	int fd, ret;
+
+	if (!ck || !path || (flags & ~(FL_CKPT_FULL | FL_CKPT_LIVE | FL_CKPT_FSYNC)))
+		return -EINVAL;
+	full = (flags & FL_CKPT_FULL) || !ck->saves || ck->need_full;
+	live = flags & FL_CKPT_LIVE;
+	if (live && ck->async)
+		return -EOPNOTSUPP;	/* WP_ASYNC: no fault reaches a callback */
+	slash = strrchr(path, '/');
+	name = slash ? slash + 1 : path;
+	dirlen = (size_t)(name - path);
+	if (!*name || strlen(name) > FLI_MAX_PARENT)
+		return -EINVAL;
+	if (!full && (strlen(ck->dir) != dirlen || strncmp(ck->dir, path, dirlen)))
+		return -EXDEV;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	ret = save_locked(ck, fd, full, live, &id);
+	if (!ret && (flags & FL_CKPT_FSYNC) && fdatasync(fd) < 0)
+		ret = -errno;
+	if (close(fd) < 0 && !ret)
+		ret = -errno;
+	if (ret) {
+		unlink(path);
+		/* the dirty set was consumed (re-armed): only a full image is
+		 * right next time */
+		ck->need_full = true;
+		return ret;
+	}
+	if (full) {
+		char *d = strndup(path, dirlen);
+
+		if (!d) {
+			ck->need_full = true;
+			return 0;	/* the image is fine; the chain restarts */
+		}
+		free(ck->dir);
+		ck->dir = d;
+	}
+	strcpy(ck->last_name, name);
+	ck->last_id = id;
+	ck->saves++;
+	ck->need_full = false;
+	return 0;
+}
+
+/* ---- restore ---- */
+
+static uint32_t sys_page_size(void)
+{
+	return (uint32_t)sysconf(_SC_PAGESIZE);
+}
+
+FL_EXPORT int fl_image_check(const char *path, size_t *len)
+{
+	struct fli_chain c;
+	void *scratch;
+	int ret;
+
+	if (!path)
+		return -EINVAL;
+	ret = fli_chain_open(&c, path, sys_page_size());
+	if (ret)
+		return ret;
+	scratch = malloc(c.page_size);
+	ret = scratch ? fli_chain_verify(&c, scratch) : -ENOMEM;
+	if (!ret && len)
+		*len = c.npages * c.page_size;
+	free(scratch);
+	fli_chain_close(&c);
+	return ret;
+}
+
+FL_EXPORT int fl_restore(const char *path, void *addr, size_t len)
+{
+	struct fli_chain c;
+	int ret;
+
+	if (!path || !addr)
+		return -EINVAL;
+	ret = fli_chain_open(&c, path, sys_page_size());
+	if (ret)
+		return ret;
+	if (len != c.npages * c.page_size || ((uintptr_t)addr & (c.page_size - 1))) {
+		fli_chain_close(&c);
+		return -EINVAL;
+	}
+	for (uint64_t p = 0; p < c.npages && !ret; p++)
+		ret = fli_chain_read_page(&c, p, (uint8_t *)addr + p * c.page_size);
+	fli_chain_close(&c);
+	return ret;
+}
+
+/* working-set file: a header, then u32 page numbers in first-touch order */
+#define WS_MAGIC "FLWSET\r\n"
+struct ws_header {
+	uint8_t magic[8];
+	uint32_t version;
+	uint32_t page_size;
+	uint64_t npages;
+	uint64_t count;
+	uint32_t data_crc;
+	uint32_t header_crc;
+};
+
+struct fl_lazy {
+	struct fl_runtime *rt;
+	void *addr;
+	size_t len;
+	struct fli_chain chain;
+	uint32_t *order;
+	_Atomic uint64_t norder;
+	_Atomic uint8_t *seen;
+	uint32_t *ws;
+	uint64_t nws;
+	pthread_t pf;
+	bool pf_started;
+	_Atomic bool pf_stop;
+};
+
+/* the fill pager: Context: a handler thread (never touches managed memory) */
+static int lazy_fill(void *arg, uint64_t off, void *dst, size_t len)
+{
+	struct fl_lazy *lz = arg;
+	uint32_t ps = lz->chain.page_size;
+
+	for (size_t o = 0; o < len; o += ps) {
+		uint64_t p = (off + o) / ps;
+		uint8_t z = 0;
+		int ret = fli_chain_read_page(&lz->chain, p, (uint8_t *)dst + o);
+
+		if (ret)
+			return ret;
+		/* first touch: record its place in the working-set order */
+		if (atomic_compare_exchange_strong_explicit(&lz->seen[p], &z, 1,
+				memory_order_relaxed, memory_order_relaxed)) {
+			uint64_t i = atomic_fetch_add_explicit(&lz->norder, 1, memory_order_relaxed);
+
+			if (i < lz->chain.npages)
+				__atomic_store_n(&lz->order[i], (uint32_t)p, __ATOMIC_RELAXED);
+		}
+	}
+	return 0;
+}
+
+/* prefetch: touch the recorded working set in its order (faults fill it) */
+static void *prefetch_main(void *arg)
+{
+	struct fl_lazy *lz = arg;
+	uint32_t ps = lz->chain.page_size;
+
+	for (uint64_t i = 0; i < lz->nws; i++) {
+		if (atomic_load_explicit(&lz->pf_stop, memory_order_relaxed))
+			break;
+		(void)*(volatile const uint8_t *)((const uint8_t *)lz->addr +
+						  (size_t)lz->ws[i] * ps);
+	}
+	return NULL;
+}
+
+static int ws_load(struct fl_lazy *lz, const char *path)
+{
+	struct ws_header h;
+	struct stat st;
+	uint32_t crc;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int ret = -EBADMSG;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size < sizeof(h) ||
+	    pread(fd, &h, sizeof(h), 0) != sizeof(h))
+		goto out;
+	crc = h.header_crc;
+	h.header_crc = 0;
+	if (memcmp(h.magic, WS_MAGIC, 8) || h.version != 1 ||
+	    fli_crc32c(0, &h, sizeof(h)) != crc || h.page_size != lz->chain.page_size ||
+	    h.npages != lz->chain.npages || h.count > h.npages ||
+	    (uint64_t)st.st_size != sizeof(h) + h.count * 4)
+		goto out;
+	lz->ws = malloc(h.count ? h.count * 4 : 1);
+	if (!lz->ws) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (h.count && pread(fd, lz->ws, h.count * 4, sizeof(h)) != (ssize_t)(h.count * 4))
+		goto out;
+	if (fli_crc32c(0, lz->ws, h.count * 4) != h.data_crc)
+		goto out;
+	for (uint64_t i = 0; i < h.count; i++)
+		if (lz->ws[i] >= h.npages)
+			goto out;
+	lz->nws = h.count;
+	ret = 0;
+out:
+	close(fd);
+	return ret;
+}
+
+FL_EXPORT int fl_restore_lazy(struct fl_runtime *rt, const char *path, const char *ws_path,
+			      unsigned int flags, struct fl_lazy **out, void **addr)
+{
+	struct fl_region_opts ro;
+	struct fl_lazy *lz;
+	int ret;
+
+	if (!rt || !path || !out || !addr)
+		return -EINVAL;
+	lz = calloc(1, sizeof(*lz));
+	if (!lz)
+		return -ENOMEM;
+	lz->rt = rt;
+	ret = fli_chain_open(&lz->chain, path, (uint32_t)rt->page_size);
+	if (ret) {
+		free(lz);
+		return ret;
+	}
+	lz->len = lz->chain.npages * lz->chain.page_size;
+	if (lz->chain.npages > UINT32_MAX) {
+		ret = -EOVERFLOW;
+		goto err;
+	}
+	lz->order = mmap(NULL, lz->chain.npages * 4, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	lz->seen = mmap(NULL, lz->chain.npages, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (lz->order == MAP_FAILED || (void *)lz->seen == MAP_FAILED) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	if (ws_path) {
+		ret = ws_load(lz, ws_path);
+		if (ret)
+			goto err;
+	}
+	fl_region_opts_init(&ro);
+	ro.pager = FL_PAGER_FILL;
+	ro.fill = lazy_fill;
+	ro.fill_arg = lz;
+	ro.flags = flags;
+	ret = fl_region_map(rt, lz->len, &ro, &lz->addr);
+	if (ret)
+		goto err;
+	if (lz->nws)
+		lz->pf_started = !pthread_create(&lz->pf, NULL, prefetch_main, lz);
+	*out = lz;
+	*addr = lz->addr;
+	return 0;
+err:
+	lz->addr = NULL;
+	fl_lazy_destroy(lz);
+	return ret;
+}
+
+FL_EXPORT int fl_lazy_ws_save(struct fl_lazy *lz, const char *ws_path)
+{
+	struct ws_header h;
+	uint32_t *order;
+	uint64_t n;
+	int fd, ret;
+
+	if (!lz || !ws_path)
+		return -EINVAL;
+	n = atomic_load_explicit(&lz->norder, memory_order_acquire);
+	if (n > lz->chain.npages)
+		n = lz->chain.npages;
+	/* handlers may still append: copy what is there with atomic loads
+	 * (a slot claimed but not yet stored reads 0, a valid page number) */
+	order = malloc(n ? n * 4 : 1);
+	if (!order)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < n; i++)
+		order[i] = __atomic_load_n(&lz->order[i], __ATOMIC_RELAXED);
+	memset(&h, 0, sizeof(h));
+	memcpy(h.magic, WS_MAGIC, 8);
+	h.version = 1;
+	h.page_size = lz->chain.page_size;
+	h.npages = lz->chain.npages;
+	h.count = n;
+	h.data_crc = fli_crc32c(0, order, n * 4);
+	h.header_crc = fli_crc32c(0, &h, sizeof(h));
+	fd = open(ws_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		free(order);
+		return -errno;
+	}
+	ret = write_all(fd, &h, sizeof(h), 0);
+	if (!ret)
+		ret = write_all(fd, order, n * 4, sizeof(h));
+	free(order);
+	if (close(fd) < 0 && !ret)
+		ret = -errno;
+	if (ret)
+		unlink(ws_path);
+	return ret;
+}
+
+FL_EXPORT void fl_lazy_destroy(struct fl_lazy *lz)
+{
+	if (!lz)
+		return;
+	if (lz->pf_started) {
+		atomic_store_explicit(&lz->pf_stop, true, memory_order_relaxed);
+		pthread_join(lz->pf, NULL);
+	}
+	if (lz->addr)
+		fl_region_unregister(lz->rt, lz->addr);
+	if (lz->order && lz->order != MAP_FAILED)
+		munmap(lz->order, lz->chain.npages * 4);
+	if (lz->seen && (void *)lz->seen != MAP_FAILED)
+		munmap((void *)lz->seen, lz->chain.npages);
+	free(lz->ws);
+	fli_chain_close(&lz->chain);
+	free(lz);
+}

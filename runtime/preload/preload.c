@@ -1,0 +1,1094 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * preload.c - libfaultline-preload.so: bring an unmodified program's large
+ * anonymous memory under the runtime.
+ *
+ * The shim is linked from the same objects as libfaultline (the static
+ * library, whole), not a second implementation; this file only decides
+ * which memory to hand to fl_region_register() and when to take it back.
+ *
+ * What is managed
+ *   - mmap(NULL, len >= FAULTLINE_MIN_REGION, PROT_READ|PROT_WRITE,
+ *     MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) called through the PLT: allocators
+ *     that map their own arenas (jemalloc, CPython's obmalloc) and programs
+ *     that map buffers directly. File, shared, fixed, hugetlb, stack,
+ *     populated and not-read-write mappings are passed through untouched.
+ *   - malloc blocks of FAULTLINE_MIN_REGION or more. glibc serves them with
+ *     its *internal* mmap (a direct call inside libc), which interposing the
+ *     mmap symbol never sees; glibc >= 2.34 has no hooks left either. So the
+ *     malloc family is interposed: a large request gets its own page-aligned
+ *     anonymous mapping, registered as a region, and recorded in a lock-free
+ *     table keyed by the pointer (blk_*). Everything else goes to glibc's
+ *     own __libc_malloc & co. free(), realloc() and malloc_usable_size()
+ *     look a pointer up only if it is page aligned (ours always are; glibc's
+ *     almost never), and never read memory around a pointer to decide: a
+ *     header in front of the block could not tell glibc's chunks from ours
+ *     safely. calloc needs no memset: fresh mappings read zeros, and the
+ *     zero pager produces zeros.
+ *
+ * Recursion and the runtime's own memory
+ *   shim_depth (thread-local, initial-exec: no __tls_get_addr, no malloc)
+ *   is raised while the shim runs its own code and calls into the runtime,
+ *   and set for good on every thread the runtime creates (pthread_create
+ *   is interposed only to the extent of marking threads started while the
+ *   shim is active on the calling thread, or by a marked thread). With it
+ *   raised, every interposed call goes straight to the real function: the
+ *   runtime's own allocations (index arrays, page-state tables, the 4 MiB
+ *   bounce buffers, liburcu's and liburing's) are never managed, and a
+ *   handler thread never touches managed memory through the shim.
+ *
+ * The real functions: the malloc family through glibc's exported
+ * __libc_* entry points (no dlsym: dlsym itself may call malloc); the mmap
+ * family through dlsym(RTLD_NEXT) in the constructor, with raw system calls
+ * for calls that come before it (other libraries' constructors).
+ *
+ * Fork: see shim_atfork_*; exec: see FAULTLINE_CHILDREN; exit: see
+ * shim_fini(). Threads: the range table has a mutex, the block table is
+ * lock-free; the runtime is created once, under rt_lock.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "faultline.h"
+#include "options.h"
+
+#define SHIM_EXPORT __attribute__((visibility("default")))
+#define TLS_IE __attribute__((tls_model("initial-exec")))
+
+extern char **environ;
+
+/* glibc's own allocator entry points (exported by libc.so.6) */
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+extern void *__libc_memalign(size_t, size_t);
+
+/* ---- state ---- */
+
+enum shim_state {
+	SHIM_UNINIT = 0,	/* constructor not run yet: pass everything through */
+	SHIM_ACTIVE,		/* manage eligible memory */
+	SHIM_OFF,		/* disabled, failed, no kernel faults: pass through */
+	SHIM_FORKED,		/* child of fork(): managed ranges are plain memory */
+};
+
+static _Atomic int shim_state;
+static struct fl_preload_options opt;
+static size_t page_size = 4096;
+static size_t min_region = 1u << 20;
+
+static TLS_IE __thread int shim_depth;		/* >0: pass through */
+static TLS_IE __thread int shim_rt_thread;	/* a thread the runtime started */
+
+static pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fl_runtime *rt;			/* set once, under rt_lock */
+static bool rt_tried;
+
+/* shim counters (relaxed atomics: statistics only) */
+static _Atomic uint64_t n_mmaps, n_blocks, n_bytes_now, n_bytes_peak, n_unmanaged;
+static _Atomic uint64_t n_register_errors;
+
+/* real mmap family; NULL until the constructor resolved them */
+static void *(*real_mmap)(void *, size_t, int, int, int, off_t);
+static int (*real_munmap)(void *, size_t);
+static void *(*real_mremap)(void *, size_t, size_t, int, ...);
+static int (*real_madvise)(void *, size_t, int);
+static int (*real_mprotect)(void *, size_t, int);
+static size_t (*real_usable)(void *);
+static int (*real_pthread_create)(pthread_t *, const pthread_attr_t *,
+				  void *(*)(void *), void *);
+
+/* ---- logging: write(2) of a stack buffer, usable anywhere ---- */
+
+__attribute__((format(printf, 2, 3)))
+static void shim_log(int level, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int n;
+
+	if (level > opt.log)
+		return;
+	n = snprintf(buf, sizeof(buf), "faultline[%d]: ", (int)getpid());
+	va_start(ap, fmt);
+	n += vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(buf) - 2)
+		n = (int)sizeof(buf) - 2;
+	buf[n++] = '\n';
+	(void)!write(STDERR_FILENO, buf, (size_t)n);
+}
+
+static void opt_warn(void *arg, const char *msg)
+{
+	shim_log(FL_OPT_LOG_WARN, "warning: %s", msg);
+}
+
+/* ---- the real mmap family, safe before the constructor ---- */
+
+static void *sys_mmap(void *a, size_t len, int prot, int flags, int fd, off_t off)
+{
+	if (real_mmap)
+		return real_mmap(a, len, prot, flags, fd, off);
+	return (void *)syscall(SYS_mmap, a, len, prot, flags, fd, off);
+}
+
+static int sys_munmap(void *a, size_t len)
+{
+	if (real_munmap)
+		return real_munmap(a, len);
+	return (int)syscall(SYS_munmap, a, len);
+}
+
+static void *sys_mremap(void *a, size_t old, size_t new, int flags, void *to)
+{
+	if (real_mremap)
+		return real_mremap(a, old, new, flags, to);
+	return (void *)syscall(SYS_mremap, a, old, new, flags, to);
+}
+
+static inline size_t page_up(size_t n)
+{
+	return (n + page_size - 1) & ~(page_size - 1);
+}
+
+/* ---- the runtime, created on the first managed mapping ---- */
+
+static void shim_atfork_prepare(void);
+static void shim_atfork_parent(void);
+static void shim_atfork_child(void);
+
+/*
+ * FAR MEMORY HOOK. The far-memory API (budget, stores) is not merged yet:
+ * until it is, a budget or a store is refused here with a clear message and
+ * the program runs without one. When it lands, configure @r from
+ * opt.budget / opt.store here and set FL_PRELOAD_HAS_FARMEM in options.h.
+ */
+static int shim_farmem_setup(struct fl_runtime *r)
+{
+	(void)r;
+	if (!opt.budget && !(opt.store && *opt.store))
+		return 0;
+	/* shim_init() already said so, once, at start */
+	return -EOPNOTSUPP;
+}
+
+/* Context: shim_depth raised. Return: the runtime, or NULL (then SHIM_OFF). */
+static struct fl_runtime *shim_runtime(void)
+{
+	struct fl_runtime_opts ro;
+	struct fl_features ft = { .size = sizeof(ft) };
+	struct fl_runtime *r = NULL;
+	int ret;
+
+	if (__atomic_load_n(&rt, __ATOMIC_ACQUIRE))
+		return rt;
+	pthread_mutex_lock(&rt_lock);
+	if (rt || rt_tried)
+		goto out;
+	rt_tried = true;
+	fl_runtime_opts_init(&ro);
+	ro.handlers = (unsigned int)opt.handlers;
+	ro.tiers = (enum fl_tier_policy)opt.tiers;
+	if (!opt.pin)
+		ro.flags |= FL_RT_NO_PIN;
+	ret = fl_runtime_create(&ro, &r);
+	if (ret) {
+		shim_log(FL_OPT_LOG_WARN, "warning: cannot start the runtime: %s; "
+			 "memory is not managed", fl_strerror(ret));
+		atomic_store(&shim_state, SHIM_OFF);
+		goto out;
+	}
+	if (fl_features(r, &ft) == 0 && !ft.kernel_faults) {
+		/* a read(2) into a managed buffer or a futex word in one would
+		 * fail with EFAULT: unsafe for unmodified programs */
+		shim_log(FL_OPT_LOG_WARN, "warning: the userfaultfd is user-mode only: "
+			 "kernel-mode accesses (read(2) into a buffer, futexes) to managed "
+			 "memory would fail; memory is not managed (allow unprivileged "
+			 "userfaultfd or /dev/userfaultfd access to fix)");
+		fl_runtime_destroy(r);
+		r = NULL;
+		atomic_store(&shim_state, SHIM_OFF);
+		goto out;
+	}
+	(void)shim_farmem_setup(r);
+	/*
+	 * Registered after the runtime's own fork handlers (fl_runtime_create
+	 * installs them), so our prepare runs first: it takes range_lock
+	 * before the runtime's prepare takes the index writer locks, the same
+	 * order as munmap() (range_lock, then fl_region_unregister): no
+	 * lock-order inversion between a forking thread and an unmapping one.
+	 */
+	pthread_atfork(shim_atfork_prepare, shim_atfork_parent, shim_atfork_child);
+	if (opt.log >= FL_OPT_LOG_INFO) {
+		shim_log(FL_OPT_LOG_INFO, "runtime started: min region %zu bytes, malloc %s, "
+			 "uffd %s", min_region, opt.malloc ? "on" : "off",
+			 ft.open_method == FL_OPEN_DEV ? "/dev/userfaultfd" : "userfaultfd(2)");
+	}
+	__atomic_store_n(&rt, r, __ATOMIC_RELEASE);
+out:
+	pthread_mutex_unlock(&rt_lock);
+	return rt;
+}
+
+static struct fl_region_opts region_opts;
+
+/* Context: shim_depth raised. Return: true if [a, a + len) is now managed. */
+static bool shim_register(void *a, size_t len)
+{
+	struct fl_runtime *r = shim_runtime();
+	int ret;
+
+	if (!r || atomic_load(&shim_state) != SHIM_ACTIVE)
+		return false;
+	ret = fl_region_register(r, a, len, &region_opts);
+	if (ret) {
+		atomic_fetch_add_explicit(&n_register_errors, 1, memory_order_relaxed);
+		shim_log(FL_OPT_LOG_DEBUG, "register %p+%zu: %s", a, len, fl_strerror(ret));
+		return false;
+	}
+	return true;
+}
+
+static void shim_unregister(void *a)
+{
+	int ret;
+
+	if (!rt || atomic_load(&shim_state) != SHIM_ACTIVE)
+		return;	/* forked child: the range is plain memory already */
+	ret = fl_region_unregister(rt, a);
+	if (ret)
+		shim_log(FL_OPT_LOG_DEBUG, "unregister %p: %s", a, fl_strerror(ret));
+}
+
+static void bytes_add(size_t len)
+{
+	uint64_t now = atomic_fetch_add_explicit(&n_bytes_now, len, memory_order_relaxed) + len;
+	uint64_t peak = atomic_load_explicit(&n_bytes_peak, memory_order_relaxed);
+
+	while (now > peak && !atomic_compare_exchange_weak_explicit(&n_bytes_peak, &peak, now,
+					memory_order_relaxed, memory_order_relaxed))
+		;
+}
+
+static void bytes_sub(size_t len)
+{
+	atomic_fetch_sub_explicit(&n_bytes_now, len, memory_order_relaxed);
+}
+
+/* ---- managed mmap ranges: a small sorted-free table under a mutex ---- */
+
+#define RANGES_MAX 4096
+struct range {
+	uintptr_t start, end;
+};
+static pthread_mutex_t range_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct range ranges[RANGES_MAX];
+static _Atomic size_t nranges;
+
+/* Context: range_lock held */
+static bool range_add_locked(uintptr_t a, uintptr_t b)
+{
+	size_t n = atomic_load_explicit(&nranges, memory_order_relaxed);
+
+	if (n == RANGES_MAX)
+		return false;
+	ranges[n].start = a;
+	ranges[n].end = b;
+	atomic_store_explicit(&nranges, n + 1, memory_order_relaxed);
+	return true;
+}
+
+/* Context: range_lock held */
+static void range_del_locked(size_t i)
+{
+	size_t n = atomic_load_explicit(&nranges, memory_order_relaxed) - 1;
+
+	ranges[i] = ranges[n];
+	atomic_store_explicit(&nranges, n, memory_order_relaxed);
+}
+
+/* Context: shim_depth raised, range_lock held. Manage [a, b) if big enough. */
+static void range_manage_locked(uintptr_t a, uintptr_t b)
+{
+	if (b - a < min_region)
+		return;
+	if (!range_add_locked(a, b)) {
+		atomic_fetch_add_explicit(&n_unmanaged, 1, memory_order_relaxed);
+		return;
+	}
+	if (!shim_register((void *)a, b - a)) {
+		range_del_locked(atomic_load_explicit(&nranges, memory_order_relaxed) - 1);
+		return;
+	}
+	atomic_fetch_add_explicit(&n_mmaps, 1, memory_order_relaxed);
+	bytes_add(b - a);
+}
+
+/*
+ * Take every managed range overlapping [a, b) out of the runtime before the
+ * caller changes the mapping (munmap, mremap, mmap MAP_FIXED over it). The
+ * unregister comes first: it waits for faults in flight on the range to
+ * drain and for a grace period, so no handler can install a page into
+ * whatever the kernel maps there next. The pieces of a range outside
+ * [a, b) are returned in @keep (to re-register once the kernel is done).
+ * Context: shim_depth raised, range_lock held. Return: pieces in @keep.
+ */
+static size_t ranges_release_locked(uintptr_t a, uintptr_t b, struct range *keep, size_t max,
+				    bool *found)
+{
+	size_t nk = 0;
+
+	for (size_t i = 0; i < atomic_load_explicit(&nranges, memory_order_relaxed);) {
+		struct range r = ranges[i];
+
+		if (r.start >= b || r.end <= a) {
+			i++;
+			continue;
+		}
+		if (found)
+			*found = true;
+		shim_unregister((void *)r.start);
+		bytes_sub(r.end - r.start);
+		range_del_locked(i);
+		if (r.start < a && nk < max)
+			keep[nk++] = (struct range){ r.start, a };
+		if (r.end > b && nk < max)
+			keep[nk++] = (struct range){ b, r.end };
+	}
+	return nk;
+}
+
+static bool ranges_empty(void)
+{
+	return !atomic_load_explicit(&nranges, memory_order_relaxed);
+}
+
+/* ---- managed malloc blocks: a lock-free table keyed by the pointer ----
+ *
+ * Open addressing, bounded probing (BLK_PROBE slots from the hash): a
+ * lookup of a pointer that is not ours costs at most BLK_PROBE loads. A
+ * block whose insert finds no free slot in its window is not managed (it
+ * is served by glibc instead). Keys: 0 empty, BLK_BUSY claimed by an
+ * insert that is filling the slot, BLK_TOMB freed (reusable), else the
+ * block's address. Only the thread that owns a block (allocated or frees
+ * it) writes its slot; lookups of other pointers skip BUSY and TOMB.
+ */
+#define BLK_SLOTS	(1u << 16)
+#define BLK_PROBE	32
+#define BLK_BUSY	((uintptr_t)1)
+#define BLK_TOMB	((uintptr_t)2)
+
+struct blk {
+	_Atomic uintptr_t key;
+	size_t maplen;		/* the mapping: [key, key + maplen) */
+	bool managed;		/* registered with the runtime */
+};
+static struct blk blk_tab[BLK_SLOTS];
+static _Atomic bool blk_any;	/* some block was ever made: free() must look */
+
+static inline size_t blk_hash(uintptr_t p)
+{
+	uint64_t h = (uint64_t)p >> 12;
+
+	h *= 0x9e3779b97f4a7c15ull;
+	return (size_t)(h >> 48);	/* 16 bits: BLK_SLOTS */
+}
+
+static struct blk *blk_find(const void *ptr)
+{
+	uintptr_t p = (uintptr_t)ptr;
+	size_t h;
+
+	if (!p || (p & (page_size - 1)) || !atomic_load_explicit(&blk_any, memory_order_relaxed))
+		return NULL;
+	h = blk_hash(p);
+	for (size_t i = 0; i < BLK_PROBE; i++) {
+		struct blk *b = &blk_tab[(h + i) & (BLK_SLOTS - 1)];
+		uintptr_t k = atomic_load_explicit(&b->key, memory_order_acquire);
+
+		if (k == p)
+			return b;
+		if (!k)
+			return NULL;
+	}
+	return NULL;
+}
+
+static struct blk *blk_insert(uintptr_t p, size_t maplen, bool managed)
+{
+	size_t h = blk_hash(p);
+
+	for (size_t i = 0; i < BLK_PROBE; i++) {
+		struct blk *b = &blk_tab[(h + i) & (BLK_SLOTS - 1)];
+		uintptr_t k = atomic_load_explicit(&b->key, memory_order_relaxed);
+
+		if ((k == 0 || k == BLK_TOMB) &&
+		    atomic_compare_exchange_strong_explicit(&b->key, &k, BLK_BUSY,
+					memory_order_acquire, memory_order_relaxed)) {
+			b->maplen = maplen;
+			b->managed = managed;
+			/* publish the fields with the key: a lookup that sees
+			 * the key sees them */
+			atomic_store_explicit(&b->key, p, memory_order_release);
+			return b;
+		}
+	}
+	return NULL;
+}
+
+static void blk_remove(struct blk *b)
+{
+	atomic_store_explicit(&b->key, BLK_TOMB, memory_order_release);
+}
+
+/*
+ * A new block of at least @size bytes aligned to @align (a power of two).
+ * Context: shim_depth raised. Return: the block, or NULL (the caller then
+ * asks glibc; errno untouched).
+ */
+static void *blk_alloc(size_t size, size_t align)
+{
+	size_t maplen = page_up(size), extra = align > page_size ? align : 0;
+	uintptr_t base, p;
+	void *m;
+	bool managed;
+
+	if (!maplen || maplen < size || maplen + extra < maplen)
+		return NULL;
+	m = sys_mmap(NULL, maplen + extra, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m == MAP_FAILED)
+		return NULL;
+	base = (uintptr_t)m;
+	p = extra ? (base + align - 1) & ~(uintptr_t)(align - 1) : base;
+	if (extra) {
+		if (p > base)
+			sys_munmap(m, p - base);
+		if (base + maplen + extra > p + maplen)
+			sys_munmap((void *)(p + maplen), base + maplen + extra - (p + maplen));
+	}
+	managed = shim_register((void *)p, maplen);
+	if (!blk_insert(p, maplen, managed)) {
+		if (managed)
+			shim_unregister((void *)p);
+		sys_munmap((void *)p, maplen);
+		atomic_fetch_add_explicit(&n_unmanaged, 1, memory_order_relaxed);
+		return NULL;
+	}
+	atomic_store_explicit(&blk_any, true, memory_order_relaxed);
+	if (managed) {
+		atomic_fetch_add_explicit(&n_blocks, 1, memory_order_relaxed);
+		bytes_add(maplen);
+	}
+	return (void *)p;
+}
+
+/* Context: shim_depth raised; @b found by blk_find() for @ptr. */
+static void blk_free(struct blk *b, void *ptr)
+{
+	size_t maplen = b->maplen;
+
+	/* unregister before munmap: see ranges_release_locked() */
+	if (b->managed) {
+		shim_unregister(ptr);
+		bytes_sub(maplen);
+	}
+	blk_remove(b);
+	sys_munmap(ptr, maplen);
+}
+
+static inline bool shim_manages(void)
+{
+	return !shim_depth && atomic_load_explicit(&shim_state, memory_order_relaxed) == SHIM_ACTIVE;
+}
+
+/* ---- the malloc family ---- */
+
+SHIM_EXPORT void *malloc(size_t size)
+{
+	void *p;
+
+	if (size < min_region || !opt.malloc || !shim_manages())
+		return __libc_malloc(size);
+	shim_depth++;
+	p = blk_alloc(size, 1);
+	shim_depth--;
+	return p ? p : __libc_malloc(size);
+}
+
+SHIM_EXPORT void free(void *ptr)
+{
+	struct blk *b = blk_find(ptr);
+
+	if (!b) {
+		__libc_free(ptr);
+		return;
+	}
+	shim_depth++;
+	blk_free(b, ptr);
+	shim_depth--;
+}
+
+SHIM_EXPORT void *calloc(size_t n, size_t size)
+{
+	size_t total;
+	void *p;
+
+	if (__builtin_mul_overflow(n, size, &total) || total < min_region ||
+	    !opt.malloc || !shim_manages())
+		return __libc_calloc(n, size);
+	shim_depth++;
+	p = blk_alloc(total, 1);	/* fresh mapping + zero pager: reads zeros */
+	shim_depth--;
+	return p ? p : __libc_calloc(n, size);
+}
+
+static size_t real_usable_size(void *p)
+{
+	if (!real_usable)
+		real_usable = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
+	return real_usable ? real_usable(p) : 0;
+}
+
+SHIM_EXPORT void *realloc(void *ptr, size_t size)
+{
+	struct blk *b = blk_find(ptr);
+	void *np;
+
+	if (!b) {
+		size_t old;
+
+		if (!ptr || size < min_region || !opt.malloc || !shim_manages())
+			return __libc_realloc(ptr, size);
+		/* a glibc chunk grows into a managed block */
+		shim_depth++;
+		np = blk_alloc(size, 1);
+		shim_depth--;
+		if (!np)
+			return __libc_realloc(ptr, size);
+		old = real_usable_size(ptr);
+		memcpy(np, ptr, old < size ? old : size);
+		__libc_free(ptr);
+		return np;
+	}
+	if (!size) {
+		free(ptr);
+		return NULL;
+	}
+	if (size <= b->maplen && size > b->maplen / 2)
+		return ptr;	/* fits, and not much is wasted */
+	shim_depth++;
+	if (size < min_region) {
+		/* back to glibc */
+		np = __libc_malloc(size);
+		if (np) {
+			memcpy(np, ptr, size);
+			blk_free(b, ptr);
+		}
+	} else {
+		/*
+		 * Move or resize the mapping: unregister (faults in flight drain,
+		 * a grace period passes), let the kernel mremap it (pages move,
+		 * no copy), register the result. Missing pages of a zero-pager
+		 * region read zeros either way, so nothing is lost in between.
+		 */
+		size_t maplen = page_up(size);
+		bool managed = b->managed;
+
+		if (managed)
+			shim_unregister(ptr);
+		np = sys_mremap(ptr, b->maplen, maplen, MREMAP_MAYMOVE, NULL);
+		if (np == MAP_FAILED) {
+			if (managed)
+				b->managed = shim_register(ptr, b->maplen);
+			np = NULL;
+			errno = ENOMEM;
+		} else {
+			if (managed)
+				bytes_sub(b->maplen);
+			blk_remove(b);
+			managed = shim_register(np, maplen);
+			if (!blk_insert((uintptr_t)np, maplen, managed)) {
+				/* no slot: hand the bytes to glibc */
+				void *g = __libc_malloc(size);
+
+				if (managed)
+					shim_unregister(np);
+				if (g)
+					memcpy(g, np, size);
+				sys_munmap(np, maplen);
+				np = g;
+			} else if (managed) {
+				bytes_add(maplen);
+			}
+		}
+	}
+	shim_depth--;
+	return np;
+}
+
+static void *aligned_common(size_t align, size_t size)
+{
+	void *p = NULL;
+
+	if (size >= min_region && opt.malloc && shim_manages()) {
+		shim_depth++;
+		p = blk_alloc(size, align);
+		shim_depth--;
+	}
+	return p ? p : __libc_memalign(align, size);
+}
+
+SHIM_EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+	void *p;
+
+	if (!align || (align & (align - 1)) || align % sizeof(void *))
+		return EINVAL;
+	p = aligned_common(align, size);
+	if (!p)
+		return ENOMEM;
+	*out = p;
+	return 0;
+}
+
+SHIM_EXPORT void *aligned_alloc(size_t align, size_t size)
+{
+	if (!align || (align & (align - 1))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return aligned_common(align, size);
+}
+
+SHIM_EXPORT void *memalign(size_t align, size_t size)
+{
+	/* glibc rounds a non-power-of-two alignment up */
+	if (align & (align - 1))
+		align = (size_t)1 << (64 - __builtin_clzl(align));
+	return aligned_common(align ? align : 1, size);
+}
+
+SHIM_EXPORT void *valloc(size_t size)
+{
+	return aligned_common(page_size, size);
+}
+
+SHIM_EXPORT void *pvalloc(size_t size)
+{
+	return aligned_common(page_size, page_up(size ? size : 1));
+}
+
+SHIM_EXPORT size_t malloc_usable_size(void *ptr)
+{
+	struct blk *b = blk_find(ptr);
+
+	return b ? b->maplen : real_usable_size(ptr);
+}
+
+/* ---- the mmap family ---- */
+
+static bool mmap_eligible(size_t len, int prot, int flags, int fd)
+{
+	const int skip = MAP_SHARED | MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_HUGETLB |
+			 MAP_GROWSDOWN | MAP_STACK | MAP_POPULATE;
+
+	return len >= min_region && fd == -1 &&
+	       (flags & (MAP_ANONYMOUS | MAP_PRIVATE)) == (MAP_ANONYMOUS | MAP_PRIVATE) &&
+	       !(flags & skip) && (flags & MAP_TYPE) == MAP_PRIVATE &&
+	       (prot & (PROT_READ | PROT_WRITE)) == (PROT_READ | PROT_WRITE);
+}
+
+/*
+ * The project builds with _FILE_OFFSET_BITS=64, under which <sys/mman.h>
+ * renames mmap to mmap64; name both symbols explicitly (off_t is 64-bit on
+ * every target this runs on, so they are the same function).
+ */
+SHIM_EXPORT void *shim_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+	__asm__("mmap");
+SHIM_EXPORT void *shim_mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+	__asm__("mmap64");
+
+SHIM_EXPORT void *shim_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	void *p;
+
+	if (!shim_manages())
+		return sys_mmap(addr, len, prot, flags, fd, off);
+	shim_depth++;
+	if ((flags & MAP_FIXED) && !ranges_empty()) {
+		/* the new mapping replaces whatever is there: release it first */
+		struct range keep[2 * 8];
+		size_t nk;
+
+		pthread_mutex_lock(&range_lock);
+		nk = ranges_release_locked((uintptr_t)addr, (uintptr_t)addr + page_up(len),
+					   keep, 16, NULL);
+		p = sys_mmap(addr, len, prot, flags, fd, off);
+		for (size_t i = 0; i < nk; i++)
+			range_manage_locked(keep[i].start, keep[i].end);
+		pthread_mutex_unlock(&range_lock);
+	} else {
+		p = sys_mmap(addr, len, prot, flags, fd, off);
+		if (p != MAP_FAILED && mmap_eligible(len, prot, flags, fd)) {
+			pthread_mutex_lock(&range_lock);
+			range_manage_locked((uintptr_t)p, (uintptr_t)p + page_up(len));
+			pthread_mutex_unlock(&range_lock);
+		}
+	}
+	shim_depth--;
+	return p;
+}
+
+SHIM_EXPORT void *shim_mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	return shim_mmap(addr, len, prot, flags, fd, off);
+}
+
+SHIM_EXPORT int munmap(void *addr, size_t len)
+{
+	struct range keep[16];
+	size_t nk;
+	int ret;
+
+	if (shim_depth || ranges_empty() ||
+	    atomic_load_explicit(&shim_state, memory_order_relaxed) != SHIM_ACTIVE)
+		return sys_munmap(addr, len);
+	shim_depth++;
+	pthread_mutex_lock(&range_lock);
+	nk = ranges_release_locked((uintptr_t)addr, (uintptr_t)addr + page_up(len), keep, 16, NULL);
+	ret = sys_munmap(addr, len);
+	for (size_t i = 0; i < nk; i++)
+		range_manage_locked(keep[i].start, keep[i].end);
+	pthread_mutex_unlock(&range_lock);
+	shim_depth--;
+	return ret;
+}
+
+SHIM_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+	struct range keep[16];
+	void *to = NULL, *p;
+	bool managed = false;
+	size_t nk;
+
+	if (flags & MREMAP_FIXED) {
+		va_list ap;
+
+		va_start(ap, flags);
+		to = va_arg(ap, void *);
+		va_end(ap);
+	}
+	if (shim_depth || ranges_empty() ||
+	    atomic_load_explicit(&shim_state, memory_order_relaxed) != SHIM_ACTIVE)
+		return sys_mremap(old, old_len, new_len, flags, to);
+	shim_depth++;
+	pthread_mutex_lock(&range_lock);
+	/* the source, and a MREMAP_FIXED destination, leave the runtime first */
+	nk = ranges_release_locked((uintptr_t)old, (uintptr_t)old + page_up(old_len ? old_len : 1),
+				   keep, 16, &managed);
+	if (to)
+		nk += ranges_release_locked((uintptr_t)to, (uintptr_t)to + page_up(new_len),
+					    keep + nk, 16 - nk, NULL);
+	p = sys_mremap(old, old_len, new_len, flags, to);
+	for (size_t i = 0; i < nk; i++)
+		range_manage_locked(keep[i].start, keep[i].end);
+	/* the moved (or, on failure, untouched) source stays managed; an
+	 * unmanaged source does not become managed by moving */
+	if (managed && p != MAP_FAILED)
+		range_manage_locked((uintptr_t)p, (uintptr_t)p + page_up(new_len));
+	else if (managed)
+		range_manage_locked((uintptr_t)old, (uintptr_t)old + page_up(old_len));
+	pthread_mutex_unlock(&range_lock);
+	shim_depth--;
+	return p;
+}
+
+/*
+ * madvise and mprotect change nothing the shim tracks: MADV_DONTNEED /
+ * MADV_FREE of managed memory reaches the runtime as a REMOVE event (those
+ * pages read zeros afterwards), and protection changes keep the uffd
+ * registration of every piece. They are interposed so that a debug log
+ * shows what the program does to its managed memory.
+ */
+SHIM_EXPORT int madvise(void *addr, size_t len, int advice)
+{
+	if (!real_madvise)
+		return (int)syscall(SYS_madvise, addr, len, advice);
+	if (!shim_depth && opt.log >= FL_OPT_LOG_DEBUG && !ranges_empty())
+		shim_log(FL_OPT_LOG_DEBUG, "madvise(%p, %zu, %d)", addr, len, advice);
+	return real_madvise(addr, len, advice);
+}
+
+SHIM_EXPORT int mprotect(void *addr, size_t len, int prot)
+{
+	if (!real_mprotect)
+		return (int)syscall(SYS_mprotect, addr, len, prot);
+	if (!shim_depth && opt.log >= FL_OPT_LOG_DEBUG && !ranges_empty())
+		shim_log(FL_OPT_LOG_DEBUG, "mprotect(%p, %zu, %d)", addr, len, prot);
+	return real_mprotect(addr, len, prot);
+}
+
+/* ---- threads the runtime starts never have their memory managed ---- */
+
+struct thread_start {
+	void *(*fn)(void *);
+	void *arg;
+};
+
+static void *runtime_thread_main(void *p)
+{
+	struct thread_start ts = *(struct thread_start *)p;
+
+	__libc_free(p);
+	shim_rt_thread = 1;
+	shim_depth = 1;		/* for good: handler threads never touch managed memory */
+	return ts.fn(ts.arg);
+}
+
+SHIM_EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr,
+			       void *(*fn)(void *), void *arg)
+{
+	struct thread_start *ts;
+	int ret;
+
+	if (!real_pthread_create)
+		real_pthread_create = (int (*)(pthread_t *, const pthread_attr_t *,
+					       void *(*)(void *), void *))
+			dlsym(RTLD_NEXT, "pthread_create");
+	if (!real_pthread_create)
+		return EAGAIN;
+	/* an application thread: nothing to do */
+	if (!shim_depth && !shim_rt_thread)
+		return real_pthread_create(t, attr, fn, arg);
+	ts = __libc_malloc(sizeof(*ts));
+	if (!ts)
+		return EAGAIN;
+	ts->fn = fn;
+	ts->arg = arg;
+	ret = real_pthread_create(t, attr, runtime_thread_main, ts);
+	if (ret)
+		__libc_free(ts);
+	return ret;
+}
+
+/* ---- fork ----
+ *
+ * The runtime's fork policy (runtime.c) makes the child see exactly the
+ * parent's data and marks the child's runtime unusable. Here: the child
+ * stops managing new memory (SHIM_FORKED), and its copies of managed ranges
+ * and blocks are plain anonymous memory (the kernel does not carry the
+ * registration across fork without EVENT_FORK): free() of a managed block
+ * still works (it is still in blk_tab; unregister is skipped, munmap done).
+ * A child that execs loads the shim afresh and gets a runtime of its own.
+ */
+static void shim_atfork_prepare(void)
+{
+	/*
+	 * Raised across fork: the runtime's prepare handler, which runs right
+	 * after this one, maps a bounce buffer on this (application) thread,
+	 * and must neither be managed nor wait for range_lock, held here.
+	 */
+	shim_depth++;
+	pthread_mutex_lock(&range_lock);
+}
+
+static void shim_atfork_parent(void)
+{
+	pthread_mutex_unlock(&range_lock);
+	shim_depth--;
+}
+
+static void shim_atfork_child(void)
+{
+	atomic_store(&shim_state, SHIM_FORKED);
+	pthread_mutex_unlock(&range_lock);
+	shim_depth--;
+}
+
+/* ---- exec: FAULTLINE_CHILDREN=no removes the shim from LD_PRELOAD ---- */
+
+static void strip_ld_preload(void)
+{
+	static const char key[] = "LD_PRELOAD=";
+	static const char me[] = "libfaultline-preload.so";
+
+	for (char **e = environ; e && *e; e++) {
+		char *v, *w, *tok;
+
+		if (strncmp(*e, key, sizeof(key) - 1))
+			continue;
+		/* rewrite the value in place, dropping our entry: it only shrinks */
+		v = w = *e + sizeof(key) - 1;
+		while (*v) {
+			size_t len;
+
+			while (*v == ':' || *v == ' ')
+				v++;
+			tok = v;
+			len = strcspn(v, ": ");
+			v += len;
+			if (!len)
+				break;
+			if (len >= sizeof(me) - 1 &&
+			    !memcmp(tok + len - (sizeof(me) - 1), me, sizeof(me) - 1) &&
+			    (len == sizeof(me) - 1 || tok[len - sizeof(me)] == '/'))
+				continue;
+			if (w != *e + sizeof(key) - 1)
+				*w++ = ':';
+			memmove(w, tok, len);
+			w += len;
+		}
+		*w = '\0';
+	}
+}
+
+/* ---- exit: statistics ---- */
+
+static void stats_write(FILE *f)
+{
+	struct fl_stats st = { .size = sizeof(st) };
+	char prog[256] = "";
+	int fd, regions = 0;
+	ssize_t n;
+
+	if (!rt || fl_stats_get(rt, &st))
+		memset(&st, 0, sizeof(st));
+	else
+		regions = fl_region_count(rt);
+	fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, prog, sizeof(prog) - 1);
+		prog[n > 0 ? n - 1 : 0] = '\0';	/* drop the newline */
+		close(fd);
+	}
+	for (char *c = prog; *c; c++)
+		if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20)
+			*c = '_';
+	if (opt.stats == FL_OPT_STATS_JSON) {
+		fprintf(f, "{\"version\":1,\"pid\":%d,\"program\":\"%s\",\"runtime\":%s,"
+			"\"regions\":%d,\"managed\":{\"mmaps\":%llu,\"malloc_blocks\":%llu,"
+			"\"bytes_now\":%llu,\"bytes_peak\":%llu,\"not_managed\":%llu,"
+			"\"register_errors\":%llu},\"counters\":{",
+			(int)getpid(), prog, rt ? "true" : "false", regions,
+			(unsigned long long)n_mmaps, (unsigned long long)n_blocks,
+			(unsigned long long)n_bytes_now, (unsigned long long)n_bytes_peak,
+			(unsigned long long)n_unmanaged, (unsigned long long)n_register_errors);
+		const char *sep = "";
+#define X(name, help) \
+		fprintf(f, "%s\"%s\":%llu", sep, #name, (unsigned long long)st.name); sep = ",";
+		FL_STAT_FIELDS(X)
+#undef X
+		fprintf(f, "}}\n");
+	} else {
+		fprintf(f, "faultline statistics for %s (pid %d)\n", prog, (int)getpid());
+		fprintf(f, "  %-22s %llu\n", "regions (now)", (unsigned long long)regions);
+		fprintf(f, "  %-22s %llu\n", "managed mmaps", (unsigned long long)n_mmaps);
+		fprintf(f, "  %-22s %llu\n", "managed malloc blocks", (unsigned long long)n_blocks);
+		fprintf(f, "  %-22s %llu\n", "managed bytes (peak)", (unsigned long long)n_bytes_peak);
+#define X(name, help) \
+		if (st.name) fprintf(f, "  %-22s %llu  # %s\n", #name, (unsigned long long)st.name, help);
+		FL_STAT_FIELDS(X)
+#undef X
+	}
+}
+
+static void stats_print(void)
+{
+	char path[4096];
+	size_t w = 0;
+	FILE *f = stderr;
+
+	if (opt.stats_file && *opt.stats_file) {
+		for (const char *s = opt.stats_file; *s && w < sizeof(path) - 24; s++) {
+			if (s[0] == '%' && s[1] == 'p') {
+				w += (size_t)snprintf(path + w, sizeof(path) - w, "%d", (int)getpid());
+				s++;
+			} else {
+				path[w++] = *s;
+			}
+		}
+		path[w] = '\0';
+		/* appended: an exec'd child writing the same file adds a line */
+		f = fopen(path, "ae");
+		if (!f) {
+			shim_log(FL_OPT_LOG_ERROR, "cannot open FAULTLINE_STATS_FILE %s: %s",
+				 path, strerror(errno));
+			return;
+		}
+	}
+	stats_write(f);
+	if (f != stderr)
+		fclose(f);
+	else
+		fflush(f);
+}
+
+/*
+ * At exit the runtime stays: other threads and later destructors may still
+ * touch managed memory, and the handler threads must keep serving them
+ * until the process is gone. We only print.
+ */
+__attribute__((destructor))
+static void shim_fini(void)
+{
+	shim_depth++;
+	if (opt.stats != FL_OPT_STATS_OFF &&
+	    atomic_load(&shim_state) != SHIM_FORKED && atomic_load(&shim_state) != SHIM_UNINIT)
+		stats_print();
+	shim_depth--;
+}
+
+__attribute__((constructor))
+static void shim_init(void)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+
+	shim_depth++;
+	if (pg > 0)
+		page_size = (size_t)pg;
+	/* getenv() is not safe this early: read environ directly */
+	fl_opt_parse_env(&opt, environ, opt_warn, NULL);
+	min_region = page_up((size_t)opt.min_region);
+	if (!opt.children)
+		strip_ld_preload();
+
+	real_mmap = (void *(*)(void *, size_t, int, int, int, off_t))dlsym(RTLD_NEXT, "mmap");
+	real_munmap = (int (*)(void *, size_t))dlsym(RTLD_NEXT, "munmap");
+	real_mremap = (void *(*)(void *, size_t, size_t, int, ...))dlsym(RTLD_NEXT, "mremap");
+	real_madvise = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "madvise");
+	real_mprotect = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "mprotect");
+	real_usable = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
+	real_pthread_create = (int (*)(pthread_t *, const pthread_attr_t *,
+				       void *(*)(void *), void *))dlsym(RTLD_NEXT, "pthread_create");
+
+	fl_region_opts_init(&region_opts);
+	region_opts.fault_around = (size_t)opt.fault_around;
+
+	if (opt.disable) {
+		shim_log(FL_OPT_LOG_INFO, "FAULTLINE_DISABLE set: memory is not managed");
+		atomic_store(&shim_state, SHIM_OFF);
+	} else if (!real_mmap || !real_munmap || !real_mremap) {
+		shim_log(FL_OPT_LOG_ERROR, "cannot resolve mmap/munmap/mremap: memory is not managed");
+		atomic_store(&shim_state, SHIM_OFF);
+	} else {
+		atomic_store(&shim_state, SHIM_ACTIVE);
+	}
+	if (opt.budget || (opt.store && *opt.store))
+		shim_log(FL_OPT_LOG_WARN, "warning: FAULTLINE_BUDGET/FAULTLINE_STORE are not "
+			 "supported by this build yet (no far-memory runtime); ignored");
+	shim_depth--;
+}

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * testhooks.h - pause points and failure injection for the interleaving and
+ * fault-injection tests. They exist only in the library variant built with
+ * -DFL_TEST_HOOKS (runtime/meson.build: faultline-hooks*), which only those
+ * tests link; in every other build the macros compile to nothing.
+ *
+ * FL_TEST_PAUSE(point, addr): calls the test's hook, if one is installed,
+ *	at a point where ordering matters; the hook may block to force an
+ *	interleaving. Points (each names the race it exposes):
+ *   FL_PAUSE_SPF_LOOKED_UP	tier1(): region found and snapshot taken,
+ *				inside the RCU read section, before resolve()
+ *				installs anything (races the writer's grace period)
+ *   FL_PAUSE_REGION_RECHECK	region_start_read_checked(): reference taken,
+ *				generation not yet re-checked (races the
+ *				writer's region_write_lock)
+ *   FL_PAUSE_WRITER_PUBLISHED	victims_quiesce_locked(): index published
+ *				without the victims, before region_write_lock
+ *   FL_PAUSE_WRITER_SYNCED	victims_quiesce_locked(): victims write-locked
+ *				and a grace period passed
+ * FL_TEST_FAIL(site): true when the test scheduled a failure for this call
+ *	of @site (the n-th call from now, see fl_test_fail_at).
+ */
+#ifndef FL_TESTHOOKS_H
+#define FL_TESTHOOKS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum fl_test_point {
+	FL_PAUSE_SPF_LOOKED_UP,
+	FL_PAUSE_REGION_RECHECK,
+	FL_PAUSE_WRITER_PUBLISHED,
+	FL_PAUSE_WRITER_SYNCED,
+	FL_PAUSE_NR
+};
+
+enum fl_test_site {
+	FL_FAIL_REGION_ALLOC,		/* region_alloc() returns NULL */
+	FL_FAIL_INDEX_PUBLISH,		/* index_publish_locked() returns -ENOMEM */
+	FL_FAIL_NR
+};
+
+#ifdef FL_TEST_HOOKS
+typedef void (*fl_test_pause_fn)(enum fl_test_point point, uintptr_t addr);
+
+/* the test's hook; NULL: no pauses. Called from handler and writer threads. */
+extern _Atomic(fl_test_pause_fn) fl_test_pause_hook;
+/* n > 0: the n-th next call at that site fails (1: the next one) */
+extern _Atomic int fl_test_fail_at[FL_FAIL_NR];
+
+void fl_test_pause(enum fl_test_point point, uintptr_t addr);
+bool fl_test_fail(enum fl_test_site site);
+
+#define FL_TEST_PAUSE(point, addr)	fl_test_pause((point), (uintptr_t)(addr))
+#define FL_TEST_FAIL(site)		fl_test_fail(site)
+#else
+#define FL_TEST_PAUSE(point, addr)	do { } while (0)
+#define FL_TEST_FAIL(site)		false
+#endif
+
+#endif /* FL_TESTHOOKS_H */

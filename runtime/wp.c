@@ -1,0 +1,693 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * wp.c - generic write protection with callbacks (seed 002), and dirty
+ * tracking, synchronous (WP faults) or asynchronous (WP_ASYNC + PAGEMAP_SCAN).
+ *
+ * A protected range is a list entry (wp->v) with a callback and one state
+ * byte per page:
+ *   WPS_ARMED    write-protected (or not produced yet: it will be installed
+ *                write-protected), not written since it was armed
+ *   WPS_BUSY     a handler runs the callback for its first write
+ *   WPS_WRITTEN  written since armed: unprotected; "dirty"
+ * The list and the transitions WRITTEN -> ARMED (re-arm) change only under
+ * wp->lock held for writing; faults work under it held for reading.
+ *
+ * A WP fault (sync): ARMED -> BUSY (one handler wins), callback with the page
+ * still holding its old contents, -> WRITTEN, then UFFDIO_WRITEPROTECT clears
+ * the protection of that page and wakes the writers. A second handler with
+ * a duplicate message for the same page sees BUSY and just returns: the
+ * winner's un-protect wakes every thread waiting on that page.
+ *
+ * Pages not yet produced: with WP_UNPOPULATED (6.3+) UFFDIO_WRITEPROTECT
+ * leaves a marker in an empty pte, but on an anonymous MISSING-registered
+ * range the marker page still faults as MISSING, and UFFDIO_COPY without
+ * MODE_WP would install it writable, losing the protection. So the fault
+ * path asks wp_install_protected() and installs armed pages with
+ * UFFDIO_COPY_MODE_WP (never the read-only zero page, which has no WP mode).
+ * That covers never-touched pages on every kernel, with or without
+ * WP_UNPOPULATED (6.1): the runtime sees every first touch.
+ *
+ * Async (FL_RT_WP_ASYNC): the kernel clears the protection of a written page
+ * itself and no message comes; collection is PAGEMAP_SCAN with
+ * PM_SCAN_WP_MATCHING (get the written pages and re-protect them in one
+ * walk). The state bytes then only carry WRITTEN for pages zapped by
+ * MADV_DONTNEED (their pte marker may survive the zap and read "clean").
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "wp.h"
+
+enum { WPS_ARMED = 0, WPS_BUSY = 1, WPS_WRITTEN = 2 };
+
+struct wp_range {
+	uintptr_t start, end;
+	fl_wp_fn cb;
+	void *arg;
+	bool async;
+	_Atomic uint8_t *st;	/* one byte per page, MAP_NORESERVE */
+	size_t st_bytes;
+};
+
+struct wp_root {
+	pthread_rwlock_t lock;
+	struct wp_range **v;
+	size_t n, cap;
+	int pagemap_fd;		/* -1 until the first async collection */
+	/* counters of application threads (collect, checkpoints) */
+	pthread_mutex_t st_lock;
+	struct fl_counters st;
+};
+
+int wp_init(struct fl_runtime *rt)
+{
+	struct wp_root *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return -ENOMEM;
+	pthread_rwlock_init(&w->lock, NULL);
+	pthread_mutex_init(&w->st_lock, NULL);
+	w->pagemap_fd = -1;
+	rt->wp = w;
+	return 0;
+}
+
+static void range_free(struct wp_range *r)
+{
+	if (!r)
+		return;
+	if (r->st)
+		munmap((void *)r->st, r->st_bytes);
+	free(r);
+}
+
+void wp_fini(struct fl_runtime *rt)
+{
+	struct wp_root *w = rt->wp;
+
+	if (!w)
+		return;
+	for (size_t i = 0; i < w->n; i++)
+		range_free(w->v[i]);
+	free(w->v);
+	if (w->pagemap_fd >= 0)
+		close(w->pagemap_fd);
+	pthread_rwlock_destroy(&w->lock);
+	pthread_mutex_destroy(&w->st_lock);
+	free(w);
+	rt->wp = NULL;
+}
+
+void wp_stat_add(struct fl_runtime *rt, size_t field_off, uint64_t n)
+{
+	struct wp_root *w = rt->wp;
+	uint64_t *f = (uint64_t *)((char *)&w->st + field_off);
+
+	pthread_mutex_lock(&w->st_lock);
+	__atomic_store_n(f, __atomic_load_n(f, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&w->st_lock);
+}
+
+void wp_stats_add(const struct fl_runtime *rt, struct fl_counters *sum)
+{
+	if (!rt->wp)
+		return;
+#define X(name, help) sum->name += __atomic_load_n(&rt->wp->st.name, __ATOMIC_RELAXED);
+	FL_STAT_FIELDS(X)
+#undef X
+}
+
+void wp_stats_reset(struct fl_runtime *rt)
+{
+	if (!rt->wp)
+		return;
+	pthread_mutex_lock(&rt->wp->st_lock);
+#define X(name, help) __atomic_store_n(&rt->wp->st.name, 0, __ATOMIC_RELAXED);
+	FL_STAT_FIELDS(X)
+#undef X
+	pthread_mutex_unlock(&rt->wp->st_lock);
+}
+
+/* Context: wp->lock held (either way) */
+static struct wp_range *find_locked(const struct wp_root *w, uintptr_t a)
+{
+	for (size_t i = 0; i < w->n; i++)
+		if (a >= w->v[i]->start && a < w->v[i]->end)
+			return w->v[i];
+	return NULL;
+}
+
+static size_t find_start_locked(const struct wp_root *w, uintptr_t a)
+{
+	for (size_t i = 0; i < w->n; i++)
+		if (w->v[i]->start == a)
+			return i;
+	return w->n;
+}
+
+static void remove_at_locked(struct wp_root *w, size_t i)
+{
+	w->v[i] = w->v[--w->n];
+}
+
+/*
+ * UFFDIO_WRITEPROTECT from an application thread: EAGAIN means an event is
+ * pending (mmap_changing); a handler reads it soon, so retry briefly.
+ */
+static int writeprotect_retry(const struct fl_runtime *rt, uintptr_t a, size_t len,
+			      bool wp, bool dontwake)
+{
+	int ret;
+
+	for (unsigned int i = 0; i < 100000; i++) {
+		ret = uffd_writeprotect(&rt->uffd, a, len, wp, dontwake);
+		if (ret != -EAGAIN)
+			return ret;
+		usleep(10);
+	}
+	return ret;
+}
+
+/* ---- the fault side ---- */
+
+void wp_fault(struct fl_fault_ctx *c, uintptr_t addr)
+{
+	struct fl_runtime *rt = c->rt;
+	struct wp_root *w = rt->wp;
+	uintptr_t pg = page_down(rt, addr);
+	struct wp_range *r;
+	int ret;
+
+	STAT_INC(c->st, faults_wp);
+	/*
+	 * Read lock across callback *and* un-protect: a collection (write
+	 * lock) re-arms WRITTEN pages. If it could run between our "-> WRITTEN"
+	 * and our UFFDIO_WRITEPROTECT(clear), it would re-protect the page and
+	 * we would then clear that fresh protection: the next write would go
+	 * unseen.
+	 */
+	pthread_rwlock_rdlock(&w->lock);
+	r = find_locked(w, pg);
+	if (r) {
+		_Atomic uint8_t *s = &r->st[(pg - r->start) >> rt->page_shift];
+		uint8_t v = WPS_ARMED;
+
+		if (atomic_compare_exchange_strong_explicit(s, &v, WPS_BUSY,
+				memory_order_acq_rel, memory_order_acquire)) {
+			/*
+			 * Copy before unprotect: the writer sleeps in the kernel
+			 * and the page still holds its old contents; the callback
+			 * may read (copy) it. Only afterwards is it released.
+			 */
+			if (r->cb) {
+				r->cb(r->arg, (void *)pg, rt->page_size);
+				STAT_INC(c->st, wp_callbacks);
+			}
+			atomic_store_explicit(s, WPS_WRITTEN, memory_order_release);
+		} else if (v == WPS_BUSY) {
+			/* another handler runs the callback; its un-protect wakes us */
+			STAT_INC(c->st, wp_dup);
+			pthread_rwlock_unlock(&w->lock);
+			return;
+		}
+		/* WRITTEN already: a stale WP bit (a run installed with MODE_WP
+		 * around an armed page) or a duplicate: release it */
+	} else {
+		STAT_INC(c->st, wp_unknown);
+	}
+	ret = uffd_writeprotect(&rt->uffd, pg, rt->page_size, false, false);
+	pthread_rwlock_unlock(&w->lock);
+	if (ret == -EAGAIN) {
+		/* an event is pending: the writer is woken later, faults again,
+		 * finds WRITTEN, and we clear the protection then */
+		STAT_INC(c->st, copy_eagain);
+		park_fault(c, pg, rt->page_size);
+	} else if (ret) {
+		if (ret == -ENOENT || ret == -EINVAL)
+			STAT_INC(c->st, range_gone);
+		else
+			STAT_INC(c->st, ioctl_errors);
+		uffd_wake(&rt->uffd, pg, rt->page_size);
+	}
+}
+
+bool wp_install_protected(struct fl_fault_ctx *c, uintptr_t a, size_t len)
+{
+	struct fl_runtime *rt = c->rt;
+	struct wp_root *w = rt->wp;
+	bool prot = false;
+
+	pthread_rwlock_rdlock(&w->lock);
+	for (size_t i = 0; i < w->n && !prot; i++) {
+		struct wp_range *r = w->v[i];
+		uintptr_t lo = a > r->start ? a : r->start;
+		uintptr_t hi = a + len < r->end ? a + len : r->end;
+
+		if (lo >= hi)
+			continue;
+		if (r->async) {
+			/* unproduced pages are clean: install them protected, or
+			 * PAGEMAP_SCAN would report them written */
+			prot = true;
+			break;
+		}
+		for (uintptr_t p = lo; p < hi; p += rt->page_size)
+			if (atomic_load_explicit(&r->st[(p - r->start) >> rt->page_shift],
+						 memory_order_relaxed) == WPS_ARMED) {
+				prot = true;
+				break;
+			}
+	}
+	pthread_rwlock_unlock(&w->lock);
+	if (prot)
+		STAT_INC(c->st, wp_installs);
+	return prot;
+}
+
+/* ---- events ---- */
+
+/* Context: index write lock held (unregister, resize, UNMAP event) */
+void wp_forget(struct fl_runtime *rt, uintptr_t start, uintptr_t end)
+{
+	struct wp_root *w = rt->wp;
+
+	if (!w)
+		return;
+	pthread_rwlock_wrlock(&w->lock);
+	for (size_t i = 0; i < w->n;) {
+		if (w->v[i]->start < end && w->v[i]->end > start) {
+			range_free(w->v[i]);
+			remove_at_locked(w, i);
+		} else {
+			i++;
+		}
+	}
+	pthread_rwlock_unlock(&w->lock);
+}
+
+/*
+ * MADV_DONTNEED & co. The REMOVE event is delivered before the zap, and the
+ * zapping thread sleeps until the event is read: the pages still hold their
+ * old contents now. Armed pages are about to change (to zeros) without a
+ * write fault, so they count as written, and a callback gets to copy the
+ * ones that are resident (mincore: reading a non-resident page from a
+ * handler would fault on memory only handlers can fill).
+ */
+void wp_event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
+{
+	struct fl_runtime *rt = c->rt;
+	struct wp_root *w = rt->wp;
+
+	pthread_rwlock_rdlock(&w->lock);
+	for (size_t i = 0; i < w->n; i++) {
+		struct wp_range *r = w->v[i];
+		uintptr_t lo = page_down(rt, start > r->start ? start : r->start);
+		uintptr_t hi = end < r->end ? end : r->end;
+
+		for (uintptr_t p = lo; p < hi; p += rt->page_size) {
+			_Atomic uint8_t *s = &r->st[(p - r->start) >> rt->page_shift];
+			uint8_t v = WPS_ARMED;
+			unsigned char inc = 0;
+
+			if (!atomic_compare_exchange_strong_explicit(s, &v, WPS_BUSY,
+					memory_order_acq_rel, memory_order_acquire))
+				continue;	/* written already, or a callback runs */
+			if (r->cb && mincore((void *)p, rt->page_size, &inc) == 0 && (inc & 1)) {
+				r->cb(r->arg, (void *)p, rt->page_size);
+				STAT_INC(c->st, wp_callbacks);
+			}
+			atomic_store_explicit(s, WPS_WRITTEN, memory_order_release);
+		}
+	}
+	pthread_rwlock_unlock(&w->lock);
+}
+
+/*
+ * mremap: the kernel moved the pages with their uffd-wp bits (EVENT_REMAP is
+ * enabled, so it keeps them). A range wholly inside the move follows it; a
+ * range cut by it ends (its state would no longer describe one range).
+ */
+void wp_event_remap(struct fl_fault_ctx *c, uintptr_t from, uintptr_t to, size_t len)
+{
+	struct wp_root *w = c->rt->wp;
+
+	pthread_rwlock_wrlock(&w->lock);
+	for (size_t i = 0; i < w->n;) {
+		struct wp_range *r = w->v[i];
+
+		if (r->start >= from && r->end <= from + len) {
+			r->end = to + (r->end - from);
+			r->start = to + (r->start - from);
+			i++;
+		} else if (r->start < from + len && r->end > from) {
+			range_free(r);
+			remove_at_locked(w, i);
+		} else {
+			i++;
+		}
+	}
+	pthread_rwlock_unlock(&w->lock);
+}
+
+/* ---- the API ---- */
+
+int wp_region_pager(struct fl_runtime *rt, uintptr_t a, size_t len, enum fl_pager *pager)
+{
+	struct fl_region *r;
+	int ret = 0;
+
+	pthread_rwlock_rdlock(&rt->index.lock);
+	r = index_lookup(rt->index.cur, a);
+	if (!r || !(r->flags & FL_REGION_WP) || a + len > r->end)
+		ret = -EINVAL;
+	else if (pager)
+		*pager = r->pager;
+	pthread_rwlock_unlock(&rt->index.lock);
+	return ret;
+}
+
+static int protect(struct fl_runtime *rt, uintptr_t a, size_t len, fl_wp_fn cb,
+		   void *arg, bool async)
+{
+	struct wp_root *w;
+	struct wp_range *r;
+	struct fl_region *reg;
+	size_t npages;
+	int ret;
+
+	if (!rt || !len || !page_aligned(rt, a) || !page_aligned(rt, len) || a + len < a)
+		return -EINVAL;
+	if (rt->forked_child)
+		return -ENODEV;
+	if (!uffd_has(&rt->uffd, UFFD_FEATURE_PAGEFAULT_FLAG_WP))
+		return -EOPNOTSUPP;
+	w = rt->wp;
+	npages = len >> rt->page_shift;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->start = a;
+	r->end = a + len;
+	r->cb = cb;
+	r->arg = arg;
+	r->async = async;
+	r->st_bytes = (npages + 4095) & ~(size_t)4095;
+	r->st = mmap(NULL, r->st_bytes, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (r->st == MAP_FAILED) {
+		r->st = NULL;
+		range_free(r);
+		return -ENOMEM;
+	}
+	madvise((void *)r->st, r->st_bytes, MADV_DONTFORK);
+
+	/* index then wp: the region cannot go away while we arm it */
+again:
+	pthread_rwlock_rdlock(&rt->index.lock);
+	reg = index_lookup(rt->index.cur, a);
+	if (!reg || !(reg->flags & FL_REGION_WP) || a + len > reg->end) {
+		ret = -EINVAL;
+		goto out_index;
+	}
+	pthread_rwlock_wrlock(&w->lock);
+	for (size_t i = 0; i < w->n; i++)
+		if (w->v[i]->start < r->end && w->v[i]->end > r->start) {
+			ret = -EEXIST;
+			goto out;
+		}
+	if (w->n == w->cap) {
+		size_t cap = w->cap ? 2 * w->cap : 8;
+		struct wp_range **v = realloc(w->v, cap * sizeof(*v));
+
+		if (!v) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		w->v = v;
+		w->cap = cap;
+	}
+	/*
+	 * Publish (all pages ARMED) before protecting: a page being filled
+	 * right now asks wp_install_protected() after we drop the lock, or
+	 * already installed it and our WRITEPROTECT below covers it.
+	 */
+	/* (the kernel refuses MODE_WP together with MODE_DONTWAKE: -EINVAL) */
+	ret = uffd_writeprotect(&rt->uffd, a, len, true, false);
+	if (ret == -EAGAIN) {
+		/* an event is pending: its handler may need the locks we hold
+		 * (event_unmap writes the index): let go, then start over */
+		pthread_rwlock_unlock(&w->lock);
+		pthread_rwlock_unlock(&rt->index.lock);
+		usleep(50);
+		goto again;
+	}
+	if (ret)
+		goto out;
+	w->v[w->n++] = r;
+	r = NULL;
+out:
+	pthread_rwlock_unlock(&w->lock);
+out_index:
+	pthread_rwlock_unlock(&rt->index.lock);
+	range_free(r);
+	return ret;
+}
+
+FL_EXPORT int fl_protect(struct fl_runtime *rt, void *addr, size_t len, fl_wp_fn cb, void *arg)
+{
+	if (rt && rt->far)
+		return -EOPNOTSUPP;	/* far memory owns the WP faults (evict.c) */
+	if (rt && uffd_has(&rt->uffd, UFFD_FEATURE_WP_ASYNC) && cb)
+		return -EOPNOTSUPP;
+	return protect(rt, (uintptr_t)addr, len, cb, arg,
+		       rt && uffd_has(&rt->uffd, UFFD_FEATURE_WP_ASYNC));
+}
+
+FL_EXPORT int fl_dirty_start(struct fl_runtime *rt, void *addr, size_t len,
+			     enum fl_dirty_mode mode)
+{
+	bool async;
+
+	if (!rt)
+		return -EINVAL;
+	if (rt->far)
+		return -EOPNOTSUPP;	/* far memory owns the WP faults (evict.c) */
+	async = uffd_has(&rt->uffd, UFFD_FEATURE_WP_ASYNC);
+	switch (mode) {
+	case FL_DIRTY_AUTO:
+		break;
+	case FL_DIRTY_SYNC:
+		if (async)
+			return -EOPNOTSUPP;
+		break;
+	case FL_DIRTY_ASYNC:
+		if (!async)
+			return -EOPNOTSUPP;
+		break;
+	default:
+		return -EINVAL;
+	}
+	return protect(rt, (uintptr_t)addr, len, NULL, NULL, async);
+}
+
+FL_EXPORT int fl_unprotect(struct fl_runtime *rt, void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr;
+	struct wp_root *w;
+	struct wp_range *r = NULL;
+	size_t i;
+	int ret;
+
+	if (!rt || !len || !page_aligned(rt, a) || !page_aligned(rt, len))
+		return -EINVAL;
+	if (rt->forked_child)
+		return -ENODEV;
+	w = rt->wp;
+	pthread_rwlock_wrlock(&w->lock);
+	i = find_start_locked(w, a);
+	if (i == w->n || w->v[i]->end != a + len) {
+		pthread_rwlock_unlock(&w->lock);
+		return -ENOENT;
+	}
+	r = w->v[i];
+	remove_at_locked(w, i);
+	/* callbacks in flight hold the read lock: none runs now. Clear and
+	 * wake; a range already unmapped answers ENOENT, which is fine */
+	ret = writeprotect_retry(rt, a, len, false, false);
+	pthread_rwlock_unlock(&w->lock);
+	range_free(r);
+	return ret == -ENOENT ? 0 : ret;
+}
+
+static int pagemap_fd_locked(struct wp_root *w)
+{
+	if (w->pagemap_fd < 0)
+		w->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	return w->pagemap_fd < 0 ? -errno : w->pagemap_fd;
+}
+
+static void bm_set(uint64_t *bm, size_t i)
+{
+	bm[i / 64] |= (uint64_t)1 << (i % 64);
+}
+
+/* async: one get-and-clear walk; Context: wp->lock held for writing */
+static int collect_async_locked(struct fl_runtime *rt, struct wp_range *r,
+				uint64_t *bm, size_t *nd)
+{
+	struct page_region vec[256];
+	uintptr_t a = r->start;
+	int fd = pagemap_fd_locked(rt->wp);
+
+	if (fd < 0)
+		return -EIO;
+	while (a < r->end) {
+		struct pm_scan_arg arg = {
+			.size = sizeof(arg),
+			.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+			.start = a,
+			.end = r->end,
+			.vec = (uintptr_t)vec,
+			.vec_len = 256,
+			/* the masks PAGEMAP_SCAN's fast path serves exactly */
+			.category_mask = PAGE_IS_WRITTEN,
+			.return_mask = PAGE_IS_WRITTEN,
+		};
+		long n = ioctl(fd, PAGEMAP_SCAN, &arg);
+
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return -EIO;
+		}
+		for (long i = 0; i < n; i++)
+			for (uintptr_t p = vec[i].start; p < vec[i].end; p += rt->page_size) {
+				size_t pg = (p - r->start) >> rt->page_shift;
+
+				if (!(bm[pg / 64] & ((uint64_t)1 << (pg % 64)))) {
+					bm_set(bm, pg);
+					(*nd)++;
+				}
+			}
+		if (arg.walk_end <= a)
+			return -EIO;	/* no progress: never loop forever */
+		a = arg.walk_end;
+	}
+	return 0;
+}
+
+int wp_collect(struct fl_runtime *rt, uintptr_t start, uint64_t *bm, size_t nbits,
+	       size_t *ndirty, bool set_cb, fl_wp_fn cb, void *arg)
+{
+	struct wp_root *w = rt->wp;
+	struct wp_range *r;
+	size_t i, npages, nd = 0;
+	int ret = 0;
+
+	/*
+	 * A MADV_DONTNEED returns once a handler *read* its REMOVE event, not
+	 * once wp_event_remove() marked the pages: wait (bounded, ~100 ms) for
+	 * events read but not processed, or this collection would miss pages
+	 * the caller zapped before calling it. The few instructions between a
+	 * handler's read(2) and its count stay a window: see the README.
+	 */
+	for (int k = 0; k < 100000 &&
+	     atomic_load_explicit(&rt->wp_events_pending, memory_order_acquire); k++)
+		usleep(1);
+	pthread_rwlock_wrlock(&w->lock);
+	i = find_start_locked(w, start);
+	if (i == w->n) {
+		ret = -ENOENT;
+		goto out;
+	}
+	r = w->v[i];
+	npages = (r->end - r->start) >> rt->page_shift;
+	if (nbits < npages) {
+		ret = -ENOSPC;
+		goto out;
+	}
+	memset(bm, 0, (npages + 63) / 64 * sizeof(uint64_t));
+	/*
+	 * Sync: every WRITTEN page goes back to ARMED and is re-protected, in
+	 * runs. No WP fault is in its callback now (we hold the lock for
+	 * writing), so there is no BUSY page. A write that lands between the
+	 * state reset and the re-protect is in the data a caller reads after
+	 * this returns; one after the re-protect faults and waits for us.
+	 * Async: the same for pages zapped by MADV_DONTNEED, then PAGEMAP_SCAN.
+	 */
+	for (size_t p = 0; p < npages;) {
+		size_t q;
+
+		if (atomic_load_explicit(&r->st[p], memory_order_relaxed) != WPS_WRITTEN) {
+			p++;
+			continue;
+		}
+		for (q = p; q < npages &&
+		     atomic_load_explicit(&r->st[q], memory_order_relaxed) == WPS_WRITTEN; q++) {
+			atomic_store_explicit(&r->st[q], WPS_ARMED, memory_order_relaxed);
+			bm_set(bm, q);
+		}
+		nd += q - p;
+		if (!r->async) {
+			ret = writeprotect_retry(rt, r->start + (p << rt->page_shift),
+						 (q - p) << rt->page_shift, true, false);
+			if (ret && ret != -ENOENT)
+				goto out;
+			ret = 0;
+		}
+		p = q;
+	}
+	if (r->async)
+		ret = collect_async_locked(rt, r, bm, &nd);
+	if (set_cb && !ret) {
+		r->cb = cb;
+		r->arg = arg;
+	}
+	pthread_mutex_lock(&w->st_lock);
+	STAT_INC(&w->st, dirty_collects);
+	STAT_ADD(&w->st, dirty_pages, nd);
+	pthread_mutex_unlock(&w->st_lock);
+out:
+	pthread_rwlock_unlock(&w->lock);
+	if (!ret && ndirty)
+		*ndirty = nd;
+	return ret;
+}
+
+FL_EXPORT int fl_dirty_collect(struct fl_runtime *rt, void *addr, uint64_t *bitmap,
+			       size_t nbits, size_t *ndirty)
+{
+	if (!rt || !bitmap || !page_aligned(rt, (uintptr_t)addr))
+		return -EINVAL;
+	if (rt->forked_child)
+		return -ENODEV;
+	return wp_collect(rt, (uintptr_t)addr, bitmap, nbits, ndirty, false, NULL, NULL);
+}
+
+int wp_set_callback(struct fl_runtime *rt, uintptr_t start, fl_wp_fn cb, void *arg)
+{
+	struct wp_root *w = rt->wp;
+	size_t i;
+	int ret = 0;
+
+	/* the write lock waits for callbacks in flight: once it is ours, no
+	 * handler runs the old callback any more, and none will */
+	pthread_rwlock_wrlock(&w->lock);
+	i = find_start_locked(w, start);
+	if (i == w->n) {
+		ret = -ENOENT;
+	} else {
+		w->v[i]->cb = cb;
+		w->v[i]->arg = arg;
+	}
+	pthread_rwlock_unlock(&w->lock);
+	return ret;
+}

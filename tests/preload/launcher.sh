@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# faultline run: exit status, --dry-run, errors; the shim's warnings on bad
+# FAULTLINE_* values; faultline env/stats; the README table is generated.
+. "$(dirname "$0")/lib.sh"
+F=$FL_CLI
+plan 17
+
+"$F" run -- sh -c 'exit 7'; rc=$?
+[ $rc = 7 ]; ok $? "run preserves the program's exit status (got $rc)"
+"$F" run -- sh -c 'kill -TERM $$'; rc=$?
+[ $rc = 143 ]; ok $? "a program killed by a signal: status 128+signal as the shell reports it (got $rc)"
+
+out=$("$F" run --dry-run --handlers 2 --stats=json --fault-around 64K -- prog 'a b' c)
+want="LD_PRELOAD=$(readlink -f "$FL_SHIM")
+FAULTLINE_HANDLERS=2
+FAULTLINE_STATS=json
+FAULTLINE_FAULT_AROUND=64K
+prog 'a b' c"
+[ "$out" = "$want" ]; ok $? "--dry-run prints the environment and the command"
+[ "$out" != "$want" ] && diag "got: $out"
+
+LD_PRELOAD=/x/other.so "$F" run -n -- true | grep -qx "LD_PRELOAD=$(readlink -f "$FL_SHIM"):/x/other.so"
+ok $? "an existing LD_PRELOAD is kept after the shim"
+
+err=$("$F" run --budget 12X -- true 2>&1); rc=$?
+[ $rc = 2 ] && [[ $err == *"invalid --budget '12X'"* ]]; ok $? "bad --budget: exit 2, names the value ($err)"
+err=$("$F" run --handlers 999 -- true 2>&1); rc=$?
+[ $rc = 2 ] && [[ $err == *"--handlers '999'"* ]]; ok $? "bad --handlers: exit 2, names the value"
+err=$("$F" run --budget 1G -- true 2>&1); rc=$?
+[ $rc = 2 ] && [[ $err == *"not supported by this build"* ]]; ok $? "--budget: refused clearly while far memory is not in the build ($err)"
+err=$("$F" run -- /nonexistent/prog 2>&1); rc=$?
+[ $rc = 127 ] && [[ $err == *"/nonexistent/prog"* ]]; ok $? "missing program: exit 127, named"
+"$F" bogus >/dev/null 2>&1; rc=$?
+[ $rc = 2 ]; ok $? "unknown command: exit 2"
+"$F" --help | grep -q "faultline run"; ok $? "--help prints the usage"
+
+err=$(FAULTLINE_MIN_REGION=lots FAULTLINE_STATS=maybe FAULTLINE_NOPE=1 LD_PRELOAD="$FL_SHIM" /bin/true 2>&1)
+[[ $err == *"FAULTLINE_MIN_REGION='lots' is invalid"*"default '1M'"* ]]; ok $? "shim: bad size warns, naming variable and value, default kept"
+[[ $err == *"FAULTLINE_STATS='maybe' is invalid"* ]]; ok $? "shim: bad enum warns"
+[[ $err == *"unknown variable FAULTLINE_NOPE"* ]]; ok $? "shim: unknown variable warns"
+diag "$err"
+
+# bash reads its own maps with a builtin; grep is a program it execs
+out=$("$F" run --no-children -- bash -c 'n=0; while read -r l; do [[ $l == *libfaultline-preload* ]] && n=1; done < /proc/self/maps; echo $n; grep -c libfaultline-preload /proc/self/maps')
+[ "$out" = "$(printf '1\n0')" ]; ok $? "--no-children: the program has the shim, what it execs does not ($(echo $out))"
+
+"$F" env | grep -q "^FAULTLINE_BUDGET "; ok $? "env lists the options"
+
+# the README's option table is `faultline env --markdown`, verbatim
+readme=$(sed -n '/<!-- options:begin/,/<!-- options:end/p' "$SRCDIR/README.md" | sed '1d;$d')
+[ -n "$readme" ] && [ "$readme" = "$("$F" env --markdown)" ]
+ok $? "README's option table matches faultline env --markdown (regenerate: tests/preload/readme-options.sh)"
+
+printf '{"version":1,"pid":1,"program":"x","managed":{"mmaps":2},"counters":{"faults":5}}\n' > "$WORK/s.json"
+out=$("$F" stats "$WORK/s.json") && [[ $out == *faults*5*"fault messages read"* ]]
+ok $? "stats pretty-prints a JSON line"
+done_testing
