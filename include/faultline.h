@@ -31,6 +31,7 @@ extern "C" {
 #define FL_VERSION_PATCH 0
 
 struct fl_runtime;
+struct fl_store;
 
 /* ------------------------------------------------------------------------ */
 /* Runtime                                                                   */
@@ -68,6 +69,8 @@ enum fl_tier_policy {
  * fails with -EOPNOTSUPP when the kernel lacks WP_ASYNC (before 6.7).
  */
 #define FL_RT_WP_ASYNC		(1u << 2)
+#define FL_RT_EVICT_NO_MOVE	(1u << 3) /* far memory: never evict with UFFDIO_MOVE
+					   * (tests; what a 6.1 kernel gets anyway) */
 
 #define FL_MAX_HANDLERS 256
 
@@ -81,6 +84,17 @@ enum fl_tier_policy {
  *	-1 leaves that handler unpinned. Ignored with FL_RT_NO_PIN.
  * @tiers: tier policy, see enum fl_tier_policy.
  * @flags: FL_RT_* flags.
+ * @store: far memory: the backing store evicted pages go to (see "Far
+ *	memory" below). NULL (the default): no far memory, @budget ignored.
+ *	The caller keeps ownership and destroys the store after
+ *	fl_runtime_destroy(); one store serves one runtime.
+ * @budget: far memory: bytes of managed memory the runtime keeps resident
+ *	(rounded down to pages; 0 with a store: -EINVAL).
+ * @budget_high_pct, @budget_low_pct: watermarks in percent of @budget: the
+ *	evictor starts above high and stops at low. 0: defaults 100 and 90.
+ *	A runtime with a store owns the uffd's write-protect faults: @store
+ *	with FL_RT_WP_ASYNC is -EINVAL, and fl_protect()/fl_dirty_start() on
+ *	it return -EOPNOTSUPP (checkpoints of far memory are not offered yet).
  */
 struct fl_runtime_opts {
 	size_t size;
@@ -88,6 +102,11 @@ struct fl_runtime_opts {
 	const int *handler_cpus;
 	enum fl_tier_policy tiers;
 	unsigned int flags;
+	/* far memory (appended in 0.1; see fl_store_*()) */
+	struct fl_store *store;
+	size_t budget;
+	unsigned int budget_high_pct;
+	unsigned int budget_low_pct;
 };
 
 /**
@@ -263,6 +282,120 @@ int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len);
 int fl_region_count(const struct fl_runtime *rt);
 
 /* ------------------------------------------------------------------------ */
+/* Far memory: backing stores, budget, pin, prefetch                         */
+
+/*
+ * With fl_runtime_opts.store and .budget set, every region of the runtime is
+ * far memory: at most about @budget bytes of it stay resident; an evictor
+ * thread moves the coldest pages (CLOCK) to the store and a fault on an
+ * evicted page reads it back. A program never sees a wrong byte: a page being
+ * written while it is evicted is either evicted with that write or stays
+ * resident; a store read error makes the access fail with SIGBUS (never a
+ * zero page); a store write error keeps the page resident (counted in
+ * store_errors and budget_overshoot).
+ *
+ * Store offsets are the runtime's business: each region gets an extent of
+ * twice its length rounded up to 1 GiB; a far region cannot grow beyond it
+ * (fl_region_resize: -ENOSPC).
+ */
+
+/**
+ * struct fl_store_ops - a user-provided backing store.
+ * @size: sizeof(struct fl_store_ops).
+ * @read: fill @buf with the @len bytes at @off. Bytes never written read as
+ *	zeros. Return 0, or a negative errno (the faulting access then gets
+ *	SIGBUS). A short read must be reported as -EIO.
+ * @write: store @len bytes at @off. Return 0 or a negative errno (-ENOSPC,
+ *	-EIO...): the page then stays resident and eviction is retried later.
+ * @discard: optional (NULL): the runtime no longer needs [@off, @off+@len).
+ * @flush: optional: make written data durable (never needed for paging).
+ * @destroy: optional: called once by fl_store_destroy().
+ *
+ * Context of every callback: handler threads (@read) and the evictor thread
+ * (@write, @discard), concurrently; @off and @len are page multiples. They
+ * must not touch managed memory or call into the runtime, and may block.
+ */
+struct fl_store_ops {
+	size_t size;
+	int (*read)(void *arg, uint64_t off, void *buf, size_t len);
+	int (*write)(void *arg, uint64_t off, const void *buf, size_t len);
+	int (*discard)(void *arg, uint64_t off, size_t len);
+	int (*flush)(void *arg);
+	void (*destroy)(void *arg);
+};
+
+/**
+ * fl_store_memory_create() - a store in the process's own anonymous memory
+ * (for tests and experiments: it saves no memory).
+ * Context: any. Return: 0; -EINVAL; -ENOMEM.
+ */
+int fl_store_memory_create(struct fl_store **out);
+
+/* fl_store_file_create() flags */
+#define FL_STORE_FILE_DIRECT	(1u << 0)	/* O_DIRECT (page-aligned I/O) */
+
+/**
+ * fl_store_file_create() - a store in a file, read and written with io_uring
+ * (one ring per thread that does store I/O; pread/pwrite where io_uring
+ * cannot be set up).
+ * @path: NULL: an unnamed O_TMPFILE with mode 0600 in $TMPDIR (else /tmp):
+ *	no other user can read evicted pages and nothing is left after exit.
+ *	Otherwise this file, created with mode 0600 if missing, truncated.
+ * @flags: FL_STORE_FILE_* flags.
+ * Context: any. Return: 0; -EINVAL; -errno of open(2) (-EACCES, -ENOENT,
+ *	-EOPNOTSUPP when the file system has no O_TMPFILE...); -ENOMEM.
+ */
+int fl_store_file_create(const char *path, unsigned int flags, struct fl_store **out);
+
+/**
+ * fl_store_callbacks_create() - a store made of the caller's callbacks.
+ * @ops: copied; @ops->read and @ops->write are required.
+ * @arg: passed to every callback.
+ * Context: any. Return: 0; -EINVAL; -ENOMEM.
+ */
+int fl_store_callbacks_create(const struct fl_store_ops *ops, void *arg,
+			      struct fl_store **out);
+
+/**
+ * fl_store_destroy() - free a store (its file is closed; an O_TMPFILE
+ * vanishes). NULL is a no-op.
+ * Context: no runtime may still use @s (destroy the runtime first).
+ */
+void fl_store_destroy(struct fl_store *s);
+
+/**
+ * fl_pin() - make [@addr, @addr + @len) resident and keep it from eviction
+ * until fl_unpin(). Pins nest (up to 65535 per page).
+ * The fast path reads the page words with atomics only and, when every page
+ * is resident, takes the pins with compare-and-swap (counted in pin_fast);
+ * otherwise the caller touches the missing pages itself (faulting them in)
+ * and retries page by page (pin_slow).
+ * Context: any thread but a handler thread or a store/fill callback; the
+ *	range must lie in one region and must not be unregistered while pinned.
+ *	May block (page-in). Works without far memory too (pins then only
+ *	make the range resident).
+ * Return: 0; -EINVAL (unaligned, zero length, crosses a region end);
+ *	-ENOENT (not in a region); -EBUSY (pin count limit); -ENODEV.
+ */
+int fl_pin(struct fl_runtime *rt, void *addr, size_t len);
+
+/**
+ * fl_unpin() - drop one pin of each page of [@addr, @addr + @len).
+ * Context: any thread. Never blocks.
+ * Return: 0; -EINVAL (a page was not pinned: the others are unpinned);
+ *	-ENOENT.
+ */
+int fl_unpin(struct fl_runtime *rt, void *addr, size_t len);
+
+/**
+ * fl_prefetch() - bring [@addr, @addr + @len) in now, in large batches
+ * (read-ahead), without pinning it: later faults on it are avoided as long
+ * as the budget lets the pages stay.
+ * Context: as fl_pin(). Return: as fl_pin(), without -EBUSY.
+ */
+int fl_prefetch(struct fl_runtime *rt, void *addr, size_t len);
+
+/* ------------------------------------------------------------------------ */
 /* Kernel features                                                           */
 
 /* how the userfaultfd was opened */
@@ -370,9 +503,26 @@ int fl_features_print(const struct fl_runtime *rt, FILE *f);
 	X(ckpt_images,		"checkpoint images written") \
 	X(ckpt_pages,		"pages written to checkpoint images (data + zero entries)") \
 	X(ckpt_live_copies,	"live snapshot: pages copied before a write (copy-before-write)") \
-	X(faults_unknown_waits,	"faults in no region parked while a mapping event may be in flight")
+	X(faults_unknown_waits,	"faults in no region parked while a mapping event may be in flight") \
+	X(far_pageins,		"far memory: pages read back from the store") \
+	X(far_readahead_pages,	"far memory: of those, pages read ahead of the fault") \
+	X(far_evictions,	"far memory: pages evicted") \
+	X(far_evict_clean,	"far memory: of those, clean pages dropped without write-back") \
+	X(far_evict_move,	"far memory: of those, taken out with UFFDIO_MOVE") \
+	X(far_writebacks,	"far memory: pages written to the store") \
+	X(far_evict_aborts,	"far memory: evictions undone (written meanwhile, EAGAIN, busy page)") \
+	X(far_store_errors,	"far memory: store read/write errors") \
+	X(far_read_errors,	"far memory: store read errors (the access got SIGBUS)") \
+	X(far_budget_overshoot,	"far memory: evictor rounds that ended above the budget") \
+	X(far_throttled,	"far memory: faults delayed because resident memory was over budget") \
+	X(far_wp_faults,	"far memory: write-protect faults (dirty tracking, eviction races)") \
+	X(far_sweeps,		"far memory: full CLOCK sweeps") \
+	X(pin_fast,		"fl_pin calls served by the lockless fast path") \
+	X(pin_slow,		"fl_pin calls that faulted pages in (slow path)") \
+	X(far_resident_pages,	"far memory (gauge): resident pages, as the evictor last saw them") \
+	X(far_resident_peak,	"far memory (gauge): highest resident page count the evictor saw")
 
-#define FL_STATS_VERSION 3
+#define FL_STATS_VERSION 4
 
 /**
  * struct fl_stats - a snapshot of the counters, summed over threads.

@@ -44,6 +44,7 @@ struct snap {
 	size_t fault_around;
 	unsigned int flags;
 	_Atomic uint32_t *pstate;
+	uint64_t store_off;		/* far memory */
 };
 
 static inline void snap_take(struct snap *s, struct fl_region *r)
@@ -61,6 +62,7 @@ static inline void snap_take(struct snap *s, struct fl_region *r)
 	s->fault_around = r->fault_around;
 	s->flags = r->flags;
 	s->pstate = r->pstate;
+	s->store_off = r->store_off;
 }
 
 /* how a page's contents are produced */
@@ -118,7 +120,7 @@ static size_t window_pages(struct fl_fault_ctx *c, const struct snap *s,
 
 /*
  * fa_hint_next() - a run of @win pages ended before page @next: hint it, if
- * it is still to be produced. A lost race (the page got claimed meanwhile)
+ * it is still to be produced (or read back from the store: read-ahead). A lost race (the page got claimed meanwhile)
  * only costs the next fault a smaller window.
  */
 static void fa_hint_next(const struct fl_runtime *rt, const struct snap *s,
@@ -131,7 +133,8 @@ static void fa_hint_next(const struct fl_runtime *rt, const struct snap *s,
 		return;
 	w = &s->pstate[next];
 	v = atomic_load_explicit(w, memory_order_relaxed);
-	if ((ps_state(v) != PS_ABSENT && ps_state(v) != PS_DISCARDED) ||
+	if ((ps_state(v) != PS_ABSENT && ps_state(v) != PS_DISCARDED &&
+	     ps_state(v) != PS_EVICTED) ||
 	    ((v & PS_FA_MASK) >> PS_FA_SHIFT) == h)
 		return;
 	atomic_compare_exchange_strong_explicit(w, &v, (v & ~PS_FA_MASK) | (h << PS_FA_SHIFT),
@@ -233,6 +236,8 @@ static void install(struct fl_fault_ctx *c, const struct snap *s, size_t pg,
 			size_t np = done >> rt->page_shift;
 
 			STAT_ADD(c->st, pages_installed, np);
+			if (unlikely(rt->far))
+				far_note_installed(rt, (long)np);
 			if (zeropage)
 				STAT_ADD(c->st, pages_zero, np);
 			if (fault_addr >= a + off && fault_addr < a + off + done)
@@ -311,6 +316,9 @@ static void fail_page(struct fl_fault_ctx *c, const struct snap *s, size_t pg,
 
 enum res { RES_DONE, RES_BLOCK };
 
+static enum res far_resolve(struct fl_fault_ctx *c, const struct snap *s,
+			    uintptr_t addr, bool write, bool may_block);
+
 /*
  * resolve() - produce and install the page at @addr, with fault-around.
  * @may_block: false on tier 1; a page whose pager may block is then left
@@ -348,9 +356,17 @@ static enum res resolve(struct fl_fault_ctx *c, const struct snap *s,
 			uffd_wake(&rt->uffd, page_down(rt, addr), rt->page_size);
 			return RES_DONE;
 		}
+		if (unlikely(st == PS_EVICTING || st == PS_EVICTED))
+			return far_resolve(c, s, addr, write, may_block);
 		k = page_kind(rt, s, pg, st);
 		if (!may_block && kind_may_block(s, k))
 			return RES_BLOCK;
+		if (unlikely(rt->far) && !c->no_throttle && far_over_budget(rt)) {
+			/* far memory over budget: give the evictor a moment */
+			if (!may_block)
+				return RES_BLOCK;
+			far_throttle(c);
+		}
 		if (atomic_compare_exchange_weak_explicit(w, &v,
 				(v & ~PS_STATE_MASK) | PS_FILLING,
 				memory_order_acquire, memory_order_acquire))
@@ -382,6 +398,183 @@ static enum res resolve(struct fl_fault_ctx *c, const struct snap *s,
 	/* a read of zeros maps the shared zero page; a write gets its own page
 	 * now, or it would fault a second time in the kernel */
 	install(c, s, lo, hi - lo, k, k == K_ZERO && !write, src, addr);
+	return RES_DONE;
+}
+
+/* ---- far memory: page-in from the store (evict.c has the protocol) ---- */
+
+/* may evicted page @pg join a read-ahead run? Claims it (-> FILLING) if so. */
+static bool claim_evicted(const struct snap *s, size_t pg)
+{
+	_Atomic uint32_t *w = &s->pstate[pg];
+	uint32_t v = atomic_load_explicit(w, memory_order_relaxed);
+
+	if (ps_state(v) != PS_EVICTED)
+		return false;
+	return atomic_compare_exchange_strong_explicit(w, &v,
+			(v & ~PS_STATE_MASK) | PS_FILLING,
+			memory_order_acquire, memory_order_relaxed);
+}
+
+/* FILLING -> @to with the far flags; DISCARD_PENDING wins, as page_finish */
+static void far_finish(_Atomic uint32_t *w, unsigned int to, uint32_t set)
+{
+	uint32_t old = atomic_load_explicit(w, memory_order_relaxed), nw;
+
+	do {
+		if (old & PS_DISCARD_PENDING)
+			nw = (old & ~(PS_STATE_MASK | PS_WAITERS | PS_DISCARD_PENDING |
+				      PS_INSTORE)) | PS_DISCARDED;
+		else
+			nw = (old & ~(PS_STATE_MASK | PS_WAITERS | PS_INSTORE)) | to | set;
+	} while (!atomic_compare_exchange_weak_explicit(w, &old, nw, memory_order_release,
+							memory_order_relaxed));
+	if (old & PS_WAITERS)
+		page_wake(w);
+}
+
+/*
+ * A store read failed: the access must fail, never see a made-up page.
+ * UFFDIO_POISON makes it raise SIGBUS; the word stays EVICTED (the evictor
+ * never touches it; a later MADV_DONTNEED makes it DISCARDED). Without
+ * POISON (before 6.6) the fault is parked and retried after 1 ms, until
+ * the store answers.
+ */
+static void far_read_failed(struct fl_fault_ctx *c, const struct snap *s, size_t lo,
+			    size_t hi, uintptr_t fault_addr)
+{
+	struct fl_runtime *rt = c->rt;
+	uintptr_t fpage = page_down(rt, fault_addr);
+	size_t done;
+
+	STAT_INC(c->st, far_store_errors);
+	STAT_INC(c->st, far_read_errors);
+	for (size_t p = lo; p < hi; p++)
+		far_finish(&s->pstate[p], PS_EVICTED, PS_INSTORE);
+	if (uffd_poison(&rt->uffd, fpage, rt->page_size, 0, &done) == 0)
+		uffd_wake(&rt->uffd, s->start + (lo << rt->page_shift), (hi - lo) << rt->page_shift);
+	else
+		park_fault(c, s->start + (lo << rt->page_shift), (hi - lo) << rt->page_shift);
+}
+
+/*
+ * A fault on an EVICTING or EVICTED page. Tier 1 hands off (RES_BLOCK):
+ * store I/O happens under the region read lock, never inside RCU.
+ */
+static enum res far_resolve(struct fl_fault_ctx *c, const struct snap *s,
+			    uintptr_t addr, bool write, bool may_block)
+{
+	struct fl_runtime *rt = c->rt;
+	struct fl_far *f = rt->far;
+	size_t npages = (s->end - s->start) >> rt->page_shift;
+	size_t pg = (addr - s->start) >> rt->page_shift;
+	_Atomic uint32_t *w = &s->pstate[pg];
+	uint64_t cmode = f && f->wp ? UFFDIO_COPY_MODE_WP : 0;
+	size_t lo, hi, win, wlo, whi, off, done;
+	struct store_req req;
+	uintptr_t a;
+	int ret;
+
+	for (;;) {
+		uint32_t v = atomic_load_explicit(w, memory_order_acquire);
+		unsigned int st = ps_state(v);
+
+		if (st == PS_EVICTING && f && !f->move) {
+			/*
+			 * Non-MOVE: the page is still mapped while EVICTING, so a
+			 * MISSING fault means the program zapped it (its REMOVE
+			 * is on its way): serve what that asked for, zeros,
+			 * write-protected so that a write abandons the eviction.
+			 * Never waits: the faulting thread may be the evictor.
+			 */
+			ret = uffd_copy(&rt->uffd, page_down(rt, addr), zero_buf,
+					rt->page_size, cmode, &done);
+			if (ret == -EAGAIN)
+				park_fault(c, page_down(rt, addr), rt->page_size);
+			else if (ret)
+				uffd_wake(&rt->uffd, page_down(rt, addr), rt->page_size);
+			return RES_DONE;
+		}
+		if (!may_block)
+			return RES_BLOCK;
+		if (st == PS_EVICTING) {
+			/* MOVE step 2-5 in progress: sleep on the page's word */
+			page_wait(w, PS_EVICTING);
+			continue;
+		}
+		if (st != PS_EVICTED)
+			return resolve(c, s, addr, write, true);
+		if (!c->no_throttle && far_over_budget(rt))
+			far_throttle(c);
+		if (atomic_compare_exchange_weak_explicit(w, &v,
+				(v & ~PS_STATE_MASK) | PS_FILLING,
+				memory_order_acquire, memory_order_relaxed))
+			break;
+	}
+
+	/* read-ahead: the adaptive window, over evicted neighbours only */
+	lo = pg;
+	hi = pg + 1;
+	win = window_pages(c, s, page_down(rt, addr));
+	if (win > 1) {
+		wlo = pg & ~(win - 1);
+		whi = wlo + win < npages ? wlo + win : npages;
+		while (hi < whi && claim_evicted(s, hi))
+			hi++;
+		while (lo > wlo && claim_evicted(s, lo - 1))
+			lo--;
+	}
+	fa_hint_next(rt, s, hi, win);
+
+	req = (struct store_req){
+		.op = STORE_READ,
+		.off = s->store_off + ((uint64_t)lo << rt->page_shift),
+		.buf = c->bounce,
+		.len = (hi - lo) << rt->page_shift,
+	};
+	if (!f || store_io(f->store, &req, 1)) {
+		far_read_failed(c, s, lo, hi, addr);
+		return RES_DONE;
+	}
+	STAT_ADD(c->st, far_pageins, hi - lo);
+	STAT_ADD(c->st, far_readahead_pages, hi - lo - 1);
+
+	/* install; with WP so that the first write tells us it is dirty */
+	a = s->start + (lo << rt->page_shift);
+	off = 0;
+	while (off < req.len) {
+		ret = uffd_copy(&rt->uffd, a + off, (char *)c->bounce + off,
+				req.len - off, cmode, &done);
+		for (size_t p = 0; p < (done >> rt->page_shift); p++)
+			far_finish(&s->pstate[lo + (off >> rt->page_shift) + p], PS_RESIDENT,
+				   PS_REF | (cmode ? PS_INSTORE : 0));
+		if (done) {
+			STAT_ADD(c->st, pages_installed, done >> rt->page_shift);
+			far_note_installed(rt, (long)(done >> rt->page_shift));
+		}
+		off += done;
+		if (!ret)
+			break;
+		/* the rest stays evicted and is read again on its next fault */
+		for (size_t p = lo + (off >> rt->page_shift); p < hi; p++)
+			far_finish(&s->pstate[p], PS_EVICTED, PS_INSTORE);
+		if (ret == -EAGAIN || ret == -EEXIST) {
+			/* EEXIST: a non-MOVE zap is still coming; EAGAIN: an
+			 * event is pending. Either way: after the next event */
+			if (ret == -EAGAIN)
+				STAT_INC(c->st, copy_eagain);
+			else
+				STAT_INC(c->st, copy_eexist);
+			park_fault(c, a + off, req.len - off);
+			return RES_DONE;
+		}
+		if (ret == -ENOENT)
+			STAT_INC(c->st, range_gone);
+		else
+			STAT_INC(c->st, ioctl_errors);
+		uffd_wake(&rt->uffd, a + off, req.len - off);
+		return RES_DONE;
+	}
 	return RES_DONE;
 }
 
@@ -582,8 +775,10 @@ void region_make_resident_locked(struct fl_fault_ctx *c, struct fl_region *r)
 				page_wait(w, PS_FILLING);
 				continue;
 			}
-			/* zero pages need nothing: the child's kernel zero-fills */
-			if (st != PS_ABSENT || page_kind(rt, &s, p, st) == K_ZERO)
+			/* zero pages need nothing: the child's kernel zero-fills;
+			 * evicted pages (far memory) are read back */
+			if (st != PS_EVICTED &&
+			    (st != PS_ABSENT || page_kind(rt, &s, p, st) == K_ZERO))
 				break;
 			if (tries++ > 10000) {	/* ~1 s of EAGAIN: give up on it */
 				STAT_INC(c->st, ioctl_errors);

@@ -93,7 +93,10 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
 			return true;
 		}
 		if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
-			wp_fault(c, a);		/* write protection: wp.c */
+			/* far memory first (dirty tracking, the non-MOVE
+			 * eviction race); a far runtime offers no fl_protect() */
+			if (!far_wp_fault(c, a))
+				wp_fault(c, a);		/* write protection: wp.c */
 			return false;
 		}
 		fault_handle(c, a, m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);

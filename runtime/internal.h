@@ -16,6 +16,7 @@
 #include "region.h"
 #include "uffd.h"
 #include "wp.h"
+#include "far.h"
 
 #define FL_EXPORT __attribute__((visibility("default")))
 
@@ -49,6 +50,7 @@ struct fl_fault_ctx {
 	struct fl_runtime *rt;
 	struct fl_counters *st;
 	void *bounce;			/* FL_FAULT_AROUND_MAX bytes, for fill callbacks */
+	bool no_throttle;		/* far memory: never wait for the evictor (fork) */
 };
 
 struct fl_handler {
@@ -122,6 +124,10 @@ struct fl_runtime {
 		uintptr_t start, end;		/* the range the UNMAP dropped */
 	} unmapped[FL_UNMAPPED_KEEP];
 	unsigned int unmapped_next;
+
+	/* far memory: NULL unless fl_runtime_opts.store was given (far.h) */
+	struct fl_far *far;
+	struct fl_counters pin_st;	/* fl_pin/fl_prefetch callers: atomic adds */
 
 	/* fork: set in the child, where the runtime has no threads */
 	bool forked_child;

@@ -193,8 +193,10 @@ bool page_finish(_Atomic uint32_t *w, unsigned to)
 	do {
 		discarded = old & PS_DISCARD_PENDING;
 		/* the fault-around hint has served its purpose once the page
-		 * is settled: a later fault here starts a new stream */
-		nw = (old & ~(PS_STATE_MASK | PS_WAITERS | PS_DISCARD_PENDING | PS_FA_MASK)) |
+		 * is settled (a later fault here starts a new stream), and a
+		 * page produced anew is not the store's copy (far memory) */
+		nw = (old & ~(PS_STATE_MASK | PS_WAITERS | PS_DISCARD_PENDING |
+			      PS_FA_MASK | PS_INSTORE)) |
 		     (discarded ? PS_DISCARDED : to);
 	} while (!atomic_compare_exchange_weak_explicit(w, &old, nw,
 							memory_order_release,

@@ -41,11 +41,18 @@
 #define PS_FILLING		1u	/* a thread is producing it */
 #define PS_RESIDENT		2u	/* installed */
 #define PS_DISCARDED		3u	/* zapped by the program (REMOVE): reads zero */
+/* far memory (evict.c): RESIDENT -> EVICTING -> EVICTED -> FILLING -> RESIDENT */
+#define PS_EVICTING		4u	/* the evictor owns it: being taken out / written back */
+#define PS_EVICTED		5u	/* its bytes live in the store only */
 #define PS_WAITERS		(1u << 3)	/* someone sleeps on this word */
 #define PS_DISCARD_PENDING	(1u << 4)	/* REMOVE hit it while FILLING */
+#define PS_INSTORE		(1u << 5)	/* far: the store holds these exact bytes (clean) */
+#define PS_REF			(1u << 6)	/* far: CLOCK reference bit */
 #define PS_FA_SHIFT		8		/* adaptive fault-around hint, bits 8..12: */
 #define PS_FA_MASK		(0x1fu << PS_FA_SHIFT)	/* log2(previous window) + 1 */
 #define PS_PIN_SHIFT		16		/* pin count, bits 16..31 */
+#define PS_PIN_ONE		(1u << PS_PIN_SHIFT)
+#define PS_PIN_MAX		0xffffu
 
 static inline unsigned ps_state(uint32_t w)
 {
@@ -69,6 +76,9 @@ struct fl_region {
 	unsigned int flags;
 	_Atomic uint32_t *pstate;
 	size_t pstate_bytes;
+	/* far memory: page i lives at store offset store_off + i * page size */
+	uint64_t store_off;
+	uint64_t store_extent;	/* bytes reserved at store_off */
 
 	/* --- the lock, on its own cache line: only tier 2 and writers --- */
 	_Alignas(64) _Atomic uint32_t refcnt;

@@ -89,11 +89,14 @@ static void atfork_prepare(void)
 		struct fl_index *x;
 		bool have_ctx;
 
+		far_fork_prepare(rt);	/* evictor paused between batches */
 		index_write_begin(&rt->index);
 		x = rt->index.cur;
 		have_ctx = fault_ctx_init(&c, rt, &rt->wst) == 0;
+		c.no_throttle = true;
+		/* far memory: evicted pages are not in the child's copy either */
 		for (size_t i = 0; have_ctx && i < x->n; i++)
-			if (x->e[i].r->pager != FL_PAGER_ZERO)
+			if (x->e[i].r->pager != FL_PAGER_ZERO || rt->far)
 				region_make_resident_locked(&c, x->e[i].r);
 		if (have_ctx)
 			fault_ctx_fini(&c);
@@ -102,8 +105,10 @@ static void atfork_prepare(void)
 
 static void atfork_parent(void)
 {
-	for (struct fl_runtime *rt = rt_list; rt; rt = rt->next_rt)
+	for (struct fl_runtime *rt = rt_list; rt; rt = rt->next_rt) {
 		index_write_end(&rt->index);
+		far_fork_done(rt);
+	}
 	pthread_mutex_unlock(&rt_list_lock);
 }
 
@@ -113,6 +118,7 @@ static void atfork_child(void)
 		rt->forked_child = true;
 		uffd_close(&rt->uffd);
 		index_fork_child(&rt->index);
+		far_fork_done(rt);	/* this thread took it: it may unlock it */
 	}
 	pthread_mutex_unlock(&rt_list_lock);
 }
@@ -134,7 +140,15 @@ static int opts_copy(struct fl_runtime_opts *dst, const struct fl_runtime_opts *
 		return -EINVAL;
 	memcpy(dst, o, o->size);
 	if (dst->tiers > FL_TIERS_GLOBAL || dst->handlers > FL_MAX_HANDLERS ||
-	    (dst->flags & ~(FL_RT_NO_PIN | FL_RT_USER_MODE_ONLY | FL_RT_WP_ASYNC)))
+	    (dst->flags & ~(FL_RT_NO_PIN | FL_RT_USER_MODE_ONLY | FL_RT_WP_ASYNC |
+			    FL_RT_EVICT_NO_MOVE)))
+		return -EINVAL;
+	/* far memory */
+	if (dst->store && (dst->flags & FL_RT_WP_ASYNC))
+		return -EINVAL;	/* async WP would hide the writes that make a page dirty */
+	if (dst->store && (dst->budget < (size_t)sysconf(_SC_PAGESIZE) ||
+			   dst->budget_high_pct > 100 || dst->budget_low_pct > 100 ||
+			   (dst->budget_high_pct && dst->budget_low_pct > dst->budget_high_pct)))
 		return -EINVAL;
 	if (dst->handler_cpus) {
 		if (!dst->handlers)
@@ -186,6 +200,10 @@ FL_EXPORT int fl_runtime_create(const struct fl_runtime_opts *o, struct fl_runti
 		uffd_close(&rt->uffd);
 		goto err_index;
 	}
+	/* far memory before the handlers: they read rt->far from their start */
+	ret = far_start(rt, &opts);
+	if (ret)
+		goto err_handlers;
 	ret = handlers_start(rt, &opts);
 	if (ret)
 		goto err_handlers;
@@ -198,7 +216,9 @@ FL_EXPORT int fl_runtime_create(const struct fl_runtime_opts *o, struct fl_runti
 	return 0;
 
 err_handlers:
+	far_stop(rt);
 	handlers_stop(rt);
+	far_free(rt);
 	free(rt->handlers);
 	uffd_close(&rt->uffd);
 	wp_fini(rt);
@@ -230,6 +250,8 @@ FL_EXPORT void fl_runtime_destroy(struct fl_runtime *rt)
 		}
 	pthread_mutex_unlock(&rt_list_lock);
 
+	if (!rt->forked_child)
+		far_stop(rt);	/* no eviction while the regions go */
 	index_write_begin(&rt->index);
 	while (rt->index.cur->n) {
 		struct fl_region *r = rt->index.cur->e[0].r;
@@ -252,6 +274,7 @@ FL_EXPORT void fl_runtime_destroy(struct fl_runtime *rt)
 	if (!rt->forked_child)
 		handlers_stop(rt);
 	unmapped_free_locked(rt);	/* no handler left to apply an event */
+	far_free(rt);
 	free(rt->handlers);
 	uffd_close(&rt->uffd);
 	wp_fini(rt);
@@ -367,6 +390,11 @@ static struct fl_region *region_piece(const struct fl_runtime *rt, const struct 
 	n->fill_arg = r->fill_arg;
 	n->fault_around = r->fault_around;
 	n->flags = r->flags;
+	/* far memory: the piece keeps its pages' store slots */
+	if (r->store_extent > a - r->start) {
+		n->store_off = r->store_off + (a - r->start);
+		n->store_extent = r->store_extent - (a - r->start);
+	}
 	for (size_t i = 0; i < np; i++) {
 		uint32_t v = atomic_load_explicit(&r->pstate[first + i], memory_order_relaxed);
 
@@ -489,7 +517,10 @@ static int register_locked(struct fl_runtime *rt, uintptr_t a, size_t len,
 	r->end = a + len;
 	region_set_opts(r, o);
 	r->flags |= rflags;
-	ret = uffd_register(&rt->uffd, a, len, UFFDIO_REGISTER_MODE_MISSING |
+	ret = far_region_init(rt, r);
+	if (ret)
+		goto err_free;
+	ret = uffd_register(&rt->uffd, a, len, far_register_modes(rt) |
 			    ((r->flags & FL_REGION_WP) ? UFFDIO_REGISTER_MODE_WP : 0), NULL);
 	if (ret)
 		goto err_free;
@@ -591,6 +622,7 @@ static void remove_region_locked(struct fl_runtime *rt, struct fl_region *r,
 		if (r->flags & R_OWNED)
 			munmap((void *)a, len);
 	}
+	far_region_gone(rt, r);
 	region_detach_locked(r);
 	region_free(r);
 	STAT_INC(&rt->wst, regions_unregistered);
@@ -613,11 +645,13 @@ FL_EXPORT int fl_region_unregister(struct fl_runtime *rt, void *addr)
 		return -EINVAL;
 	if (rt->forked_child)
 		return -ENODEV;
+	far_gate_lock(rt);	/* before the index lock: see evict.c, non-MOVE step 4 */
 	index_write_begin(&rt->index);
 	r = find_start_locked(rt, (uintptr_t)addr);
 	if (r)
 		remove_region_locked(rt, r, true);
 	index_write_end(&rt->index);
+	far_gate_unlock(rt);
 	return r ? 0 : -ENOENT;
 }
 
@@ -635,6 +669,7 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 		return ret;
 	if (rt->forked_child)
 		return -ENODEV;
+	far_gate_lock(rt);	/* before the index lock: see evict.c, non-MOVE step 4 */
 	index_write_begin(&rt->index);
 	r = find_start_locked(rt, a);
 	if (!r) {
@@ -644,6 +679,10 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 	old_len = r->end - r->start;
 	if (new_len == old_len)
 		goto out;
+	if (rt->far && new_len > r->store_extent) {
+		ret = -ENOSPC;	/* beyond the region's store extent */
+		goto out;
+	}
 	if (new_len > old_len && index_overlaps(rt->index.cur, a + old_len, a + new_len, r)) {
 		ret = -EEXIST;
 		goto out;
@@ -675,7 +714,7 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 				goto restore;
 		}
 		ret = uffd_register(&rt->uffd, a + old_len, new_len - old_len,
-				    UFFDIO_REGISTER_MODE_MISSING |
+				    far_register_modes(rt) |
 				    ((r->flags & FL_REGION_WP) ? UFFDIO_REGISTER_MODE_WP : 0), NULL);
 		if (ret) {
 			if (r->flags & R_OWNED)
@@ -707,6 +746,7 @@ restore:
 	victims_restore_locked(rt, &r, 1);
 out:
 	index_write_end(&rt->index);
+	far_gate_unlock(rt);
 	return ret;
 }
 
@@ -889,6 +929,8 @@ void event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 	struct fl_runtime *rt = c->rt;
 	const struct fl_index *x;
 
+	if (far_own_remove(c, start, end))
+		return;	/* far memory: the evictor's zap, the pages stay EVICTED */
 	wp_event_remove(c, start, end);	/* wp.c: before the zap, pages intact */
 	pthread_rwlock_rdlock(&rt->index.lock);
 	x = rt->index.cur;
@@ -918,6 +960,9 @@ void event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 				}
 			} while (!atomic_compare_exchange_weak_explicit(w, &v, nv,
 					memory_order_release, memory_order_relaxed));
+			/* far memory: a page under eviction may have sleepers */
+			if (ps_state(v) == PS_EVICTING && (v & PS_WAITERS))
+				page_wake(w);
 		}
 	}
 	pthread_rwlock_unlock(&rt->index.lock);

@@ -24,6 +24,10 @@ void stats_sum(const struct fl_runtime *rt, struct fl_counters *sum)
 	for (unsigned int i = 0; i < rt->nhandlers; i++)
 		add_block(sum, &rt->handlers[i].st);
 	wp_stats_add(rt, sum);	/* wp.c: application-thread counters */
+	/* far memory: the evictor's block and the pin callers' */
+	add_block(sum, &rt->pin_st);
+	if (rt->far)
+		add_block(sum, rt->far->st);
 }
 
 FL_EXPORT int fl_stats_get(const struct fl_runtime *rt, struct fl_stats *out)
@@ -47,13 +51,16 @@ FL_EXPORT int fl_stats_get(const struct fl_runtime *rt, struct fl_stats *out)
 
 FL_EXPORT void fl_stats_reset(struct fl_runtime *rt)
 {
-	struct fl_counters *blocks[2 + FL_MAX_HANDLERS];
+	struct fl_counters *blocks[4 + FL_MAX_HANDLERS];
 	unsigned int nb = 0;
 
 	if (!rt)
 		return;
 	blocks[nb++] = &rt->wst;
 	blocks[nb++] = &rt->park_st;
+	blocks[nb++] = &rt->pin_st;
+	if (rt->far)
+		blocks[nb++] = rt->far->st;
 	for (unsigned int i = 0; i < rt->nhandlers; i++)
 		blocks[nb++] = &rt->handlers[i].st;
 	for (unsigned int i = 0; i < nb; i++) {
@@ -170,6 +177,18 @@ FL_EXPORT int fl_features_print(const struct fl_runtime *rt, FILE *f)
 	err |= fprintf(f, "fill_error: %s\n", ft.poison ?
 		       "UFFDIO_POISON (the access gets SIGBUS)" :
 		       "no POISON: the page stays absent and the fill is retried on the next fault") < 0;
+	err |= fprintf(f, "far_evict: %s\n", rt->far ?
+		       (rt->far->move ? "UFFDIO_MOVE into staging frames" :
+			rt->far->wp ? "write-protect, copy, write back, zap (no MOVE, or FL_RT_EVICT_NO_MOVE)" :
+			"off: neither MOVE nor WP, far memory stays resident") :
+		       ft.move ? "available (UFFDIO_MOVE)" :
+		       ft.wp ? "available (write-protect, copy, zap)" : "unavailable: needs MOVE or WP") < 0;
+	err |= fprintf(f, "far_dirty_tracking: %s\n", ft.wp ?
+		       "WP faults (pages read back are write-protected)" :
+		       "none: every evicted page is written back") < 0;
+	err |= fprintf(f, "far_read_error: %s\n", ft.poison ?
+		       "UFFDIO_POISON (the access gets SIGBUS)" :
+		       "no POISON: the fault is retried every 1 ms until the store answers") < 0;
 	err |= fprintf(f, "zero_write: %s\n", ft.zero_write) < 0;
 #undef B
 	return err || fflush(f) ? -EIO : 0;

@@ -463,6 +463,8 @@ out_index:
 
 FL_EXPORT int fl_protect(struct fl_runtime *rt, void *addr, size_t len, fl_wp_fn cb, void *arg)
 {
+	if (rt && rt->far)
+		return -EOPNOTSUPP;	/* far memory owns the WP faults (evict.c) */
 	if (rt && uffd_has(&rt->uffd, UFFD_FEATURE_WP_ASYNC) && cb)
 		return -EOPNOTSUPP;
 	return protect(rt, (uintptr_t)addr, len, cb, arg,
@@ -476,6 +478,8 @@ FL_EXPORT int fl_dirty_start(struct fl_runtime *rt, void *addr, size_t len,
 
 	if (!rt)
 		return -EINVAL;
+	if (rt->far)
+		return -EOPNOTSUPP;	/* far memory owns the WP faults (evict.c) */
 	async = uffd_has(&rt->uffd, UFFD_FEATURE_WP_ASYNC);
 	switch (mode) {
 	case FL_DIRTY_AUTO:

@@ -1,0 +1,831 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * evict.c - far memory: the resident budget, the evictor, and the eviction
+ * race protocol.
+ *
+ * Page states (region.h): RESIDENT -> EVICTING (the evictor's claim, by CAS,
+ * only from RESIDENT with no pin) -> EVICTED (bytes in the store only) ->
+ * FILLING (a handler reads it back, fault.c) -> RESIDENT. PS_INSTORE says
+ * the store holds the page's exact bytes: set when a page is paged in with
+ * UFFDIO_COPY_MODE_WP, cleared by the write-protect fault of the first write
+ * *before* the protection is lifted. A page evicted with INSTORE still set
+ * is dropped without write-back.
+ *
+ * The race with a program thread writing the page while it is evicted:
+ *
+ * With UFFDIO_MOVE (6.8+), under the region's read lock:
+ *   1. CAS RESIDENT -> EVICTING. Faults on the page now go to tier 2 and
+ *      sleep on the page's word; pins fail their fast path.
+ *   2. UFFDIO_MOVE the page into a staging frame (registered on the same
+ *      uffd, MADV_DONTFORK). Atomic in the kernel (page table lock): a write
+ *      either landed before (it is in the frame) or faults afterwards (the
+ *      PTE is gone: MISSING fault, tier 2, waits for step 5).
+ *   3. Read the word again. If INSTORE is still set, no write happened
+ *      before the move: a write needs the WP fault that clears INSTORE
+ *      first, and that fault's handler lifted the protection (ordering
+ *      through the page table lock) before the write could land.
+ *   4. Write the frame back unless clean. On a store error MOVE the frame
+ *      back (the PTE is still empty: every fault on it waits in step 1's
+ *      state) and settle RESIDENT: never lost, overshoot counted.
+ *   5. CAS EVICTING -> EVICTED|INSTORE, wake the page's sleepers: they read
+ *      it back from the store. A REMOVE (the program's MADV_DONTNEED) that
+ *      arrived meanwhile already made the word DISCARDED: the CAS fails and
+ *      the frame is dropped, the page reads zeros as the program asked.
+ *   6. Drop the region lock, then empty the staging frames for reuse:
+ *      unregister them, MADV_DONTNEED, register again (a MADV_DONTNEED on
+ *      the registered range would raise a REMOVE event, and until a handler
+ *      read it every COPY in the process would fail EAGAIN).
+ *
+ * Without MOVE (6.1; FL_RT_EVICT_NO_MOVE forces it): write-protect, copy,
+ * write back, zap:
+ *   1. CAS RESIDENT -> EVICTING.
+ *   2. UFFDIO_WRITEPROTECT the page (clean pages are still protected from
+ *      their page-in), copy it to runtime memory, write it back.
+ *   3. CAS EVICTING -> EVICTED|INSTORE. A write between 2 and 3 raised a WP
+ *      fault whose handler CASed EVICTING -> RESIDENT and lifted the
+ *      protection: our CAS fails, the eviction is abandoned, nothing is lost
+ *      (the copy in the store is simply not trusted: INSTORE stays clear).
+ *      A write after 3 raises a WP fault that finds EVICTED: the handler
+ *      parks it (retried after the next event) and the write waits.
+ *   4. Drop the region lock; take @gate (API writers take it before the
+ *      index lock, so the range cannot be unregistered under us); check the
+ *      address still belongs to a region whose word says EVICTED; publish
+ *      the zap range; MADV_DONTNEED. That blocks until a handler reads the
+ *      REMOVE event; the handler recognises our range (far_own_remove),
+ *      leaves the words EVICTED, and wakes the range: the parked writer
+ *      faults MISSING and reads the page back from the store.
+ *   The evictor reads managed memory in 2 (the copy). If the program zapped
+ *   the page meanwhile, that read faults: a MISSING fault on an EVICTING
+ *   page is served a write-protected zero page at once (what the program's
+ *   zap asked for), so the evictor never waits on a handler that waits on it.
+ *   Known window: the program's own munmap/mremap of the range (handled on
+ *   handler threads, which cannot take @gate) racing step 4.
+ *
+ * Budget: resident is counted at install (+), eviction and zaps (-); the
+ * count drifts with REMOVE events and unregisters, and is reset from the
+ * words at the end of a CLOCK sweep that evicted nothing. The evictor wakes
+ * above high and evicts down to low; a fault that finds the count above the
+ * budget waits up to 2 ms for the evictor (far_throttled).
+ *
+ * Reference information (CLOCK): PS_REF is set when a page is read back
+ * from the store, when the first write after that dirties it (WP fault) and
+ * by fl_pin. The hand clears it (second chance); a page without it goes.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "rcu.h"
+
+#define EXTENT_ALIGN ((uint64_t)1 << 30)
+
+static long futex_wait_ms(_Atomic uint32_t *w, uint32_t val, long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	return syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
+}
+
+static void futex_wake_all(_Atomic uint32_t *w)
+{
+	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/* ---- hooks for runtime.c ---- */
+
+uint64_t far_register_modes(const struct fl_runtime *rt)
+{
+	return UFFDIO_REGISTER_MODE_MISSING |
+	       (rt->far && rt->far->wp ? UFFDIO_REGISTER_MODE_WP : 0);
+}
+
+int far_region_init(struct fl_runtime *rt, struct fl_region *r)
+{
+	struct fl_far *f = rt->far;
+	uint64_t len = r->end - r->start, ext;
+
+	if (!f)
+		return 0;
+	ext = (2 * len + EXTENT_ALIGN - 1) & ~(EXTENT_ALIGN - 1);
+	if (f->store_next + ext < f->store_next)
+		return -ENOSPC;
+	r->store_off = f->store_next;
+	r->store_extent = ext;
+	f->store_next += ext;
+	return 0;
+}
+
+void far_region_gone(struct fl_runtime *rt, struct fl_region *r)
+{
+	if (rt->far && r->store_extent)
+		store_discard(rt->far->store, r->store_off, r->end - r->start);
+}
+
+void far_gate_lock(struct fl_runtime *rt)
+{
+	if (rt->far)
+		pthread_mutex_lock(&rt->far->gate);
+}
+
+/*
+ * Fork policy (runtime.c): the child's copy of a managed range holds only
+ * what is resident, so before fork() the forking thread reads every evicted
+ * page back (region_make_resident_locked). The evictor must not take pages
+ * out meanwhile: it is paused between two batches, holding no page in
+ * transit. The budget is overshot until the evictor catches up.
+ */
+void far_fork_prepare(struct fl_runtime *rt)
+{
+	if (rt->far)
+		pthread_mutex_lock(&rt->far->batch_lock);
+}
+
+void far_fork_done(struct fl_runtime *rt)
+{
+	if (rt->far)
+		pthread_mutex_unlock(&rt->far->batch_lock);
+}
+
+void far_gate_unlock(struct fl_runtime *rt)
+{
+	if (rt->far)
+		pthread_mutex_unlock(&rt->far->gate);
+}
+
+/* ---- the fault side ---- */
+
+void far_note_installed(struct fl_runtime *rt, long pages)
+{
+	struct fl_far *f = rt->far;
+	long now;
+
+	if (!f)
+		return;
+	now = atomic_fetch_add_explicit(&f->resident, pages, memory_order_relaxed) + pages;
+	if (now > f->high && now - pages <= f->high) {
+		atomic_fetch_add_explicit(&f->kick, 1, memory_order_release);
+		futex_wake_all(&f->kick);
+	}
+}
+
+bool far_over_budget(const struct fl_runtime *rt)
+{
+	const struct fl_far *f = rt->far;
+
+	return f && f->evicts &&
+	       atomic_load_explicit(&f->resident, memory_order_relaxed) > f->budget;
+}
+
+/*
+ * Context: a handler thread, may block (tier 2 or 3). Bounded: the evictor
+ * may itself wait for a handler to read an event (staging recycling, zaps),
+ * so a handler never waits for it without a time limit.
+ */
+void far_throttle(struct fl_fault_ctx *c)
+{
+	struct fl_far *f = c->rt->far;
+
+	STAT_INC(c->st, far_throttled);
+	for (int i = 0; i < 4 && far_over_budget(c->rt); i++) {
+		uint32_t p = atomic_load_explicit(&f->progress, memory_order_acquire);
+
+		atomic_fetch_add_explicit(&f->kick, 1, memory_order_release);
+		futex_wake_all(&f->kick);
+		futex_wait_ms(&f->progress, p, 1);
+	}
+}
+
+/* settle an EVICTING word to @to (keeping pins and flags in @keep); wake sleepers */
+static bool settle(_Atomic uint32_t *w, unsigned int to, uint32_t set, uint32_t clear)
+{
+	uint32_t old = atomic_load_explicit(w, memory_order_relaxed), nw;
+
+	do {
+		if (ps_state(old) != PS_EVICTING)
+			return false;
+		nw = ((old & ~(PS_STATE_MASK | PS_WAITERS | clear)) | to | set);
+	} while (!atomic_compare_exchange_weak_explicit(w, &old, nw, memory_order_acq_rel,
+							memory_order_relaxed));
+	if (old & PS_WAITERS)
+		page_wake(w);
+	return true;
+}
+
+/*
+ * A write-protect fault. Ours when the runtime has far memory: the first
+ * write after a page-in (dirty tracking) or a write racing a non-MOVE
+ * eviction. Context: handler thread. Return: true if handled here.
+ */
+bool far_wp_fault(struct fl_fault_ctx *c, uintptr_t addr)
+{
+	struct fl_runtime *rt = c->rt;
+	struct fl_far *f = rt->far;
+	uintptr_t pa = page_down(rt, addr);
+	_Atomic uint32_t *w = NULL;
+	struct fl_region *r;
+	bool locked = false;
+	int ret;
+
+	if (!f)
+		return false;
+	STAT_INC(c->st, far_wp_faults);
+	fl_rcu_read_lock();
+	r = index_lookup(fl_rcu_dereference(rt->index.cur), addr);
+	if (r) {
+		uint32_t v;
+
+		w = &r->pstate[(pa - r->start) >> rt->page_shift];
+		v = atomic_load_explicit(w, memory_order_acquire);
+		for (;;) {
+			unsigned int st = ps_state(v);
+
+			if (st == PS_RESIDENT || (st == PS_EVICTING && !f->move)) {
+				/*
+				 * Lock the word (FILLING) across the un-protect:
+				 * the evictor skips it and no page-in can
+				 * re-install the page meanwhile, so the
+				 * un-protect below hits the very mapping whose
+				 * INSTORE we clear. (Without the lock: clear,
+				 * MOVE out as dirty, read back as clean, then
+				 * our un-protect on the new mapping: a write
+				 * on a page marked clean, lost at its next
+				 * eviction.) From EVICTING (no MOVE) this
+				 * abandons the eviction: the evictor's CAS fails.
+				 */
+				if (atomic_compare_exchange_weak_explicit(w, &v,
+						(v & ~(PS_STATE_MASK | PS_INSTORE)) | PS_FILLING | PS_REF,
+						memory_order_acq_rel, memory_order_acquire)) {
+					locked = true;
+					break;
+				}
+				continue;
+			}
+			if (st == PS_EVICTED || st == PS_EVICTING || st == PS_FILLING) {
+				/*
+				 * In transit (evicted and not yet zapped without
+				 * MOVE; being moved out; being read back): the
+				 * write waits and comes again after the next
+				 * event or 1 ms, as WP or as a MISSING fault.
+				 */
+				fl_rcu_read_unlock();
+				park_fault(c, pa, rt->page_size);
+				return true;
+			}
+			break;	/* absent or discarded: nothing of ours is mapped */
+		}
+	}
+	ret = uffd_writeprotect(&rt->uffd, pa, rt->page_size, false, false);
+	if (locked)
+		page_finish(w, PS_RESIDENT);	/* INSTORE stays clear: dirty */
+	fl_rcu_read_unlock();
+	if (ret == -EAGAIN)
+		park_fault(c, pa, rt->page_size);
+	else if (ret)
+		uffd_wake(&rt->uffd, pa, rt->page_size);
+	return true;
+}
+
+/*
+ * A REMOVE event: is it the evictor's own zap (non-MOVE step 4)? Then the
+ * words stay EVICTED (they would become DISCARDED for a program's zap).
+ * Context: handler thread.
+ */
+bool far_own_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
+{
+	struct fl_far *f = c->rt->far;
+
+	if (!f || !atomic_load_explicit(&f->zap_pending, memory_order_acquire))
+		return false;
+	if (atomic_load_explicit(&f->zap_start, memory_order_relaxed) != start ||
+	    atomic_load_explicit(&f->zap_end, memory_order_relaxed) != end)
+		return false;
+	atomic_store_explicit(&f->zap_pending, 0, memory_order_release);
+	futex_wake_all(&f->zap_pending);
+	/* writers parked on the EVICTED page fault again, now MISSING */
+	uffd_wake(&c->rt->uffd, start, end - start);
+	return true;
+}
+
+/* ---- the evictor ---- */
+
+struct victim {
+	size_t pg;
+	uintptr_t addr;
+	bool taken;		/* MOVE done / copy made */
+	bool dirty;
+};
+
+static void evicted_one(struct fl_far *f, bool clean)
+{
+	atomic_fetch_sub_explicit(&f->resident, 1, memory_order_relaxed);
+	STAT_INC(f->st, far_evictions);
+	if (clean)
+		STAT_INC(f->st, far_evict_clean);
+}
+
+/* MOVE path, steps 2-5, region read lock held. Return: frames used. */
+static size_t evict_move_locked(struct fl_runtime *rt, struct fl_region *r,
+				struct victim *v, size_t n)
+{
+	struct fl_far *f = rt->far;
+	struct store_req req[FAR_BATCH];
+	unsigned int nreq = 0, map[FAR_BATCH];
+	char *stg = f->staging;
+	size_t done;
+
+	for (size_t i = 0; i < n; ) {
+		size_t j = i + 1, moved;
+		int ret;
+
+		/* one MOVE per run of adjacent victims (frames are adjacent too) */
+		while (j < n && v[j].addr == v[j - 1].addr + rt->page_size)
+			j++;
+		ret = uffd_move(&rt->uffd, (uintptr_t)stg + i * rt->page_size, v[i].addr,
+				(j - i) * rt->page_size, UFFDIO_MOVE_MODE_DONTWAKE, &done);
+		moved = done >> rt->page_shift;
+		for (size_t k = i; k < i + moved; k++) {
+			_Atomic uint32_t *w = &r->pstate[v[k].pg];
+
+			v[k].taken = true;
+			STAT_INC(f->st, far_evict_move);
+			/* step 3: after the move, INSTORE tells whether a write came before */
+			v[k].dirty = !(atomic_load_explicit(w, memory_order_acquire) & PS_INSTORE);
+			if (v[k].dirty) {
+				map[nreq] = (unsigned int)k;
+				req[nreq++] = (struct store_req){
+					.op = STORE_WRITE,
+					.off = r->store_off + ((uint64_t)v[k].pg << rt->page_shift),
+					.buf = stg + k * rt->page_size,
+					.len = rt->page_size,
+				};
+			}
+		}
+		if (!ret) {
+			i = j;
+			continue;
+		}
+		/* the page at i + moved stopped the run */
+		i += moved;
+		if (ret == -ENOENT) {
+			/* the program zapped it: it reads zeros now */
+			settle(&r->pstate[v[i].pg], PS_DISCARDED, 0, PS_INSTORE | PS_REF);
+			atomic_fetch_sub_explicit(&f->resident, 1, memory_order_relaxed);
+		} else {
+			/* EAGAIN (event pending), EBUSY (page shared after
+			 * fork, pinned by the kernel): try again another time */
+			STAT_INC(f->st, far_evict_aborts);
+			settle(&r->pstate[v[i].pg], PS_RESIDENT, 0, 0);
+		}
+		i++;
+	}
+	if (nreq)
+		store_io(f->store, req, nreq);
+	for (unsigned int k = 0; k < nreq; k++) {
+		struct victim *x = &v[map[k]];
+		int ret;
+
+		if (!req[k].res) {
+			STAT_INC(f->st, far_writebacks);
+			continue;
+		}
+		/* step 4's error path: the frame goes back where it was */
+		STAT_INC(f->st, far_store_errors);
+		x->taken = false;
+		for (int t = 0; t < 1000; t++) {
+			ret = uffd_move(&rt->uffd, x->addr, (uintptr_t)stg + map[k] * rt->page_size,
+					rt->page_size, 0, &done);
+			if (ret != -EAGAIN)
+				break;
+			usleep(100);	/* an event is pending: a handler reads it */
+		}
+		if (ret)
+			STAT_INC(f->st, ioctl_errors);
+		settle(&r->pstate[x->pg], PS_RESIDENT, 0, PS_INSTORE);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!v[i].taken)
+			continue;
+		/* step 5 */
+		if (settle(&r->pstate[v[i].pg], PS_EVICTED, PS_INSTORE, PS_REF))
+			evicted_one(f, !v[i].dirty);
+		else
+			atomic_fetch_sub_explicit(&f->resident, 1, memory_order_relaxed);
+		/* a thread that faulted meanwhile waits in the kernel: wake it */
+		uffd_wake(&rt->uffd, v[i].addr, rt->page_size);
+	}
+	return n;
+}
+
+/*
+ * Copy a page the program may be writing. The race is by design: a write
+ * that lands during the copy raises a WP fault first, and its handler
+ * abandons the eviction (step 3), so a torn copy is never trusted. TSan
+ * cannot see write protection: this copy is not instrumented.
+ */
+__attribute__((no_sanitize("thread"), noinline))
+static void copy_protected(void *dst, const void *src, size_t len)
+{
+	const volatile uint64_t *s = src;
+	uint64_t *d = dst;
+
+	for (size_t i = 0; i < len / sizeof(*d); i++)
+		d[i] = s[i];
+}
+
+/* non-MOVE path, steps 2-3, region read lock held */
+static void evict_copy_locked(struct fl_runtime *rt, struct fl_region *r,
+			      struct victim *v, size_t n)
+{
+	struct fl_far *f = rt->far;
+	struct store_req req[FAR_BATCH];
+	unsigned int nreq = 0, map[FAR_BATCH];
+	char *buf = f->buf;
+
+	for (size_t i = 0; i < n; i++) {
+		_Atomic uint32_t *w = &r->pstate[v[i].pg];
+
+		v[i].dirty = !(atomic_load_explicit(w, memory_order_acquire) & PS_INSTORE);
+		if (v[i].dirty) {
+			int ret = uffd_writeprotect(&rt->uffd, v[i].addr, rt->page_size, true, false);
+
+			/* (the kernel refuses MODE_DONTWAKE with MODE_WP) */
+			if (ret) {
+				STAT_INC(f->st, far_evict_aborts);
+				settle(w, PS_RESIDENT, 0, 0);
+				continue;
+			}
+			/* protected: the copy is the page's last state unless a
+			 * WP fault abandons the eviction (step 3's CAS fails) */
+			copy_protected(buf + i * rt->page_size, (const void *)v[i].addr,
+				       rt->page_size);
+			map[nreq] = (unsigned int)i;
+			req[nreq++] = (struct store_req){
+				.op = STORE_WRITE,
+				.off = r->store_off + ((uint64_t)v[i].pg << rt->page_shift),
+				.buf = buf + i * rt->page_size,
+				.len = rt->page_size,
+			};
+		}
+		v[i].taken = true;
+	}
+	if (nreq)
+		store_io(f->store, req, nreq);
+	for (unsigned int k = 0; k < nreq; k++) {
+		struct victim *x = &v[map[k]];
+
+		if (!req[k].res) {
+			STAT_INC(f->st, far_writebacks);
+			continue;
+		}
+		STAT_INC(f->st, far_store_errors);
+		x->taken = false;
+		settle(&r->pstate[x->pg], PS_RESIDENT, 0, PS_INSTORE);
+		uffd_writeprotect(&rt->uffd, x->addr, rt->page_size, false, false);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!v[i].taken)
+			continue;
+		if (!settle(&r->pstate[v[i].pg], PS_EVICTED, PS_INSTORE, PS_REF)) {
+			v[i].taken = false;	/* a write abandoned it */
+			STAT_INC(f->st, far_evict_aborts);
+		}
+	}
+}
+
+/* zap [addr, addr + len) and wait until a handler has seen its REMOVE; @gate held */
+static void zap_range_gated(struct fl_runtime *rt, uintptr_t addr, size_t len)
+{
+	struct fl_far *f = rt->far;
+
+	atomic_store_explicit(&f->zap_start, addr, memory_order_relaxed);
+	atomic_store_explicit(&f->zap_end, addr + len, memory_order_relaxed);
+	atomic_store_explicit(&f->zap_pending, 1, memory_order_release);
+	if (madvise((void *)addr, len, MADV_DONTNEED) == 0 &&
+	    uffd_has(&rt->uffd, UFFD_FEATURE_EVENT_REMOVE)) {
+		/* the handler that reads our event clears it (bounded: a
+		 * range no longer registered makes no event) */
+		for (int t = 0; t < 200 &&
+		     atomic_load_explicit(&f->zap_pending, memory_order_acquire); t++)
+			futex_wait_ms(&f->zap_pending, 1, 10);
+	}
+	atomic_store_explicit(&f->zap_pending, 0, memory_order_release);
+}
+
+/*
+ * Non-MOVE step 4, no region lock held: zap the evicted victims, one
+ * madvise (one REMOVE event) per run of adjacent pages.
+ */
+static void zap_victims(struct fl_runtime *rt, struct victim *v, size_t n)
+{
+	struct fl_far *f = rt->far;
+	bool ok[FAR_BATCH];
+	struct fl_region *r;
+
+	pthread_mutex_lock(&f->gate);
+	/* which victims still belong to a region that says EVICTED */
+	fl_rcu_read_lock();
+	for (size_t i = 0; i < n; i++) {
+		ok[i] = false;
+		if (!v[i].taken)
+			continue;
+		r = index_lookup(fl_rcu_dereference(rt->index.cur), v[i].addr);
+		if (r)
+			ok[i] = ps_state(atomic_load_explicit(
+				&r->pstate[(v[i].addr - r->start) >> rt->page_shift],
+				memory_order_acquire)) == PS_EVICTED;
+	}
+	fl_rcu_read_unlock();	/* madvise waits for a handler: never inside RCU */
+	for (size_t i = 0; i < n; ) {
+		size_t j = i + 1;
+
+		if (!ok[i]) {
+			i++;
+			continue;
+		}
+		while (j < n && ok[j] && v[j].addr == v[j - 1].addr + rt->page_size)
+			j++;
+		zap_range_gated(rt, v[i].addr, (j - i) * rt->page_size);
+		for (size_t k = i; k < j; k++)
+			evicted_one(f, !v[k].dirty);
+		i = j;
+	}
+	pthread_mutex_unlock(&f->gate);
+}
+
+/* claim up to FAR_BATCH victims of @r from the hand; returns how many */
+static size_t pick_locked(struct fl_runtime *rt, struct fl_region *r, struct victim *v,
+			  size_t want)
+{
+	struct fl_far *f = rt->far;
+	size_t npages = region_npages(r, rt->page_shift), n = 0;
+
+	if (f->hand_gen != r->gen) {
+		f->hand_gen = r->gen;
+		f->hand_page = 0;
+	}
+	while (f->hand_page < npages && n < want) {
+		size_t pg = f->hand_page++;
+		_Atomic uint32_t *w = &r->pstate[pg];
+		uint32_t x = atomic_load_explicit(w, memory_order_relaxed);
+
+		if (ps_state(x) == PS_FILLING || ps_state(x) == PS_EVICTING) {
+			/*
+			 * In transit counts as resident for the recount: an
+			 * install adds its pages to the count before it turns
+			 * their words RESIDENT, and a sweep that saw only
+			 * FILLING words must not reset the count to zero.
+			 */
+			f->sweep_resident++;
+			continue;
+		}
+		if (ps_state(x) != PS_RESIDENT)
+			continue;
+		f->sweep_resident++;
+		if (x >> PS_PIN_SHIFT)
+			continue;
+		if (x & PS_REF) {
+			/* second chance */
+			atomic_fetch_and_explicit(w, ~PS_REF, memory_order_relaxed);
+			continue;
+		}
+		if (!atomic_compare_exchange_strong_explicit(w, &x,
+				(x & ~PS_STATE_MASK) | PS_EVICTING,
+				memory_order_acquire, memory_order_relaxed))
+			continue;
+		v[n].pg = pg;
+		v[n].addr = r->start + (pg << rt->page_shift);
+		v[n].taken = v[n].dirty = false;
+		n++;
+	}
+	return n;
+}
+
+/* one batch from the hand's region. Return: -1 at the end of a sweep */
+static int evict_batch(struct fl_runtime *rt, size_t want)
+{
+	struct fl_far *f = rt->far;
+	struct victim v[FAR_BATCH];
+	struct fl_index *x;
+	struct fl_region *r;
+	size_t n = 0, npages;
+	uint64_t gen;
+	bool stale;
+
+	fl_rcu_read_lock();
+	x = fl_rcu_dereference(rt->index.cur);
+	if (!x->n) {
+		fl_rcu_read_unlock();
+		return -1;
+	}
+	if (f->hand_idx >= x->n) {
+		f->hand_idx = 0;
+		fl_rcu_read_unlock();
+		return -1;
+	}
+	r = x->e[f->hand_idx].r;
+	gen = r->gen;
+	if (!region_start_read_checked(r, r->start, gen, &stale)) {
+		fl_rcu_read_unlock();
+		f->hand_idx++;		/* being changed by a writer: skip it */
+		f->hand_gen = 0;
+		f->hand_page = 0;
+		return 0;
+	}
+	fl_rcu_read_unlock();
+
+	n = pick_locked(rt, r, v, want < FAR_BATCH ? want : FAR_BATCH);
+	npages = region_npages(r, rt->page_shift);
+	if (n && f->move)
+		evict_move_locked(rt, r, v, n);
+	else if (n)
+		evict_copy_locked(rt, r, v, n);
+	if (f->hand_page >= npages) {
+		/* next region, from its first page */
+		f->hand_idx++;
+		f->hand_gen = 0;
+		f->hand_page = 0;
+	}
+	region_end_read(r);
+
+	if (n && f->move) {
+		/*
+		 * Step 6: frames back to empty for the next batch. Unregistered
+		 * for the madvise: on a registered range it would raise a REMOVE
+		 * event, and until a handler reads it every COPY in the process
+		 * fails EAGAIN (mmap_changing) and its fault is parked.
+		 */
+		size_t len = FAR_BATCH * rt->page_size;
+
+		if (uffd_unregister(&rt->uffd, (uintptr_t)f->staging, len) == 0) {
+			madvise(f->staging, n * rt->page_size, MADV_DONTNEED);
+			if (uffd_register(&rt->uffd, (uintptr_t)f->staging, len,
+					  UFFDIO_REGISTER_MODE_MISSING, NULL))
+				f->move = false;	/* cannot happen; fall back */
+		} else {
+			madvise(f->staging, n * rt->page_size, MADV_DONTNEED);
+		}
+	} else if (n) {
+		zap_victims(rt, v, n);
+	}
+	if (n)
+		f->sweep_evicted = true;
+	atomic_fetch_add_explicit(&f->progress, 1, memory_order_release);
+	futex_wake_all(&f->progress);
+	return (int)n;
+}
+
+static void *evictor_main(void *arg)
+{
+	struct fl_runtime *rt = arg;
+	struct fl_far *f = rt->far;
+
+	fl_rcu_register_thread();
+	while (!atomic_load_explicit(&f->stop, memory_order_acquire)) {
+		uint32_t k = atomic_load_explicit(&f->kick, memory_order_acquire);
+		long res = atomic_load_explicit(&f->resident, memory_order_relaxed);
+		int sweeps = 0;
+
+		/* gauges, in the evictor's own counter block */
+		__atomic_store_n(&f->st->far_resident_pages, (uint64_t)(res > 0 ? res : 0),
+				 __ATOMIC_RELAXED);
+		if (res > 0 && (uint64_t)res > f->st->far_resident_peak)
+			__atomic_store_n(&f->st->far_resident_peak, (uint64_t)res, __ATOMIC_RELAXED);
+		if (res <= f->high) {
+			futex_wait_ms(&f->kick, k, 20);
+			continue;
+		}
+		while (!atomic_load_explicit(&f->stop, memory_order_relaxed) &&
+		       (res = atomic_load_explicit(&f->resident, memory_order_relaxed)) > f->low) {
+			int got;
+
+			pthread_mutex_lock(&f->batch_lock);
+			got = evict_batch(rt, (size_t)(res - f->low));
+			pthread_mutex_unlock(&f->batch_lock);
+
+			if (got >= 0)
+				continue;
+			/* end of a sweep */
+			STAT_INC(f->st, far_sweeps);
+			if (!f->sweep_evicted) {
+				/* nothing evictable found: recount from the words */
+				atomic_store_explicit(&f->resident, f->sweep_resident,
+						      memory_order_relaxed);
+			}
+			f->sweep_resident = 0;
+			f->sweep_evicted = false;
+			if (++sweeps >= 3)
+				break;	/* pins, errors, pages in transit */
+		}
+		if (atomic_load_explicit(&f->resident, memory_order_relaxed) > f->budget) {
+			STAT_INC(f->st, far_budget_overshoot);
+			usleep(1000);
+		}
+	}
+	fl_rcu_unregister_thread();
+	return NULL;
+}
+
+/* ---- start / stop ---- */
+
+int far_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
+{
+	struct fl_far *f;
+	size_t len = FAR_BATCH * rt->page_size;
+	int ret;
+
+	if (!o->store)
+		return 0;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->st = calloc(1, sizeof(*f->st));
+	if (!f->st) {
+		free(f);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&f->gate, NULL);
+	pthread_mutex_init(&f->batch_lock, NULL);
+	f->store = o->store;
+	f->budget = (long)(o->budget >> rt->page_shift);
+	f->high = f->budget * (o->budget_high_pct ? o->budget_high_pct : 100) / 100;
+	f->low = f->budget * (o->budget_low_pct ? o->budget_low_pct : 90) / 100;
+	f->wp = uffd_has(&rt->uffd, UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+	f->move = uffd_has(&rt->uffd, UFFD_FEATURE_MOVE) && !(o->flags & FL_RT_EVICT_NO_MOVE);
+	rt->far = f;
+
+	f->staging = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	f->buf = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (f->staging == MAP_FAILED || f->buf == MAP_FAILED) {
+		if (f->staging == MAP_FAILED)
+			f->staging = NULL;
+		if (f->buf == MAP_FAILED)
+			f->buf = NULL;
+		return -ENOMEM;
+	}
+	madvise(f->staging, len, MADV_DONTFORK);
+	madvise(f->buf, len, MADV_DONTFORK);
+	if (f->move) {
+		/* MOVE's destination must be registered on the same uffd */
+		ret = uffd_register(&rt->uffd, (uintptr_t)f->staging, len,
+				    UFFDIO_REGISTER_MODE_MISSING, NULL);
+		if (ret)
+			f->move = false;
+	}
+	if (!f->move && !f->wp)
+		return 0;	/* no safe way to evict: far memory stays resident */
+	f->evicts = true;	/* before any region exists: read by handlers */
+	if (pthread_create(&f->thread, NULL, evictor_main, rt))
+		return -EAGAIN;
+	f->started = true;
+	return 0;
+}
+
+void far_stop(struct fl_runtime *rt)
+{
+	struct fl_far *f = rt->far;
+
+	if (!f)
+		return;
+	if (f->started) {
+		atomic_store_explicit(&f->stop, true, memory_order_release);
+		atomic_fetch_add_explicit(&f->kick, 1, memory_order_release);
+		futex_wake_all(&f->kick);
+		pthread_join(f->thread, NULL);
+		f->started = false;
+	}
+}
+
+void far_free(struct fl_runtime *rt)
+{
+	struct fl_far *f = rt->far;
+	size_t len = FAR_BATCH * rt->page_size;
+
+	if (!f)
+		return;
+	/* in a fork child these MADV_DONTFORK areas do not exist: whatever
+	 * the child mapped there since is not ours to unmap */
+	if (f->staging && !rt->forked_child) {
+		/* unregister before munmap: an UNMAP event with no handler
+		 * left would never be read */
+		if (f->move)
+			uffd_unregister(&rt->uffd, (uintptr_t)f->staging, len);
+		munmap(f->staging, len);
+	}
+	if (f->buf && !rt->forked_child)
+		munmap(f->buf, len);
+	pthread_mutex_destroy(&f->gate);
+	pthread_mutex_destroy(&f->batch_lock);
+	free(f->st);
+	free(f);
+	rt->far = NULL;
+}

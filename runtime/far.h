@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * far.h - far memory: resident budget, evictor, page-in, pins (evict.c,
+ * pin.c, and the page-in section of fault.c). See evict.c for the protocol.
+ */
+#ifndef FL_FAR_H
+#define FL_FAR_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+struct fl_runtime;
+struct fl_fault_ctx;
+struct fl_region;
+struct fl_runtime_opts;
+struct fl_counters;
+
+#define FAR_BATCH 64		/* pages per eviction batch (staging frames) */
+
+struct fl_far {
+	struct fl_store *store;
+	long budget, high, low;		/* pages */
+	bool move;			/* evict with UFFDIO_MOVE */
+	bool wp;			/* dirty tracking and the non-MOVE race need WP */
+	bool evicts;			/* an evictor runs (MOVE or WP available) */
+
+	/* pages resident in far regions: approximate (see evict.c) */
+	_Alignas(64) _Atomic long resident;
+	_Atomic uint32_t kick;		/* futex: bumped to wake the evictor */
+	_Atomic uint32_t progress;	/* futex: bumped after each evictor batch */
+
+	/* store extents: bump allocator, index writer lock held */
+	_Alignas(64) uint64_t store_next;
+
+	/* the evictor */
+	pthread_t thread;
+	bool started;
+	_Atomic bool stop;
+	void *staging;			/* FAR_BATCH frames registered on the uffd (MOVE) */
+	void *buf;			/* FAR_BATCH pages of copies (no MOVE) */
+	size_t hand_idx, hand_page;	/* CLOCK hand: index position, page */
+	uint64_t hand_gen;
+	long sweep_resident;		/* RESIDENT words seen in the current sweep */
+	bool sweep_evicted;
+
+	/*
+	 * Zaps without MOVE (MADV_DONTNEED on the evicted page): serialised
+	 * against API writers by @gate, and recognised by the handler that
+	 * reads their REMOVE event through the zap_* handshake.
+	 */
+	pthread_mutex_t gate;
+	/* held by the evictor around each batch; fork takes it (far_fork_*) */
+	pthread_mutex_t batch_lock;
+	_Atomic uintptr_t zap_start, zap_end;
+	_Atomic uint32_t zap_pending;
+
+	struct fl_counters *st;		/* the evictor's counters */
+};
+
+/* runtime.c hooks */
+int far_start(struct fl_runtime *rt, const struct fl_runtime_opts *o);
+void far_stop(struct fl_runtime *rt);		/* stop the evictor, drop staging */
+void far_free(struct fl_runtime *rt);		/* after handlers_stop */
+int far_region_init(struct fl_runtime *rt, struct fl_region *r);	/* writer lock held */
+void far_region_gone(struct fl_runtime *rt, struct fl_region *r);
+uint64_t far_register_modes(const struct fl_runtime *rt);
+void far_gate_lock(struct fl_runtime *rt);
+/* fork: pause the evictor between batches / let it go (parent and child) */
+void far_fork_prepare(struct fl_runtime *rt);
+void far_fork_done(struct fl_runtime *rt);
+void far_gate_unlock(struct fl_runtime *rt);
+
+/* handler.c / runtime.c event hooks */
+bool far_wp_fault(struct fl_fault_ctx *c, uintptr_t addr);
+bool far_own_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end);
+
+/* fault.c */
+void far_note_installed(struct fl_runtime *rt, long pages);
+bool far_over_budget(const struct fl_runtime *rt);
+void far_throttle(struct fl_fault_ctx *c);
+
+#endif /* FL_FAR_H */
