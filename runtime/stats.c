@@ -189,6 +189,17 @@ FL_EXPORT int fl_features_print(const struct fl_runtime *rt, FILE *f)
 	err |= fprintf(f, "far_read_error: %s\n", ft.poison ?
 		       "UFFDIO_POISON (the access gets SIGBUS)" :
 		       "no POISON: the fault is retried every 1 ms until the store answers") < 0;
+	/* checkpoints (wp.c): which mechanism each kernel gets */
+	err |= fprintf(f, "dirty_tracking: %s\n",
+		       !ft.wp ? "unavailable (no UFFD_FEATURE_PAGEFAULT_FLAG_WP)" :
+		       (rt->flags & FL_RT_WP_ASYNC) ?
+		       "asynchronous (WP_ASYNC + PAGEMAP_SCAN)" :
+		       ft.wp_async ?
+		       "synchronous WP faults (WP_ASYNC available: FL_RT_WP_ASYNC)" :
+		       "synchronous WP faults (no WP_ASYNC in this kernel)") < 0;
+	err |= fprintf(f, "wp_never_touched: %s\n", !ft.wp ? "unavailable" :
+		       "installed write-protected on first touch (UFFDIO_COPY_MODE_WP; "
+		       "needs no WP_UNPOPULATED)") < 0;
 	err |= fprintf(f, "zero_write: %s\n", ft.zero_write) < 0;
 #undef B
 	return err || fflush(f) ? -EIO : 0;
