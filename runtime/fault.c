@@ -555,6 +555,22 @@ static enum res far_resolve(struct fl_fault_ctx *c, const struct snap *s,
 		off += done;
 		if (!ret)
 			break;
+		if (ret == -EEXIST && c->no_zap_coming) {
+			/*
+			 * Non-MOVE eviction stopped between write-back and zap:
+			 * the page is still present, write-protected since the
+			 * copy, so it holds exactly the store's bytes. The
+			 * zapper needs the gate our caller holds, and re-checks
+			 * EVICTED under it: settling the page RESIDENT makes it
+			 * abandon the zap. (Without the gate this would race the
+			 * zap: then we park, below.)
+			 */
+			far_finish(&s->pstate[lo + (off >> rt->page_shift)], PS_RESIDENT,
+				   PS_REF | PS_INSTORE);
+			far_note_installed(rt, 1);
+			off += rt->page_size;
+			continue;
+		}
 		/* the rest stays evicted and is read again on its next fault */
 		for (size_t p = lo + (off >> rt->page_shift); p < hi; p++)
 			far_finish(&s->pstate[p], PS_EVICTED, PS_INSTORE);

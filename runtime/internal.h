@@ -51,6 +51,8 @@ struct fl_fault_ctx {
 	struct fl_counters *st;
 	void *bounce;			/* FL_FAULT_AROUND_MAX bytes, for fill callbacks */
 	bool no_throttle;		/* far memory: never wait for the evictor (fork) */
+	bool no_zap_coming;		/* far memory: the caller holds the evictor's gate
+					 * (or stopped it): no non-MOVE zap can land */
 };
 
 struct fl_handler {

@@ -599,6 +599,33 @@ FL_EXPORT int fl_region_map(struct fl_runtime *rt, size_t len,
 }
 
 /* the whole of @r goes; kernel_ops false when the kernel already unmapped it */
+/*
+ * far_readback_locked() - far memory: a region registered over the
+ * program's own mapping outlives its registration, and once it leaves the
+ * runtime nothing could produce its evicted pages again: read them back
+ * first. Regions made by fl_region_map() are unmapped instead: nothing to
+ * save. Context: index writer lock held, @r quiesced (unpublished and
+ * write-locked: the evictor, which works under the region read lock, can
+ * take no page out any more), and the far gate held (fl_region_unregister,
+ * fl_region_resize) or the evictor stopped (fl_runtime_destroy): no
+ * non-MOVE zap can land while we read pages back.
+ */
+static void far_readback_locked(struct fl_runtime *rt, struct fl_region *r)
+{
+	struct fl_fault_ctx c;
+
+	if (!rt->far || (r->flags & R_OWNED))
+		return;
+	if (fault_ctx_init(&c, rt, &rt->wst)) {
+		STAT_INC(&rt->wst, far_store_errors);	/* no bounce buffer: pages stay out */
+		return;
+	}
+	c.no_throttle = true;
+	c.no_zap_coming = true;	/* callers hold the gate, or stopped the evictor */
+	region_make_resident_locked(&c, r);
+	fault_ctx_fini(&c);
+}
+
 static void remove_region_locked(struct fl_runtime *rt, struct fl_region *r,
 				 bool kernel_ops)
 {
@@ -618,6 +645,7 @@ static void remove_region_locked(struct fl_runtime *rt, struct fl_region *r,
 	}
 	wp_forget(rt, a, a + len);	/* wp.c: protections end with the region */
 	if (kernel_ops) {
+		far_readback_locked(rt, r);	/* before the range stops being ours */
 		uffd_unregister(&rt->uffd, a, len);
 		if (r->flags & R_OWNED)
 			munmap((void *)a, len);
@@ -690,6 +718,9 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 	ret = victims_quiesce_locked(rt, &r, 1);
 	if (ret)
 		goto out;
+	/* a shrink gives the tail back to the program: its evicted pages too */
+	if (new_len < old_len)
+		far_readback_locked(rt, r);
 	n = region_piece(rt, r, a, a + (new_len < old_len ? new_len : old_len), a, new_len);
 	if (!n) {
 		ret = -ENOMEM;
