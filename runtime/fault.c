@@ -66,7 +66,8 @@ static inline void snap_take(struct snap *s, struct fl_region *r)
 }
 
 /* how a page's contents are produced */
-enum kind { K_ZERO, K_SRC, K_PARTIAL, K_FILL };
+enum kind { K_ZERO, K_SRC, K_PARTIAL, K_FILL,
+	    K_EVICTED /* far memory: read back from the store (read-ahead runs) */ };
 
 static enum kind page_kind(const struct fl_runtime *rt, const struct snap *s,
 			   size_t pg, unsigned int state)
@@ -141,6 +142,8 @@ static void fa_hint_next(const struct fl_runtime *rt, const struct snap *s,
 						memory_order_relaxed, memory_order_relaxed);
 }
 
+static bool claim_evicted(const struct snap *s, size_t pg);
+
 /* may page @pg join a run of kind @k? Claims it (-> FILLING) if so. */
 static bool claim(const struct fl_runtime *rt, const struct snap *s, size_t pg,
 		  enum kind k)
@@ -149,6 +152,8 @@ static bool claim(const struct fl_runtime *rt, const struct snap *s, size_t pg,
 	uint32_t v = atomic_load_explicit(w, memory_order_relaxed);
 	unsigned int st = ps_state(v);
 
+	if (k == K_EVICTED)
+		return claim_evicted(s, pg);
 	if (st != PS_ABSENT && st != PS_DISCARDED)
 		return false;
 	if (page_kind(rt, s, pg, st) != k || k == K_PARTIAL)
@@ -156,6 +161,28 @@ static bool claim(const struct fl_runtime *rt, const struct snap *s, size_t pg,
 	return atomic_compare_exchange_strong_explicit(w, &v,
 			(v & ~PS_STATE_MASK) | PS_FILLING,
 			memory_order_acquire, memory_order_relaxed);
+}
+
+/*
+ * claim_run() - the run [*lo, *hi) around page @pg (already claimed by the
+ * caller): grow it through the neighbours of kind @k that can be claimed,
+ * inside @pg's window of @win pages aligned to its size, and leave the
+ * adaptive hint for the next run. Fault-around and read-ahead both use it.
+ */
+static void claim_run(const struct fl_runtime *rt, const struct snap *s, size_t pg,
+		      size_t win, enum kind k, size_t *lo, size_t *hi)
+{
+	size_t npages = (s->end - s->start) >> rt->page_shift;
+	size_t wlo = pg & ~(win - 1);
+	size_t whi = wlo + win < npages ? wlo + win : npages;
+
+	*lo = pg;
+	*hi = pg + 1;
+	while (*hi < whi && claim(rt, s, *hi, k))
+		(*hi)++;
+	while (*lo > wlo && claim(rt, s, *lo - 1, k))
+		(*lo)--;
+	fa_hint_next(rt, s, *hi, win);
 }
 
 /*
@@ -329,11 +356,10 @@ static enum res resolve(struct fl_fault_ctx *c, const struct snap *s,
 			uintptr_t addr, bool write, bool may_block)
 {
 	struct fl_runtime *rt = c->rt;
-	size_t npages = (s->end - s->start) >> rt->page_shift;
 	size_t pg = (addr - s->start) >> rt->page_shift;
 	_Atomic uint32_t *w = &s->pstate[pg];
 	uint32_t v = atomic_load_explicit(w, memory_order_acquire);
-	size_t win, lo, hi, wlo, whi;
+	size_t win, lo, hi;
 	const void *src = NULL;
 	enum kind k;
 
@@ -374,22 +400,12 @@ static enum res resolve(struct fl_fault_ctx *c, const struct snap *s,
 	}
 
 	/* the run: claimed neighbours of the same kind inside the window */
-	lo = pg;
-	hi = pg + 1;
 	win = k == K_PARTIAL ? 1 : window_pages(c, s, page_down(rt, addr));
-	if (win > 1) {
-		wlo = pg & ~(win - 1);
-		whi = wlo + win < npages ? wlo + win : npages;
-		while (hi < whi && claim(rt, s, hi, k))
-			hi++;
-		while (lo > wlo && claim(rt, s, lo - 1, k))
-			lo--;
-		if (hi - lo > 1) {
-			STAT_INC(c->st, fault_around);
-			STAT_ADD(c->st, fault_around_pages, hi - lo - 1);
-		}
+	claim_run(rt, s, pg, win, k, &lo, &hi);
+	if (hi - lo > 1) {
+		STAT_INC(c->st, fault_around);
+		STAT_ADD(c->st, fault_around_pages, hi - lo - 1);
 	}
-	fa_hint_next(rt, s, hi, win);
 
 	if (produce(c, s, lo, hi - lo, k, &src) < 0) {
 		fail_page(c, s, lo, hi - lo, addr);
@@ -466,11 +482,10 @@ static enum res far_resolve(struct fl_fault_ctx *c, const struct snap *s,
 {
 	struct fl_runtime *rt = c->rt;
 	struct fl_far *f = rt->far;
-	size_t npages = (s->end - s->start) >> rt->page_shift;
 	size_t pg = (addr - s->start) >> rt->page_shift;
 	_Atomic uint32_t *w = &s->pstate[pg];
 	uint64_t cmode = f && f->wp ? UFFDIO_COPY_MODE_WP : 0;
-	size_t lo, hi, win, wlo, whi, off, done;
+	size_t lo, hi, off, done;
 	struct store_req req;
 	uintptr_t a;
 	int ret;
@@ -513,18 +528,7 @@ static enum res far_resolve(struct fl_fault_ctx *c, const struct snap *s,
 	}
 
 	/* read-ahead: the adaptive window, over evicted neighbours only */
-	lo = pg;
-	hi = pg + 1;
-	win = window_pages(c, s, page_down(rt, addr));
-	if (win > 1) {
-		wlo = pg & ~(win - 1);
-		whi = wlo + win < npages ? wlo + win : npages;
-		while (hi < whi && claim_evicted(s, hi))
-			hi++;
-		while (lo > wlo && claim_evicted(s, lo - 1))
-			lo--;
-	}
-	fa_hint_next(rt, s, hi, win);
+	claim_run(rt, s, pg, window_pages(c, s, page_down(rt, addr)), K_EVICTED, &lo, &hi);
 
 	req = (struct store_req){
 		.op = STORE_READ,
