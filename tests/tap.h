@@ -115,4 +115,31 @@ static inline struct fl_runtime *tap_runtime(const struct fl_runtime_opts *o)
 	return rt;
 }
 
+/*
+ * A far-memory runtime for a test: a memory store and a budget of @budget
+ * bytes; the non-MOVE eviction path when argv[1] is "no-move". Skips when
+ * the kernel can evict nothing (neither UFFDIO_MOVE nor write-protect).
+ */
+static inline struct fl_runtime *tap_far_runtime(size_t budget, int argc, char **argv,
+						 struct fl_store **store,
+						 struct fl_features *ft)
+{
+	struct fl_runtime_opts o;
+	struct fl_runtime *rt;
+
+	if (fl_store_memory_create(store))
+		tap_skip_all("no memory store");
+	fl_runtime_opts_init(&o);
+	o.store = *store;
+	o.budget = budget;
+	if (argc > 1 && !strcmp(argv[1], "no-move"))
+		o.flags |= FL_RT_EVICT_NO_MOVE;
+	rt = tap_runtime(&o);
+	ft->size = sizeof(*ft);
+	fl_features(rt, ft);
+	if (!ft->move && !ft->wp)
+		tap_skip_all("kernel has neither UFFDIO_MOVE nor WP: nothing can be evicted");
+	return rt;
+}
+
 #endif /* FL_TAP_H */

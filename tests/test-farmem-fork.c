@@ -51,7 +51,6 @@ static void *writer(void *arg)
 
 int main(int argc, char **argv)
 {
-	struct fl_runtime_opts o;
 	struct fl_features ft = { .size = sizeof(ft) };
 	struct fl_stats st = { .size = sizeof(st) };
 	struct fl_runtime *rt;
@@ -64,17 +63,7 @@ int main(int argc, char **argv)
 	pgsz = (size_t)sysconf(_SC_PAGESIZE);
 	w = pgsz / 8;
 	tap_plan(5);
-	if (fl_store_memory_create(&store))
-		tap_skip_all("no memory store");
-	fl_runtime_opts_init(&o);
-	o.store = store;
-	o.budget = BUDGET * pgsz;
-	if (argc > 1 && !strcmp(argv[1], "no-move"))
-		o.flags |= FL_RT_EVICT_NO_MOVE;
-	rt = tap_runtime(&o);
-	fl_features(rt, &ft);
-	if (!ft.move && !ft.wp)
-		tap_skip_all("kernel has neither UFFDIO_MOVE nor WP: nothing can be evicted");
+	rt = tap_far_runtime(BUDGET * pgsz, argc, argv, &store, &ft);
 	TAP_EQ(fl_region_map(rt, PAGES * pgsz, NULL, (void **)&m), 0);
 	for (size_t pg = 0; pg < PAGES; pg++)
 		for (size_t i = 0; i < w; i++)

@@ -17,7 +17,6 @@ static size_t pgsz;
 
 int main(int argc, char **argv)
 {
-	struct fl_runtime_opts o;
 	struct fl_features ft = { .size = sizeof(ft) };
 	struct fl_stats a = { .size = sizeof(a) }, b = { .size = sizeof(b) };
 	struct fl_runtime *rt;
@@ -27,17 +26,7 @@ int main(int argc, char **argv)
 
 	pgsz = (size_t)sysconf(_SC_PAGESIZE);
 	tap_plan(7);
-	if (fl_store_memory_create(&store))
-		tap_skip_all("no memory store");
-	fl_runtime_opts_init(&o);
-	o.store = store;
-	o.budget = BUDGET * pgsz;
-	if (argc > 1 && !strcmp(argv[1], "no-move"))
-		o.flags |= FL_RT_EVICT_NO_MOVE;
-	rt = tap_runtime(&o);
-	fl_features(rt, &ft);
-	if (!ft.move && !ft.wp)
-		tap_skip_all("kernel has neither UFFDIO_MOVE nor WP: nothing can be evicted");
+	rt = tap_far_runtime(BUDGET * pgsz, argc, argv, &store, &ft);
 	TAP_EQ(fl_region_map(rt, PAGES * pgsz, NULL, (void **)&m), 0);
 	for (size_t pg = 0; pg < PAGES; pg++)
 		memset(m + pg * pgsz, (int)(pg * 7 + 1), pgsz);

@@ -49,7 +49,6 @@ static size_t bad_pages(const uint8_t *m, size_t pages, unsigned int salt)
 
 int main(int argc, char **argv)
 {
-	struct fl_runtime_opts o;
 	struct fl_features ft = { .size = sizeof(ft) };
 	struct fl_runtime *rt;
 	struct fl_store *store;
@@ -57,17 +56,7 @@ int main(int argc, char **argv)
 
 	pgsz = (size_t)sysconf(_SC_PAGESIZE);
 	tap_plan(6);
-	if (fl_store_memory_create(&store))
-		tap_skip_all("no memory store");
-	fl_runtime_opts_init(&o);
-	o.store = store;
-	o.budget = BUDGET * pgsz;
-	if (argc > 1 && !strcmp(argv[1], "no-move"))
-		o.flags |= FL_RT_EVICT_NO_MOVE;
-	rt = tap_runtime(&o);
-	fl_features(rt, &ft);
-	if (!ft.move && !ft.wp)
-		tap_skip_all("kernel has neither UFFDIO_MOVE nor WP: nothing can be evicted");
+	rt = tap_far_runtime(BUDGET * pgsz, argc, argv, &store, &ft);
 
 	m = fill_and_evict(rt, 1);
 	tap_ok(m != NULL, "register %d pages of our own mapping, fill, let them be evicted", PAGES);
