@@ -96,7 +96,6 @@ struct fl_runtime {
 	/* doorbell pages: touching page i makes one handler exit */
 	void *doorbell;
 	size_t doorbell_len;
-	_Atomic bool stopping;
 
 	/* parked faults and the thread that retries them */
 	pthread_mutex_t park_lock;

@@ -104,7 +104,7 @@ struct fl_region *region_alloc(size_t npages);
  */
 void region_free(struct fl_region *r);
 
-/* region_pool_drain() - free pooled objects. Context: last runtime destroyed. */
+/* region_pool_drain() - free pooled objects. Context: no runtime left (tests). */
 void region_pool_drain(void);
 
 /* region_attach() - 0 -> 1. Context: writer, @r not yet published. */
