@@ -692,7 +692,11 @@ int fl_ckpt_create(struct fl_runtime *rt, void *addr, size_t len,
  */
 int fl_ckpt_save(struct fl_ckpt *ck, const char *path, unsigned int flags);
 
-/** fl_ckpt_destroy() - stop tracking and free @ck. NULL is a no-op. */
+/**
+ * fl_ckpt_destroy() - stop tracking and free @ck. NULL is a no-op.
+ * Context: any thread but a handler thread; not concurrently with
+ *	fl_ckpt_save() on @ck. Waits for write-protect callbacks in flight.
+ */
 void fl_ckpt_destroy(struct fl_ckpt *ck);
 
 /**
@@ -742,6 +746,8 @@ int fl_lazy_ws_save(struct fl_lazy *lz, const char *ws_path);
 /**
  * fl_lazy_destroy() - stop prefetching, unregister (and unmap) the region,
  * free @lz. NULL is a no-op.
+ * Context: as fl_region_unregister(): any thread but a handler thread or a
+ *	fill callback; blocks for a grace period.
  */
 void fl_lazy_destroy(struct fl_lazy *lz);
 
