@@ -129,6 +129,8 @@ struct fl_runtime {
 	/* far memory: NULL unless fl_runtime_opts.store was given (far.h) */
 	struct fl_far *far;
 	struct fl_counters pin_st;	/* fl_pin/fl_prefetch callers: atomic adds */
+	/* region objects and page-state tables allocated: the metadata_bytes gauge */
+	_Atomic int64_t meta_bytes;
 
 	/* fork: set in the child, where the runtime has no threads */
 	bool forked_child;

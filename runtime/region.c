@@ -29,7 +29,7 @@ static long futex(_Atomic uint32_t *uaddr, int op, uint32_t val)
 	return syscall(SYS_futex, (uint32_t *)uaddr, op, val, NULL, NULL, 0);
 }
 
-struct fl_region *region_alloc(size_t npages)
+struct fl_region *region_alloc(size_t npages, _Atomic int64_t *meta)
 {
 	struct fl_region *r;
 	size_t bytes = npages * sizeof(uint32_t);
@@ -58,6 +58,9 @@ struct fl_region *region_alloc(size_t npages)
 	r->gen = atomic_fetch_add_explicit(&gen_next, 1, memory_order_relaxed);
 	r->pstate = ps;
 	r->pstate_bytes = bytes;
+	r->meta = meta;
+	if (meta)
+		atomic_fetch_add_explicit(meta, (int64_t)(bytes + sizeof(*r)), memory_order_relaxed);
 	atomic_init(&r->refcnt, REF_DETACHED);
 	return r;
 }
@@ -68,6 +71,10 @@ void region_free(struct fl_region *r)
 		return;
 	if (r->pstate)
 		munmap((void *)r->pstate, r->pstate_bytes);
+	if (r->meta)
+		atomic_fetch_sub_explicit(r->meta, (int64_t)(r->pstate_bytes + sizeof(*r)),
+					  memory_order_relaxed);
+	r->meta = NULL;
 	/*
 	 * Typesafe reuse: the object stays a struct fl_region for the life of
 	 * the process. Poison the identity so that a stale reader's re-check

@@ -76,6 +76,7 @@ struct fl_region {
 	unsigned int flags;
 	_Atomic uint32_t *pstate;
 	size_t pstate_bytes;
+	_Atomic int64_t *meta;	/* the runtime's metadata gauge (region_alloc) */
 	/* far memory: page i lives at store offset store_off + i * page size */
 	uint64_t store_off;
 	uint64_t store_extent;	/* bytes reserved at store_off */
@@ -94,9 +95,11 @@ static inline size_t region_npages(const struct fl_region *r, unsigned shift)
 /*
  * region_alloc() - a zeroed region object from the pool with a fresh
  * generation and a page-state table for @npages, detached (refcnt 0).
+ * @meta: NULL, or a gauge charged with the object and its page-state table
+ *	until region_free() (the runtime's metadata_bytes statistic).
  * Context: an index writer. Return: NULL on ENOMEM.
  */
-struct fl_region *region_alloc(size_t npages);
+struct fl_region *region_alloc(size_t npages, _Atomic int64_t *meta);
 
 /*
  * region_free() - return @r to the pool. Context: an index writer,

@@ -371,10 +371,10 @@ static void region_set_opts(struct fl_region *r, const struct fl_region_opts *o)
  * placed at @at, @len bytes long (>= b - a: the rest is new, absent), with
  * @r's attributes and page states. Context: writer; @r quiescent (steps 3-4).
  */
-static struct fl_region *region_piece(const struct fl_runtime *rt, const struct fl_region *r,
+static struct fl_region *region_piece(struct fl_runtime *rt, const struct fl_region *r,
 				      uintptr_t a, uintptr_t b, uintptr_t at, size_t len)
 {
-	struct fl_region *n = region_alloc(len >> rt->page_shift);
+	struct fl_region *n = region_alloc(len >> rt->page_shift, &rt->meta_bytes);
 	size_t first = (a - r->start) >> rt->page_shift;
 	size_t np = (b - a) >> rt->page_shift;
 
@@ -510,7 +510,7 @@ static int register_locked(struct fl_runtime *rt, uintptr_t a, size_t len,
 
 	if (index_overlaps(rt->index.cur, a, a + len, NULL))
 		return -EEXIST;
-	r = region_alloc(len >> rt->page_shift);
+	r = region_alloc(len >> rt->page_shift, &rt->meta_bytes);
 	if (!r)
 		return -ENOMEM;
 	r->start = a;

@@ -28,6 +28,9 @@ void stats_sum(const struct fl_runtime *rt, struct fl_counters *sum)
 	add_block(sum, &rt->pin_st);
 	if (rt->far)
 		add_block(sum, rt->far->st);
+	/* a gauge, not a counter: fl_stats_reset() leaves it alone */
+	sum->metadata_bytes = (uint64_t)atomic_load_explicit(&rt->meta_bytes,
+							      memory_order_relaxed);
 }
 
 FL_EXPORT int fl_stats_get(const struct fl_runtime *rt, struct fl_stats *out)

@@ -46,7 +46,7 @@ static uint64_t rnd(void)
 
 static struct fl_region *mkregion(uintptr_t start, uintptr_t end)
 {
-	struct fl_region *r = region_alloc(1);
+	struct fl_region *r = region_alloc(1, NULL);
 
 	if (!r) {
 		printf("Bail out! region_alloc: out of memory\n");
@@ -367,7 +367,7 @@ static uint32_t refcnt(struct fl_region *r)
 
 static void test_ref_basic(void)
 {
-	struct fl_region *r = region_alloc(1);
+	struct fl_region *r = region_alloc(1, NULL);
 	unsigned long n = 0;
 	bool ok;
 
@@ -447,7 +447,7 @@ static void test_ref_drain(void)
 	void *rv;
 	int failed = 0;
 
-	D.r = region_alloc(1);
+	D.r = region_alloc(1, NULL);
 	region_attach(D.r);
 	for (int i = 0; i < 3; i++)
 		pthread_create(&rd[i], NULL, drain_reader, &D);
@@ -520,7 +520,7 @@ static void test_ref_stress(void)
 	pthread_t th[3];
 	int rounds = 500;
 
-	T.r = region_alloc(1);
+	T.r = region_alloc(1, NULL);
 	region_attach(T.r);
 	for (int i = 0; i < 3; i++)
 		pthread_create(&th[i], NULL, stress_reader, &T);
@@ -569,7 +569,7 @@ static void test_stale_reuse(void)
 	       "freed, not yet reused: refused as detached, refcnt untouched");
 
 	/* reuse for a region that covers the very same address */
-	r2 = region_alloc(1);
+	r2 = region_alloc(1, NULL);
 	if (r2 != r) {
 		for (int i = 0; i < 3; i++)
 			tap_skip("region_alloc did not hand the freed object back (pool order)");
@@ -589,7 +589,7 @@ static void test_stale_reuse(void)
 	region_write_lock(r2);
 	region_detach_locked(r2);
 	region_free(r2);
-	r2 = region_alloc(1);
+	r2 = region_alloc(1, NULL);
 	r2->start = 0x30000000;
 	r2->end = 0x30001000;
 	region_attach(r2);
