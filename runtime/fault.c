@@ -474,6 +474,34 @@ static void far_read_failed(struct fl_fault_ctx *c, const struct snap *s, size_t
 }
 
 /*
+ * The read-ahead window for a fault on evicted page @pg: the adaptive
+ * window, but only where the access really is sequential, and never more
+ * than an eighth of the budget.
+ * - A hint outlives the run that left it: the page stays EVICTED, hint and
+ *   all, until something touches it. A random access landing on it much
+ *   later is no stream; read ahead only when the page before it is
+ *   resident (a stream just consumed it). Measured on a 4x-budget random
+ *   scan: 40 % more pages read than touched without this check.
+ * - A window as large as the budget makes the evictor take back the run
+ *   being read before it is used.
+ */
+static size_t far_window(struct fl_fault_ctx *c, const struct snap *s, size_t pg)
+{
+	const struct fl_runtime *rt = c->rt;
+	size_t win = window_pages(c, s, s->start + (pg << rt->page_shift)), cap;
+
+	if (win > 1 && !s->fault_around && pg &&
+	    ps_state(atomic_load_explicit(&s->pstate[pg - 1], memory_order_relaxed)) != PS_RESIDENT)
+		return 1;
+	if (rt->far && rt->far->budget >= 16) {
+		cap = (size_t)1 << (63 - __builtin_clzll((unsigned long long)rt->far->budget / 8));
+		if (win > cap)
+			win = cap;
+	}
+	return win;
+}
+
+/*
  * A fault on an EVICTING or EVICTED page. Tier 1 hands off (RES_BLOCK):
  * store I/O happens under the region read lock, never inside RCU.
  */
@@ -528,7 +556,7 @@ static enum res far_resolve(struct fl_fault_ctx *c, const struct snap *s,
 	}
 
 	/* read-ahead: the adaptive window, over evicted neighbours only */
-	claim_run(rt, s, pg, window_pages(c, s, page_down(rt, addr)), K_EVICTED, &lo, &hi);
+	claim_run(rt, s, pg, far_window(c, s, pg), K_EVICTED, &lo, &hi);
 
 	req = (struct store_req){
 		.op = STORE_READ,
