@@ -29,13 +29,16 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "farmem.h"
 
 const char *const place_names[] = { "same", "cross", "any" };
 const char *const churn_names[] = { "none", "other", "neighbour" };
 
-enum workload { W_FIRST_TOUCH, W_FAULT_AROUND, W_CHURN, W_SCALING, W_LATENCY, W_NR };
+enum workload { W_FIRST_TOUCH, W_FAULT_AROUND, W_CHURN, W_SCALING, W_LATENCY,
+		W_FARMEM_SCAN, W_FARMEM_SORT, W_NR };
 static const char *const workload_names[W_NR] = {
 	"first-touch", "fault-around", "churn", "scaling", "latency",
+	"farmem-scan", "farmem-sort",
 };
 
 #define MAX_RATES 8
@@ -728,8 +731,34 @@ static void wl_latency(void)
 	}
 }
 
+/* far memory (farmem.c): --pages is the working set; --far-io the store's I/O */
+static enum far_io far_io_opt;
+static size_t far_pages_opt;
+
+static void wl_farmem(void (*fn)(const struct farmem_opts *))
+{
+	struct farmem_opts o = {
+		.rep = &g.rep, .quick = g.quick, .repeat = g.repeat,
+		.pages = far_pages_opt, .io = far_io_opt,
+	};
+
+	alarm(0);	/* the far-memory runs take their own time; no watchdog */
+	fn(&o);
+}
+
+static void wl_farmem_scan(void)
+{
+	wl_farmem(farmem_scan);
+}
+
+static void wl_farmem_sort(void)
+{
+	wl_farmem(farmem_sort);
+}
+
 static void (*const workload_fn[W_NR])(void) = {
 	wl_first_touch, wl_fault_around, wl_churn, wl_scaling, wl_latency,
+	wl_farmem_scan, wl_farmem_sort,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -751,6 +780,12 @@ static void usage(FILE *f)
 "                region's neighbours at a set rate (ops/s) while faults run\n"
 "  scaling       faulting threads x handler threads, 1..N\n"
 "  latency       per-access latency histogram, p50/p99/p999\n"
+"  farmem-scan   far memory: a region 4x its budget, evicted to a file store,\n"
+"                read seq / random: modes faultline and raw-store (the same\n"
+"                file with io_uring, 4 KiB reads, queue depth 1 and 32)\n"
+"  farmem-sort   far memory: in-place sort of an array 4x the budget: modes\n"
+"                faultline and memcg (a child in a memory cgroup limited to\n"
+"                the budget; makes a temporary swap file if there is no swap)\n"
 "\n"
 "modes: native native-thp bare spf region global adaptive\n"
 "\n"
@@ -765,6 +800,9 @@ static void usage(FILE *f)
 "  --churn LIST    churn writer rates in ops/s, e.g. 0,1000,10000 (0 = calm)\n"
 "  --timeout SEC   give up (exit 3) when one run takes longer (default 120)\n"
 "  --check-uffd    exit 0 if a userfaultfd can be opened, 77 (with the reason) if not\n"
+"  --far-io IO     far-memory store I/O, alike for every mode: cold (default:\n"
+"                  page cache written back and dropped before each scan), warm,\n"
+"                  direct (O_DIRECT)\n"
 "  -h, --help      this text\n"
 "\n"
 "JSON fields: workload mode order access page_size fault_around (bytes; 0 off,\n"
@@ -772,7 +810,10 @@ static void usage(FILE *f)
 "churn_achieved pages faults seconds faults_per_sec pages_per_sec ns_per_page\n"
 "p50_ns p99_ns p999_ns repeats bad_pages, and for runtime modes a tiers object.\n"
 "Faults are the faulting threads' own counts (getrusage), so fault-around and\n"
-"THP show as fewer faults than pages. Target ratios come last.\n");
+"THP show as fewer faults than pages. Target ratios come last.\n"
+"farmem-* JSON fields: workload mode order page_size io queue_depth (raw-store)\n"
+"budget_pages pages seconds pages_per_sec (scan) pageins and\n"
+"metadata_bytes_per_page (faultline) repeats bad_words.\n");
 }
 
 static unsigned long parse_num(const char *opt, const char *s, unsigned long lo,
@@ -900,6 +941,7 @@ int main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "churn", required_argument, NULL, 'C' },
 		{ "check-uffd", no_argument, NULL, 'c' },
+		{ "far-io", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -931,6 +973,10 @@ int main(int argc, char **argv)
 		case 'T': g.timeout = (unsigned int)parse_num("--timeout", optarg, 1, 86400); break;
 		case 'C': parse_rates(optarg); break;
 		case 'c': return check_uffd();
+		case 'F':
+			if (farmem_parse_io(optarg, &far_io_opt))
+				usage_error("bad value for --far-io: '%s' (cold, warm or direct)", optarg);
+			break;
 		case 'h': usage(stdout); return 0;
 		default: fputs("Try 'faultline-bench --help'.\n", stderr); return 2;
 		}
@@ -955,6 +1001,7 @@ int main(int argc, char **argv)
 	if (!g.threads)
 		g.threads = g.ncpu < MAX_THREADS ? (unsigned int)g.ncpu : MAX_THREADS;
 	g.sz = g.quick ? quick_sizes : full_sizes;
+	far_pages_opt = pages;
 	if (pages) {
 		g.sz.ft_same = g.sz.ft_cross = g.sz.fa = g.sz.churn = pages;
 		g.sz.scale_per_thread = g.sz.lat_same = g.sz.lat_cross = pages;
@@ -982,7 +1029,8 @@ int main(int argc, char **argv)
 	for (w = 0; w < W_NR; w++)
 		if (g.workloads & (1u << w))
 			workload_fn[w]();
-	report_targets(&g.rep, g.all, g.nall);
+	if (g.nall)	/* the far-memory workloads report their own ratios */
+		report_targets(&g.rep, g.all, g.nall);
 	if (g.rep.plot_dir)
 		report_plots(&g.rep, g.all, g.nall);
 	for (size_t k = 0; k < g.nall; k++)

@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
 # smoke.sh FAULTLINE_BENCH - run `faultline-bench --quick --json first-touch`
+# and a small `farmem-scan`,
 # and check that every line has every field, that the measured numbers are
 # positive and that every page held the right bytes. No timing assertion:
 # the numbers are whatever this machine gives.
@@ -124,4 +125,52 @@ for m in fails:
 if fails:
     sys.exit(1)
 print("ok: %d result lines, %d target lines, modes: %s" % (lines, targets, ", ".join(sorted(seen))))
+PYEOF
+rc=$?
+[ $rc -ne 0 ] && exit $rc
+
+# far memory: a small farmem-scan (warm: the page cache is left alone), every
+# field present, every word right, the metadata figure within the issue's 8 B
+"$bench" --json --timeout 60 --pages 1024 --far-io warm farmem-scan >"$out" 2>"$err"
+rc=$?
+if [ $rc -ne 0 ]; then
+	echo "FAIL: faultline-bench --json --pages 1024 --far-io warm farmem-scan exited $rc"
+	cat "$err"
+	exit 1
+fi
+python3 - "$out" <<'PYEOF'
+import json, sys
+
+fails, seen = [], set()
+for n, text in enumerate(open(sys.argv[1]), 1):
+    o = json.loads(text)
+    where = "farmem-scan line %d (%s %s)" % (n, o.get("mode"), o.get("order"))
+    if "error" in o:
+        fails.append("%s: run failed: %s: %s" % (where, o["error"], o.get("strerror")))
+        continue
+    seen.add((o.get("mode"), o.get("order")))
+    for k in ("pages", "seconds", "pages_per_sec", "budget_pages"):
+        if not isinstance(o.get(k), (int, float)) or o[k] <= 0:
+            fails.append("%s: %s = %r, want a positive number" % (where, k, o.get(k)))
+    if o.get("bad_words") != 0:
+        fails.append("%s: bad_words = %r: wrong bytes read" % (where, o.get("bad_words")))
+    if o.get("mode") == "faultline":
+        m = o.get("metadata_bytes_per_page")
+        if not isinstance(m, (int, float)) or not 0 < m <= 8:
+            fails.append("%s: metadata_bytes_per_page = %r, want (0, 8]" % (where, m))
+        if not isinstance(o.get("pageins"), (int, float)) or o["pageins"] <= 0:
+            fails.append("%s: pageins = %r: nothing came from the store" % (where, o.get("pageins")))
+    elif o.get("mode") == "raw-store":
+        if o.get("queue_depth") not in (1, 32):
+            fails.append("%s: queue_depth = %r" % (where, o.get("queue_depth")))
+    else:
+        fails.append("%s: unknown mode" % where)
+want = {(m, d) for m in ("faultline", "raw-store") for d in ("seq", "random")}
+if want - seen:
+    fails.append("farmem-scan lines missing: %r" % sorted(want - seen))
+for m in fails:
+    print("FAIL:", m)
+if fails:
+    sys.exit(1)
+print("ok: farmem-scan, %d mode/order pairs" % len(seen))
 PYEOF

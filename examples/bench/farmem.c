@@ -1,0 +1,811 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * farmem.c - far-memory workloads of faultline-bench (see farmem.h).
+ *
+ * Fairness rules, since the ratios are what the issue's targets are about:
+ * - Both scan modes read the very same file (the runtime's store file, by
+ *   name), in the same process run, one right after the other, 4 KiB pages.
+ * - Both use the page cache the same way (--far-io): cold (default as root:
+ *   the file is written back and the page cache dropped before each scan),
+ *   warm, or O_DIRECT for both.
+ * - raw-store at queue depth 1 is what one faulting thread can have in
+ *   flight; queue depth 32 is what the store can do.
+ * - The sort is the same code on the same data in both sort modes; only the
+ *   sort is timed (the fill that pushes the array out to the store or to
+ *   swap is not).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/swap.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <faultline.h>
+
+#include "farmem.h"
+#include "../sort-u64.h"
+#include "json.h"
+
+#define RAW_QD_MAX 32
+
+struct far_line {
+	const char *workload;
+	const char *mode;		/* faultline, raw-store, memcg */
+	const char *order;		/* seq, random; "-" for the sort */
+	unsigned int qd;		/* raw-store: reads in flight; faultline: faulting threads */
+	size_t pages;			/* pages scanned / array pages */
+	size_t budget_pages;
+	double seconds, pages_per_sec;
+	double pageins;			/* faultline: pages read from the store */
+	double meta_per_page;		/* faultline: metadata_bytes / managed pages */
+	uint64_t bad;			/* wrong words seen */
+	int err;			/* 0, -errno, or 1 (skipped: see why) */
+	char why[160];
+};
+
+static const char *const io_names[] = { "cold", "warm", "direct" };
+
+int farmem_parse_io(const char *s, enum far_io *out)
+{
+	for (unsigned int i = 0; i < sizeof(io_names) / sizeof(io_names[0]); i++)
+		if (!strcmp(s, io_names[i])) {
+			*out = (enum far_io)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t mix64(uint64_t z)
+{
+	z += 0x9e3779b97f4a7c15ull;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* the first word of page @pg holds this: a stale or misplaced page is caught */
+static uint64_t page_tag(size_t pg)
+{
+	return mix64(pg ^ 0xfa12ull);
+}
+
+static size_t *make_order(size_t n, bool random, uint64_t seed)
+{
+	size_t *o = malloc(n * sizeof(*o));
+
+	if (!o)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		o[i] = i;
+	for (size_t i = n - 1; random && i > 0; i--) {
+		size_t j = (size_t)(mix64(seed + i) % (i + 1)), t = o[i];
+
+		o[i] = o[j];
+		o[j] = t;
+	}
+	return o;
+}
+
+/* the page cache as --far-io says: written back and dropped when cold */
+static void cache_prepare(enum far_io io, const char *path)
+{
+	int fd, dc;
+
+	if (io != FAR_IO_COLD)
+		return;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		(void)fdatasync(fd);	/* drop_caches drops only clean pages */
+		close(fd);
+	}
+	dc = open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
+	if (dc >= 0) {
+		(void)!write(dc, "1", 1);
+		close(dc);
+	}
+}
+
+static bool can_drop_caches(void)
+{
+	return access("/proc/sys/vm/drop_caches", W_OK) == 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* farmem-scan                                                               */
+
+/* raw-store: @path read with io_uring, 4 KiB at @qd in flight, in @order */
+static void raw_scan(const char *path, enum far_io io, const size_t *order, size_t n,
+		     unsigned int qd, size_t ps, struct far_line *l)
+{
+	struct io_uring ring;
+	char *buf = NULL;
+	size_t next = 0, done = 0;
+	unsigned int inflight = 0;
+	uint64_t slot_busy = 0;
+	size_t slot_page[RAW_QD_MAX];
+	double t;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | (io == FAR_IO_DIRECT ? O_DIRECT : 0));
+	if (fd < 0) {
+		l->err = -errno;
+		snprintf(l->why, sizeof(l->why), "open store file");
+		return;
+	}
+	buf = aligned_alloc(ps, RAW_QD_MAX * ps);
+	ret = buf ? io_uring_queue_init(RAW_QD_MAX, &ring, 0) : -ENOMEM;
+	if (ret) {
+		l->err = ret;
+		snprintf(l->why, sizeof(l->why), "io_uring_queue_init");
+		free(buf);
+		close(fd);
+		return;
+	}
+	cache_prepare(io, path);
+	t = now_s();
+	while (done < n) {
+		struct io_uring_cqe *cqe;
+
+		while (inflight < qd && next < n) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+			unsigned int s = (unsigned int)__builtin_ctzll(~slot_busy);
+
+			slot_busy |= 1ull << s;
+			slot_page[s] = order[next];
+			io_uring_prep_read(sqe, fd, buf + s * ps, (unsigned int)ps,
+					   (uint64_t)order[next] * ps);
+			io_uring_sqe_set_data64(sqe, s);
+			next++;
+			inflight++;
+		}
+		ret = io_uring_submit_and_wait(&ring, 1);
+		if (ret < 0 && ret != -EINTR) {
+			l->err = ret;
+			snprintf(l->why, sizeof(l->why), "io_uring_submit_and_wait");
+			break;
+		}
+		while (io_uring_peek_cqe(&ring, &cqe) == 0) {
+			unsigned int s = (unsigned int)io_uring_cqe_get_data64(cqe);
+
+			if (cqe->res != (int)ps ||
+			    *(uint64_t *)(buf + s * ps) != page_tag(slot_page[s]))
+				l->bad++;
+			io_uring_cqe_seen(&ring, cqe);
+			slot_busy &= ~(1ull << s);
+			inflight--;
+			done++;
+		}
+	}
+	t = now_s() - t;
+	io_uring_queue_exit(&ring);
+	close(fd);
+	free(buf);
+	l->pages = n;
+	l->seconds = t;
+	l->pages_per_sec = t > 0 ? (double)n / t : 0;
+}
+
+/*
+ * One scan run: the runtime's line, then raw-store at queue depth 1 and 32
+ * on the file the runtime left. @l: 3 lines.
+ */
+static void scan_run(const struct farmem_opts *o, size_t npages, size_t budget_pages,
+		     bool random, uint64_t seed, struct far_line *l)
+{
+	static const unsigned int qds[] = { 1, RAW_QD_MAX };
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	char path[] = "/var/tmp/faultline-bench-store-XXXXXX";
+	struct fl_stats st = { .size = sizeof(st) };
+	struct fl_runtime_opts ro;
+	struct fl_runtime *rt = NULL;
+	struct fl_store *store = NULL;
+	size_t *order = NULL;
+	uint64_t pageins0;
+	char *mem;
+	double t;
+	int fd, ret;
+
+	for (int i = 0; i < 3; i++) {
+		memset(&l[i], 0, sizeof(l[i]));
+		l[i].workload = "farmem-scan";
+		l[i].mode = i ? "raw-store" : "faultline";
+		l[i].order = random ? "random" : "seq";
+		l[i].qd = i ? qds[i - 1] : 1;
+		l[i].budget_pages = budget_pages;
+	}
+	/* a named file: raw-store opens it by name (same directory, same disk) */
+	fd = mkstemp(path);
+	if (fd < 0) {
+		l[0].err = -errno;
+		snprintf(l[0].why, sizeof(l[0].why), "mkstemp %s", path);
+		goto out_err;
+	}
+	close(fd);
+	ret = fl_store_file_create(path, o->io == FAR_IO_DIRECT ? FL_STORE_FILE_DIRECT : 0, &store);
+	if (ret) {
+		l[0].err = ret;
+		snprintf(l[0].why, sizeof(l[0].why), "fl_store_file_create");
+		goto out;
+	}
+	fl_runtime_opts_init(&ro);
+	ro.store = store;
+	ro.budget = budget_pages * ps;
+	ret = fl_runtime_create(&ro, &rt);
+	if (!ret)
+		ret = fl_region_map(rt, npages * ps, NULL, (void **)&mem);
+	if (ret) {
+		l[0].err = ret;
+		snprintf(l[0].why, sizeof(l[0].why), rt ? "fl_region_map" : "fl_runtime_create");
+		goto out;
+	}
+	order = make_order(npages, random, seed);
+	if (!order) {
+		l[0].err = -ENOMEM;
+		goto out;
+	}
+	/* untimed: every page written, so that all but the budget goes to the store */
+	for (size_t pg = 0; pg < npages; pg++) {
+		*(uint64_t *)(mem + pg * ps) = page_tag(pg);
+		mem[pg * ps + ps - 1] = 1;
+	}
+	for (int i = 0; i < 5000; i++) {	/* the evictor settles: <= 5 s */
+		fl_stats_get(rt, &st);
+		if (st.far_resident_pages && st.far_resident_pages <= budget_pages)
+			break;
+		usleep(1000);
+	}
+	cache_prepare(o->io, path);
+	fl_stats_reset(rt);
+	fl_stats_get(rt, &st);
+	pageins0 = st.far_pageins;
+	t = now_s();
+	for (size_t k = 0; k < npages; k++) {
+		size_t pg = order[k];
+
+		l[0].bad += *(volatile uint64_t *)(mem + pg * ps) != page_tag(pg);
+	}
+	t = now_s() - t;
+	fl_stats_get(rt, &st);
+	l[0].pages = npages;
+	l[0].seconds = t;
+	l[0].pages_per_sec = t > 0 ? (double)npages / t : 0;
+	l[0].pageins = (double)(st.far_pageins - pageins0);
+	l[0].meta_per_page = (double)st.metadata_bytes / (double)npages;
+
+	/*
+	 * Every page is in the file now (written back when evicted, or read
+	 * from it). Raw reads before fl_runtime_destroy(), which reads the
+	 * evicted pages back and discards the region's store extent.
+	 */
+	for (int i = 1; i < 3; i++)
+		raw_scan(path, o->io, order, npages, qds[i - 1], ps, &l[i]);
+	goto out;
+
+out_err:
+	for (int i = 1; i < 3; i++)
+		l[i].err = l[0].err;
+out:
+	fl_runtime_destroy(rt);
+	fl_store_destroy(store);
+	unlink(path);
+	free(order);
+	if (l[0].err)
+		for (int i = 1; i < 3; i++)
+			if (!l[i].err) {
+				l[i].err = l[0].err;
+				snprintf(l[i].why, sizeof(l[i].why), "%s", l[0].why);
+			}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Output                                                                    */
+
+static void line_header(const struct farmem_opts *o, const char *wl)
+{
+	if (o->rep->json)
+		return;
+	printf("\n== %s\n", wl);
+	printf("%-10s %-6s %3s %9s %8s %8s %10s %12s %9s %10s\n", "mode", "order", "qd",
+	       "pages", "budget", "seconds", "pages/s", "pageins", "meta B/pg", "io");
+}
+
+static void line_print(const struct farmem_opts *o, const struct far_line *l,
+		       unsigned int runs)
+{
+	char meta[24], qd[16];
+
+	if (o->rep->json) {
+		struct jw w;
+
+		jw_begin(&w, stdout);
+		jw_str(&w, "workload", l->workload);
+		jw_str(&w, "mode", l->mode);
+		jw_str(&w, "order", l->order);
+		jw_u64(&w, "page_size", (uint64_t)sysconf(_SC_PAGESIZE));
+		jw_str(&w, "io", io_names[o->io]);
+		if (!strcmp(l->mode, "raw-store"))
+			jw_u64(&w, "queue_depth", l->qd);
+		jw_u64(&w, "budget_pages", l->budget_pages);
+		if (l->err) {
+			jw_str(&w, "error", l->why);
+			if (l->err < 0)
+				jw_str(&w, "strerror", strerror(-l->err));
+			jw_end(&w);
+			return;
+		}
+		jw_u64(&w, "pages", l->pages);
+		jw_f64(&w, "seconds", l->seconds);
+		if (!strcmp(l->workload, "farmem-scan"))
+			jw_f64(&w, "pages_per_sec", l->pages_per_sec);
+		if (!strcmp(l->mode, "faultline")) {
+			jw_f64(&w, "pageins", l->pageins);
+			jw_f64(&w, "metadata_bytes_per_page", l->meta_per_page);
+		}
+		jw_u64(&w, "repeats", runs);
+		jw_u64(&w, "bad_words", l->bad);
+		jw_end(&w);
+		return;
+	}
+	if (l->err) {
+		printf("%-10s %-6s %3u  %s: %s\n", l->mode, l->order, l->qd, l->why,
+		       l->err < 0 ? strerror(-l->err) : "skipped");
+		return;
+	}
+	if (!strcmp(l->mode, "faultline"))
+		snprintf(meta, sizeof(meta), "%.2f", l->meta_per_page);
+	else
+		snprintf(meta, sizeof(meta), "-");
+	if (strcmp(l->workload, "farmem-scan"))
+		snprintf(qd, sizeof(qd), "-");
+	else
+		snprintf(qd, sizeof(qd), "%u", l->qd);
+	printf("%-10s %-6s %3s %9zu %8zu %8.3f %10.0f %12.0f %9s %10s", l->mode, l->order,
+	       qd, l->pages, l->budget_pages, l->seconds, l->pages_per_sec, l->pageins,
+	       meta, io_names[o->io]);
+	if (l->bad)
+		printf("  BAD DATA: %llu words", (unsigned long long)l->bad);
+	putchar('\n');
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* field-wise medians over the repeats that succeeded, into @rr[0] */
+static unsigned int reduce_lines(struct far_line *rr, unsigned int n)
+{
+	double v[64];
+	unsigned int ok = 0, i;
+	uint64_t bad = 0;
+	struct far_line first_ok;
+
+	for (i = 0; i < n; i++)
+		bad += rr[i].bad;
+	for (i = 0; i < n && ok < 64; i++)
+		if (!rr[i].err)
+			rr[ok++] = rr[i];
+	if (!ok)
+		return 0;
+	first_ok = rr[0];
+#define MED(field) do { \
+		for (i = 0; i < ok; i++) \
+			v[i] = rr[i].field; \
+		qsort(v, ok, sizeof(v[0]), cmp_double); \
+		first_ok.field = ok % 2 ? v[ok / 2] : (v[ok / 2 - 1] + v[ok / 2]) / 2; \
+	} while (0)
+	MED(seconds);
+	MED(pages_per_sec);
+	MED(pageins);
+	MED(meta_per_page);
+#undef MED
+	first_ok.bad = bad;
+	rr[0] = first_ok;
+	return ok;
+}
+
+void farmem_scan(const struct farmem_opts *o)
+{
+	size_t npages = o->pages ? o->pages : o->quick ? 16384 : 65536;
+	size_t budget = npages / 4 ? npages / 4 : 1;
+	unsigned int rep = o->repeat ? o->repeat : 1;
+	struct far_line *rr = calloc((size_t)rep * 6, sizeof(*rr));
+	double med[2][3] = { { 0 } };
+
+	if (!rr)
+		return;
+	line_header(o, "farmem-scan");
+	if (o->io == FAR_IO_COLD && !can_drop_caches())
+		report_note(o->rep, "farmem-scan: cannot write /proc/sys/vm/drop_caches (not root?): "
+			    "the store file stays in the page cache for both modes");
+	/* repeat by repeat, order by order: drift hits every line alike */
+	for (unsigned int k = 0; k < rep; k++)
+		for (int ord = 0; ord < 2; ord++) {
+			struct far_line l[3];
+
+			scan_run(o, npages, budget, ord, 0x5ca0000u + k * 7 + (unsigned int)ord, l);
+			for (int i = 0; i < 3; i++)
+				rr[(size_t)(ord * 3 + i) * rep + k] = l[i];
+		}
+	for (int ord = 0; ord < 2; ord++)
+		for (int i = 0; i < 3; i++) {
+			struct far_line *x = &rr[(size_t)(ord * 3 + i) * rep];
+			unsigned int ok = reduce_lines(x, rep);
+
+			line_print(o, x, ok);
+			med[ord][i] = ok ? x->pages_per_sec : 0;
+		}
+	for (int ord = 0; ord < 2; ord++)
+		if (med[ord][1] > 0 && med[ord][2] > 0)
+			report_note(o->rep, "farmem-scan %s: faultline / raw-store = %.2f at queue depth 1, "
+				    "%.2f at queue depth %d (target: >= %s)", ord ? "random" : "seq",
+				    med[ord][0] / med[ord][1], med[ord][0] / med[ord][2], RAW_QD_MAX,
+				    ord ? "0.7 random" : "0.8 seq");
+	free(rr);
+}
+
+/* ------------------------------------------------------------------------ */
+/* farmem-sort                                                               */
+
+struct sort_out {
+	double seconds;
+	uint64_t bad;		/* 0: sorted and the checksums match */
+};
+
+/* fill @a, sort it (timed), verify it: the same for both modes */
+static void sort_body(uint64_t *a, size_t n, uint64_t seed, struct sort_out *out)
+{
+	uint64_t sum = 0, x = 0, sum2 = 0, x2 = 0;
+	double t;
+
+	for (size_t i = 0; i < n; i++) {
+		a[i] = mix64(seed + i);
+		sum += a[i];
+		x ^= a[i];
+	}
+	t = now_s();
+	sort_u64(a, n);
+	out->seconds = now_s() - t;
+	out->bad = 0;
+	for (size_t i = 0; i < n; i++) {
+		sum2 += a[i];
+		x2 ^= a[i];
+		if (i && a[i - 1] > a[i])
+			out->bad++;
+	}
+	if (sum2 != sum || x2 != x)
+		out->bad++;
+}
+
+static void sort_faultline(const struct farmem_opts *o, size_t n, size_t budget,
+			   uint64_t seed, struct far_line *l)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	size_t len = (n * sizeof(uint64_t) + ps - 1) & ~(ps - 1);
+	struct fl_stats st = { .size = sizeof(st) };
+	struct fl_runtime_opts ro;
+	struct fl_runtime *rt = NULL;
+	struct fl_store *store = NULL;
+	struct sort_out so;
+	void *mem;
+	int ret;
+
+	ret = fl_store_file_create(NULL, o->io == FAR_IO_DIRECT ? FL_STORE_FILE_DIRECT : 0, &store);
+	if (ret) {
+		l->err = ret;
+		snprintf(l->why, sizeof(l->why), "fl_store_file_create");
+		return;
+	}
+	fl_runtime_opts_init(&ro);
+	ro.store = store;
+	ro.budget = budget;
+	ret = fl_runtime_create(&ro, &rt);
+	if (!ret)
+		ret = fl_region_map(rt, len, NULL, &mem);
+	if (ret) {
+		l->err = ret;
+		snprintf(l->why, sizeof(l->why), rt ? "fl_region_map" : "fl_runtime_create");
+	} else {
+		sort_body(mem, n, seed, &so);
+		fl_stats_get(rt, &st);
+		l->seconds = so.seconds;
+		l->bad = so.bad;
+		l->pageins = (double)st.far_pageins;
+		l->meta_per_page = (double)st.metadata_bytes / (double)(len / ps);
+	}
+	fl_runtime_destroy(rt);
+	fl_store_destroy(store);
+}
+
+/* ---- memcg mode ---- */
+
+static int write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, s, strlen(s)) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/*
+ * A memory cgroup for us: cgroup v2 where its memory controller is
+ * available, else v1's memory hierarchy. @dir gets the new group's path,
+ * @limit_file the file that takes the limit.
+ */
+static int memcg_make(char *dir, size_t dlen, const char **limit_file)
+{
+	FILE *m = fopen("/proc/self/mounts", "r");
+	char line[512], v1[256] = "", v2[256] = "";
+
+	if (!m)
+		return -errno;
+	while (fgets(line, sizeof(line), m)) {
+		char src[64], mnt[256], type[32], opts[256];
+
+		if (sscanf(line, "%63s %255s %31s %255s", src, mnt, type, opts) != 4)
+			continue;
+		if (!strcmp(type, "cgroup2") && !*v2) {
+			char p[300], ctl[256] = "";
+			FILE *c;
+
+			snprintf(p, sizeof(p), "%s/cgroup.controllers", mnt);
+			c = fopen(p, "r");
+			if (c) {
+				if (!fgets(ctl, sizeof(ctl), c))
+					ctl[0] = 0;
+				fclose(c);
+			}
+			if (strstr(ctl, "memory"))
+				snprintf(v2, sizeof(v2), "%s", mnt);
+		} else if (!strcmp(type, "cgroup") && strstr(opts, "memory") && !*v1) {
+			snprintf(v1, sizeof(v1), "%s", mnt);
+		}
+	}
+	fclose(m);
+	if (*v2) {
+		char p[300];
+
+		snprintf(p, sizeof(p), "%s/cgroup.subtree_control", v2);
+		(void)write_file(p, "+memory");
+		snprintf(dir, dlen, "%s/faultline-bench-%d", v2, (int)getpid());
+		*limit_file = "memory.max";
+	} else if (*v1) {
+		snprintf(dir, dlen, "%s/faultline-bench-%d", v1, (int)getpid());
+		*limit_file = "memory.limit_in_bytes";
+	} else {
+		return -ENOENT;
+	}
+	if (mkdir(dir, 0700) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/*
+ * A swap file for the run, when the machine has no swap at all: without
+ * swap the kernel cannot keep a cgroup under a limit smaller than its
+ * anonymous memory (it kills the sort). Removed again by swap_remove().
+ */
+static bool swap_active(void)
+{
+	FILE *f = fopen("/proc/swaps", "r");
+	char line[256];
+	int n = 0;
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		n++;
+	fclose(f);
+	return n > 1;	/* a header line, then one per swap area */
+}
+
+static int swap_make(const char *path, size_t bytes, char *why, size_t wlen)
+{
+	static char zeros[1 << 20];
+	char cmd[400];
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+	if (fd < 0) {
+		snprintf(why, wlen, "create swap file %s", path);
+		return -errno;
+	}
+	for (size_t done = 0; done < bytes; done += sizeof(zeros))
+		if (write(fd, zeros, sizeof(zeros)) != (ssize_t)sizeof(zeros)) {
+			int e = errno ? -errno : -EIO;
+
+			close(fd);
+			unlink(path);
+			snprintf(why, wlen, "write swap file");
+			return e;
+		}
+	fsync(fd);
+	close(fd);
+	snprintf(cmd, sizeof(cmd), "mkswap %s >/dev/null 2>&1", path);
+	if (system(cmd) != 0) {
+		unlink(path);
+		snprintf(why, wlen, "mkswap failed (util-linux installed?)");
+		return -ENOEXEC;
+	}
+	if (swapon(path, 0)) {
+		int e = -errno;
+
+		unlink(path);
+		snprintf(why, wlen, "swapon %s", path);
+		return e;
+	}
+	return 0;
+}
+
+static void swap_remove(const char *path)
+{
+	if (swapoff(path))
+		fprintf(stderr, "faultline-bench: swapoff %s: %s\n", path, strerror(errno));
+	unlink(path);
+}
+
+static void sort_memcg(size_t n, size_t budget, uint64_t seed, struct far_line *l)
+{
+	size_t len = n * sizeof(uint64_t);
+	char dir[320], p[400], num[32], swap_path[80] = "";
+	const char *limit_file = NULL;
+	int pfd[2], go[2], status;
+	struct sort_out so;
+	pid_t pid;
+	int ret;
+
+	ret = memcg_make(dir, sizeof(dir), &limit_file);
+	if (ret) {
+		l->err = ret;
+		snprintf(l->why, sizeof(l->why), "no memory cgroup (v2 memory controller or v1 memory hierarchy)");
+		return;
+	}
+	snprintf(p, sizeof(p), "%s/%s", dir, limit_file);
+	snprintf(num, sizeof(num), "%zu", budget);
+	ret = write_file(p, num);
+	if (ret) {
+		l->err = ret;
+		snprintf(l->why, sizeof(l->why), "write the cgroup's %s", limit_file);
+		goto out_rmdir;
+	}
+	if (!swap_active()) {
+		snprintf(swap_path, sizeof(swap_path), "/var/tmp/faultline-bench-swap-%d", (int)getpid());
+		ret = swap_make(swap_path, len + (64u << 20), l->why, sizeof(l->why));
+		if (ret) {
+			swap_path[0] = 0;
+			l->err = ret;
+			goto out_rmdir;
+		}
+	}
+	if (pipe(pfd) || pipe(go)) {
+		l->err = -errno;
+		snprintf(l->why, sizeof(l->why), "pipe");
+		goto out_swap;
+	}
+	pid = fork();
+	if (pid < 0) {
+		l->err = -errno;
+		snprintf(l->why, sizeof(l->why), "fork");
+		goto out_pipes;
+	}
+	if (pid == 0) {
+		char c;
+		void *a;
+
+		close(pfd[0]);
+		close(go[1]);
+		/* wait until the parent has put us into the group */
+		if (read(go[0], &c, 1) != 1)
+			_exit(2);
+		a = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (a == MAP_FAILED)
+			_exit(3);
+		madvise(a, len, MADV_NOHUGEPAGE);	/* as the runtime: 4 KiB pages */
+		sort_body(a, n, seed, &so);
+		if (write(pfd[1], &so, sizeof(so)) != (ssize_t)sizeof(so))
+			_exit(4);
+		_exit(0);
+	}
+	close(pfd[1]);
+	close(go[0]);
+	pfd[1] = go[0] = -1;
+	snprintf(p, sizeof(p), "%s/cgroup.procs", dir);
+	snprintf(num, sizeof(num), "%d", (int)pid);
+	ret = write_file(p, num);
+	if (ret) {
+		l->err = ret;
+		snprintf(l->why, sizeof(l->why), "write the cgroup's cgroup.procs");
+		kill(pid, SIGKILL);
+	} else if (write(go[1], "g", 1) != 1) {
+		kill(pid, SIGKILL);
+	}
+	if (read(pfd[0], &so, sizeof(so)) == (ssize_t)sizeof(so)) {
+		l->seconds = so.seconds;
+		l->bad = so.bad;
+	} else if (!l->err) {
+		l->err = -ECHILD;
+		snprintf(l->why, sizeof(l->why), "the sort child died (OOM-killed in the cgroup? see dmesg)");
+	}
+	waitpid(pid, &status, 0);
+out_pipes:
+	close(pfd[0]);
+	if (pfd[1] >= 0)
+		close(pfd[1]);
+	if (go[0] >= 0)
+		close(go[0]);
+	close(go[1]);
+out_swap:
+	if (swap_path[0])
+		swap_remove(swap_path);
+out_rmdir:
+	rmdir(dir);
+}
+
+void farmem_sort(const struct farmem_opts *o)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	/* smaller than 32 MiB budgets get the memcg child OOM-killed here (v1,
+	 * 6.18): the swap cache and the program's own pages count too */
+	size_t npages = o->pages ? o->pages : o->quick ? 32768 : 65536;
+	size_t n = npages * ps / sizeof(uint64_t), budget = npages / 4 * ps;
+	unsigned int rep = o->repeat ? o->repeat : 1;
+	struct far_line *rr = calloc((size_t)rep * 2, sizeof(*rr));
+	double med[2] = { 0, 0 };
+
+	if (!rr)
+		return;
+	line_header(o, "farmem-sort");
+	for (unsigned int k = 0; k < rep; k++)
+		for (int m = 0; m < 2; m++) {
+			struct far_line *l = &rr[(size_t)m * rep + k];
+
+			memset(l, 0, sizeof(*l));
+			l->workload = "farmem-sort";
+			l->mode = m ? "memcg" : "faultline";
+			l->order = "-";
+			l->pages = npages;
+			l->budget_pages = budget / ps;
+			if (m)
+				sort_memcg(n, budget, 0x50e7 + k, l);
+			else
+				sort_faultline(o, n, budget, 0x50e7 + k, l);
+			l->pages_per_sec = l->seconds > 0 ? (double)npages / l->seconds : 0;
+		}
+	for (int m = 0; m < 2; m++) {
+		struct far_line *x = &rr[(size_t)m * rep];
+		unsigned int ok = reduce_lines(x, rep);
+
+		line_print(o, x, ok);
+		med[m] = ok ? x->seconds : 0;
+	}
+	if (med[0] > 0 && med[1] > 0)
+		report_note(o->rep, "farmem-sort: faultline / memcg seconds = %.2f (target: <= 1.0)",
+			    med[0] / med[1]);
+	free(rr);
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * farmem.h - faultline-bench's far-memory workloads (issue 4), farmem.c:
+ *
+ *   farmem-scan  a region 4x its budget, every page written and evicted
+ *                to a file store, then read (one word per page) in seq or
+ *                random order: mode faultline; and the same store file
+ *                read directly with io_uring, 4 KiB reads at queue depth 1
+ *                and 32: mode raw-store. Same process run, interleaved.
+ *   farmem-sort  an in-place quicksort of an array 4x the budget: mode
+ *                faultline (region under the budget, file store) and mode
+ *                memcg (the same sort in a child in a memory cgroup whose
+ *                limit is the budget, with swap).
+ */
+#ifndef FL_BENCH_FARMEM_H
+#define FL_BENCH_FARMEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "bench.h"
+
+/* how the store file is read: both modes always alike */
+enum far_io {
+	FAR_IO_COLD,	/* buffered; written back and dropped from the page cache before each scan */
+	FAR_IO_WARM,	/* buffered, the page cache left as the run made it */
+	FAR_IO_DIRECT,	/* O_DIRECT on both sides */
+};
+
+struct farmem_opts {
+	const struct report_opts *rep;
+	bool quick;
+	unsigned int repeat;
+	size_t pages;		/* --pages: working-set pages (0: default) */
+	enum far_io io;
+};
+
+/* parse --far-io: 0, or -EINVAL */
+int farmem_parse_io(const char *s, enum far_io *out);
+
+void farmem_scan(const struct farmem_opts *o);
+void farmem_sort(const struct farmem_opts *o);
+
+#endif
