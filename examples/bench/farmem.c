@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -40,6 +41,7 @@
 #include "json.h"
 
 #define RAW_QD_MAX 32
+#define FARMEM_MAX_SCANNERS 4	/* faulting threads of the multi-thread lines */
 
 struct far_line {
 	const char *workload;
@@ -206,32 +208,60 @@ static void raw_scan(const char *path, enum far_io io, const size_t *order, size
 	l->pages_per_sec = t > 0 ? (double)n / t : 0;
 }
 
+struct scanner {
+	pthread_t th;
+	const char *mem;
+	const size_t *order;
+	size_t n, ps;
+	pthread_barrier_t *bar;
+	double t0, t1;
+	uint64_t bad;
+};
+
+static void *scanner_main(void *arg)
+{
+	struct scanner *w = arg;
+
+	pthread_barrier_wait(w->bar);
+	w->t0 = now_s();
+	for (size_t k = 0; k < w->n; k++) {
+		size_t pg = w->order[k];
+
+		w->bad += *(const volatile uint64_t *)(w->mem + pg * w->ps) != page_tag(pg);
+	}
+	w->t1 = now_s();
+	return NULL;
+}
+
 /*
- * One scan run: the runtime's line, then raw-store at queue depth 1 and 32
- * on the file the runtime left. @l: 3 lines.
+ * One scan run: the runtime's line (@nthreads faulting threads, as many
+ * handler threads, each thread a slice of the order), then raw-store at each
+ * queue depth of @qds on the file the runtime left. @l: 1 + @nqd lines.
  */
 static void scan_run(const struct farmem_opts *o, size_t npages, size_t budget_pages,
-		     bool random, uint64_t seed, struct far_line *l)
+		     bool random, uint64_t seed, unsigned int nthreads,
+		     const unsigned int *qds, unsigned int nqd, struct far_line *l)
 {
-	static const unsigned int qds[] = { 1, RAW_QD_MAX };
 	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
 	char path[] = "/var/tmp/faultline-bench-store-XXXXXX";
 	struct fl_stats st = { .size = sizeof(st) };
+	struct scanner w[FARMEM_MAX_SCANNERS];
 	struct fl_runtime_opts ro;
 	struct fl_runtime *rt = NULL;
 	struct fl_store *store = NULL;
-	size_t *order = NULL;
+	pthread_barrier_t bar;
+	size_t *order = NULL, per;
 	uint64_t pageins0;
+	double tmin = 1e300, tmax = 0;
 	char *mem;
-	double t;
 	int fd, ret;
 
-	for (int i = 0; i < 3; i++) {
+	for (unsigned int i = 0; i <= nqd; i++) {
 		memset(&l[i], 0, sizeof(l[i]));
 		l[i].workload = "farmem-scan";
 		l[i].mode = i ? "raw-store" : "faultline";
 		l[i].order = random ? "random" : "seq";
-		l[i].qd = i ? qds[i - 1] : 1;
+		l[i].qd = i ? qds[i - 1] : nthreads;
 		l[i].budget_pages = budget_pages;
 	}
 	/* a named file: raw-store opens it by name (same directory, same disk) */
@@ -239,7 +269,7 @@ static void scan_run(const struct farmem_opts *o, size_t npages, size_t budget_p
 	if (fd < 0) {
 		l[0].err = -errno;
 		snprintf(l[0].why, sizeof(l[0].why), "mkstemp %s", path);
-		goto out_err;
+		goto out;
 	}
 	close(fd);
 	ret = fl_store_file_create(path, o->io == FAR_IO_DIRECT ? FL_STORE_FILE_DIRECT : 0, &store);
@@ -251,6 +281,8 @@ static void scan_run(const struct farmem_opts *o, size_t npages, size_t budget_p
 	fl_runtime_opts_init(&ro);
 	ro.store = store;
 	ro.budget = budget_pages * ps;
+	/* a handler blocks on its store read: one per faulting thread at least */
+	ro.handlers = nthreads > (unsigned int)sysconf(_SC_NPROCESSORS_ONLN) ? nthreads : 0;
 	ret = fl_runtime_create(&ro, &rt);
 	if (!ret)
 		ret = fl_region_map(rt, npages * ps, NULL, (void **)&mem);
@@ -276,20 +308,31 @@ static void scan_run(const struct farmem_opts *o, size_t npages, size_t budget_p
 		usleep(1000);
 	}
 	cache_prepare(o->io, path);
-	fl_stats_reset(rt);
 	fl_stats_get(rt, &st);
 	pageins0 = st.far_pageins;
-	t = now_s();
-	for (size_t k = 0; k < npages; k++) {
-		size_t pg = order[k];
-
-		l[0].bad += *(volatile uint64_t *)(mem + pg * ps) != page_tag(pg);
+	pthread_barrier_init(&bar, NULL, nthreads);
+	per = npages / nthreads;
+	for (unsigned int i = 0; i < nthreads; i++) {
+		w[i] = (struct scanner){
+			.mem = mem, .order = order + i * per, .ps = ps, .bar = &bar,
+			.n = i + 1 == nthreads ? npages - i * per : per,
+		};
+		if (pthread_create(&w[i].th, NULL, scanner_main, &w[i])) {
+			fprintf(stderr, "faultline-bench: pthread_create failed\n");
+			exit(1);	/* the others wait at the barrier */
+		}
 	}
-	t = now_s() - t;
+	for (unsigned int i = 0; i < nthreads; i++) {
+		pthread_join(w[i].th, NULL);
+		tmin = w[i].t0 < tmin ? w[i].t0 : tmin;
+		tmax = w[i].t1 > tmax ? w[i].t1 : tmax;
+		l[0].bad += w[i].bad;
+	}
+	pthread_barrier_destroy(&bar);
 	fl_stats_get(rt, &st);
 	l[0].pages = npages;
-	l[0].seconds = t;
-	l[0].pages_per_sec = t > 0 ? (double)npages / t : 0;
+	l[0].seconds = tmax - tmin;
+	l[0].pages_per_sec = tmax > tmin ? (double)npages / (tmax - tmin) : 0;
 	l[0].pageins = (double)(st.far_pageins - pageins0);
 	l[0].meta_per_page = (double)st.metadata_bytes / (double)npages;
 
@@ -298,20 +341,15 @@ static void scan_run(const struct farmem_opts *o, size_t npages, size_t budget_p
 	 * from it). Raw reads before fl_runtime_destroy(), which reads the
 	 * evicted pages back and discards the region's store extent.
 	 */
-	for (int i = 1; i < 3; i++)
+	for (unsigned int i = 1; i <= nqd; i++)
 		raw_scan(path, o->io, order, npages, qds[i - 1], ps, &l[i]);
-	goto out;
-
-out_err:
-	for (int i = 1; i < 3; i++)
-		l[i].err = l[0].err;
 out:
 	fl_runtime_destroy(rt);
 	fl_store_destroy(store);
 	unlink(path);
 	free(order);
 	if (l[0].err)
-		for (int i = 1; i < 3; i++)
+		for (unsigned int i = 1; i <= nqd; i++)
 			if (!l[i].err) {
 				l[i].err = l[0].err;
 				snprintf(l[i].why, sizeof(l[i].why), "%s", l[0].why);
@@ -326,6 +364,7 @@ static void line_header(const struct farmem_opts *o, const char *wl)
 	if (o->rep->json)
 		return;
 	printf("\n== %s\n", wl);
+	/* qd: raw-store's reads in flight; faultline's faulting threads */
 	printf("%-10s %-6s %3s %9s %8s %8s %10s %12s %9s %10s\n", "mode", "order", "qd",
 	       "pages", "budget", "seconds", "pages/s", "pageins", "meta B/pg", "io");
 }
@@ -346,6 +385,8 @@ static void line_print(const struct farmem_opts *o, const struct far_line *l,
 		jw_str(&w, "io", io_names[o->io]);
 		if (!strcmp(l->mode, "raw-store"))
 			jw_u64(&w, "queue_depth", l->qd);
+		else if (!strcmp(l->workload, "farmem-scan"))
+			jw_u64(&w, "fault_threads", l->qd);
 		jw_u64(&w, "budget_pages", l->budget_pages);
 		if (l->err) {
 			jw_str(&w, "error", l->why);
@@ -427,13 +468,22 @@ static unsigned int reduce_lines(struct far_line *rr, unsigned int n)
 	return ok;
 }
 
+/*
+ * Per order: one faulting thread against raw-store at queue depth 1 (what
+ * one thread can have in flight) and 32 (what the store can do); then
+ * FARMEM_MAX_SCANNERS threads (and as many handlers) against queue depth
+ * FARMEM_MAX_SCANNERS.
+ */
+#define SCAN_LINES 5
+
 void farmem_scan(const struct farmem_opts *o)
 {
+	static const unsigned int qd_one[] = { 1, RAW_QD_MAX }, qd_many[] = { FARMEM_MAX_SCANNERS };
 	size_t npages = o->pages ? o->pages : o->quick ? 16384 : 65536;
 	size_t budget = npages / 4 ? npages / 4 : 1;
 	unsigned int rep = o->repeat ? o->repeat : 1;
-	struct far_line *rr = calloc((size_t)rep * 6, sizeof(*rr));
-	double med[2][3] = { { 0 } };
+	struct far_line *rr = calloc((size_t)rep * 2 * SCAN_LINES, sizeof(*rr));
+	double med[2][SCAN_LINES] = { { 0 } };
 
 	if (!rr)
 		return;
@@ -444,26 +494,33 @@ void farmem_scan(const struct farmem_opts *o)
 	/* repeat by repeat, order by order: drift hits every line alike */
 	for (unsigned int k = 0; k < rep; k++)
 		for (int ord = 0; ord < 2; ord++) {
-			struct far_line l[3];
+			struct far_line l[SCAN_LINES];
+			uint64_t seed = 0x5ca0000u + k * 7 + (unsigned int)ord;
 
-			scan_run(o, npages, budget, ord, 0x5ca0000u + k * 7 + (unsigned int)ord, l);
-			for (int i = 0; i < 3; i++)
-				rr[(size_t)(ord * 3 + i) * rep + k] = l[i];
+			scan_run(o, npages, budget, ord, seed, 1, qd_one, 2, l);
+			scan_run(o, npages, budget, ord, seed, FARMEM_MAX_SCANNERS, qd_many, 1, l + 3);
+			for (int i = 0; i < SCAN_LINES; i++)
+				rr[(size_t)(ord * SCAN_LINES + i) * rep + k] = l[i];
 		}
 	for (int ord = 0; ord < 2; ord++)
-		for (int i = 0; i < 3; i++) {
-			struct far_line *x = &rr[(size_t)(ord * 3 + i) * rep];
+		for (int i = 0; i < SCAN_LINES; i++) {
+			struct far_line *x = &rr[(size_t)(ord * SCAN_LINES + i) * rep];
 			unsigned int ok = reduce_lines(x, rep);
 
 			line_print(o, x, ok);
 			med[ord][i] = ok ? x->pages_per_sec : 0;
 		}
-	for (int ord = 0; ord < 2; ord++)
-		if (med[ord][1] > 0 && med[ord][2] > 0)
-			report_note(o->rep, "farmem-scan %s: faultline / raw-store = %.2f at queue depth 1, "
-				    "%.2f at queue depth %d (target: >= %s)", ord ? "random" : "seq",
-				    med[ord][0] / med[ord][1], med[ord][0] / med[ord][2], RAW_QD_MAX,
-				    ord ? "0.7 random" : "0.8 seq");
+	for (int ord = 0; ord < 2; ord++) {
+		double *m = med[ord];
+
+		if (m[1] > 0 && m[2] > 0 && m[4] > 0)
+			report_note(o->rep, "farmem-scan %s: faultline / raw-store = %.2f (1 thread / "
+				    "qd 1), %.2f (%d threads / qd %d), %.2f (1 thread / qd %d), "
+				    "%.2f (%d threads / qd %d); target >= %s", ord ? "random" : "seq",
+				    m[0] / m[1], m[3] / m[4], FARMEM_MAX_SCANNERS, FARMEM_MAX_SCANNERS,
+				    m[0] / m[2], RAW_QD_MAX, m[3] / m[2], FARMEM_MAX_SCANNERS, RAW_QD_MAX,
+				    ord ? "0.7" : "0.8");
+	}
 	free(rr);
 }
 
