@@ -158,10 +158,12 @@ for n, text in enumerate(open(sys.argv[1]), 1):
         m = o.get("metadata_bytes_per_page")
         if not isinstance(m, (int, float)) or not 0 < m <= 8:
             fails.append("%s: metadata_bytes_per_page = %r, want (0, 8]" % (where, m))
+        if o.get("fault_threads") not in (1, 4):
+            fails.append("%s: fault_threads = %r" % (where, o.get("fault_threads")))
         if not isinstance(o.get("pageins"), (int, float)) or o["pageins"] <= 0:
             fails.append("%s: pageins = %r: nothing came from the store" % (where, o.get("pageins")))
     elif o.get("mode") == "raw-store":
-        if o.get("queue_depth") not in (1, 32):
+        if o.get("queue_depth") not in (1, 4, 32):
             fails.append("%s: queue_depth = %r" % (where, o.get("queue_depth")))
     else:
         fails.append("%s: unknown mode" % where)
