@@ -781,8 +781,9 @@ static void usage(FILE *f)
 "  scaling       faulting threads x handler threads, 1..N\n"
 "  latency       per-access latency histogram, p50/p99/p999\n"
 "  farmem-scan   far memory: a region 4x its budget, evicted to a file store,\n"
-"                read seq / random: modes faultline and raw-store (the same\n"
-"                file with io_uring, 4 KiB reads, queue depth 1 and 32)\n"
+"                read seq / random by 1 and 4 threads: modes faultline and\n"
+"                raw-store (the same file with io_uring, 4 KiB reads, queue\n"
+"                depth 1, 4 and 32)\n"
 "  farmem-sort   far memory: in-place sort of an array 4x the budget: modes\n"
 "                faultline and memcg (a child in a memory cgroup limited to\n"
 "                the budget; makes a temporary swap file if there is no swap)\n"
@@ -812,8 +813,8 @@ static void usage(FILE *f)
 "Faults are the faulting threads' own counts (getrusage), so fault-around and\n"
 "THP show as fewer faults than pages. Target ratios come last.\n"
 "farmem-* JSON fields: workload mode order page_size io queue_depth (raw-store)\n"
-"budget_pages pages seconds pages_per_sec (scan) pageins and\n"
-"metadata_bytes_per_page (faultline) repeats bad_words.\n");
+"fault_threads (faultline scan) budget_pages pages seconds pages_per_sec (scan)\n"
+"pageins and metadata_bytes_per_page (faultline) repeats bad_words.\n");
 }
 
 static unsigned long parse_num(const char *opt, const char *s, unsigned long lo,
