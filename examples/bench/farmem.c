@@ -9,7 +9,8 @@
  *   the file is written back and the page cache dropped before each scan),
  *   warm, or O_DIRECT for both.
  * - raw-store at queue depth 1 is what one faulting thread can have in
- *   flight; queue depth 32 is what the store can do.
+ *   flight, at 4 what 4 faulting threads (with 4 handler threads) can;
+ *   queue depth 32 is what the store can do.
  * - The sort is the same code on the same data in both sort modes; only the
  *   sort is timed (the fill that pushes the array out to the store or to
  *   swap is not).

@@ -4,9 +4,10 @@
  *
  *   farmem-scan  a region 4x its budget, every page written and evicted
  *                to a file store, then read (one word per page) in seq or
- *                random order: mode faultline; and the same store file
- *                read directly with io_uring, 4 KiB reads at queue depth 1
- *                and 32: mode raw-store. Same process run, interleaved.
+ *                random order by 1 and by 4 threads: mode faultline; and
+ *                the same store file read directly with io_uring, 4 KiB
+ *                reads at queue depth 1, 32 and 4: mode raw-store. Same
+ *                process run, interleaved.
  *   farmem-sort  an in-place quicksort of an array 4x the budget: mode
  *                faultline (region under the budget, file store) and mode
  *                memcg (the same sort in a child in a memory cgroup whose
