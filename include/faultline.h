@@ -340,7 +340,8 @@ int fl_store_memory_create(struct fl_store **out);
  * cannot be set up).
  * @path: NULL: an unnamed O_TMPFILE with mode 0600 in $TMPDIR (else /tmp):
  *	no other user can read evicted pages and nothing is left after exit.
- *	Otherwise this file, created with mode 0600 if missing, truncated.
+ *	A directory: such an unnamed file in it. Otherwise this file, created
+ *	with mode 0600 if missing, truncated.
  * @flags: FL_STORE_FILE_* flags.
  * Context: any. Return: 0; -EINVAL; -errno of open(2) (-EACCES, -ENOENT,
  *	-EOPNOTSUPP when the file system has no O_TMPFILE...); -ENOMEM.
