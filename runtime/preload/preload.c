@@ -56,7 +56,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -171,18 +173,132 @@ static void shim_atfork_parent(void);
 static void shim_atfork_child(void);
 
 /*
- * FAR MEMORY HOOK. The far-memory API (budget, stores) is not merged yet:
- * until it is, a budget or a store is refused here with a clear message and
- * the program runs without one. When it lands, configure @r from
- * opt.budget / opt.store here and set FL_PRELOAD_HAS_FARMEM in options.h.
+ * Far memory: FAULTLINE_BUDGET with a store from FAULTLINE_STORE.
+ *
+ * The store is a file written with io_uring by the runtime's own threads
+ * (the evictor writes, handlers read): those threads have shim_depth set
+ * for good, so the rings liburing maps (shared mappings of the ring fd,
+ * never eligible anyway), the per-thread ring state and the runtime's
+ * staging buffers are never managed: no recursion, and no handler or
+ * evictor ever touches managed memory through the store.
+ *
+ *   - empty: an unnamed O_TMPFILE (mode 0600) in $TMPDIR, else /tmp;
+ *   - a directory: such an unnamed file in it;
+ *   - anything else (%p is the pid): that file, created with mode 0600 and
+ *     truncated, and left in place at exit. A named file serves one process
+ *     only: the shim takes an exclusive flock on it first, and a second
+ *     process with the same setting (a child that execs with the inherited
+ *     environment) is told so and gets an unnamed file instead. Without
+ *     the lock the second one would truncate the first one's evicted pages.
+ *
+ * Nothing here fails the program: a store that cannot be opened falls
+ * back to the default one, and without any the memory is managed with no
+ * budget; each case is a warning naming the variable and its value.
  */
-static int shim_farmem_setup(struct fl_runtime *r)
+static struct fl_store *shim_store;	/* lives as long as the runtime: forever */
+static char store_path[4096];
+
+/* %p -> pid; Return: false if it does not fit */
+static bool store_path_expand(const char *s)
 {
-	(void)r;
-	if (!opt.budget && !(opt.store && *opt.store))
-		return 0;
-	/* shim_init() already said so, once, at start */
-	return -EOPNOTSUPP;
+	size_t w = 0;
+
+	for (; *s; s++) {
+		if (s[0] == '%' && s[1] == 'p') {
+			int n = snprintf(store_path + w, sizeof(store_path) - w, "%d",
+					 (int)getpid());
+
+			if (n < 0 || (size_t)n >= sizeof(store_path) - w)
+				return false;
+			w += (size_t)n;
+			s++;
+		} else {
+			if (w + 1 >= sizeof(store_path))
+				return false;
+			store_path[w++] = *s;
+		}
+	}
+	store_path[w] = '\0';
+	return true;
+}
+
+/* Context: shim_depth raised, rt_lock held. Return: 0 or -errno; @why set. */
+static int store_open_named(struct fl_store **out, const char **why)
+{
+	struct stat sb;
+	int fd, ret;
+
+	if (!store_path_expand(opt.store)) {
+		*why = "path too long";
+		return -ENAMETOOLONG;
+	}
+	if (stat(store_path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+		ret = fl_store_file_create(store_path, 0, out);
+		*why = ret == -EOPNOTSUPP ? "the file system has no unnamed files (O_TMPFILE)" :
+		       strerror(-ret);
+		return ret;
+	}
+	/* kept open (and locked) for the life of the process; close-on-exec */
+	fd = open(store_path, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		ret = -errno;
+		*why = strerror(-ret);
+		return ret;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		ret = -errno;
+		close(fd);
+		*why = ret == -EWOULDBLOCK ? "in use by another process (add %p to the "
+		       "name, or give a directory)" : strerror(-ret);
+		return ret;
+	}
+	ret = fl_store_file_create(store_path, 0, out);
+	if (ret) {
+		close(fd);
+		*why = strerror(-ret);
+	}
+	return ret;
+}
+
+/* Context: shim_depth raised, rt_lock held. Sets ro->store/budget or not. */
+static void shim_farmem_setup(struct fl_runtime_opts *ro)
+{
+	const char *why;
+	int ret;
+
+	if (!opt.budget)
+		return;	/* a store alone: shim_init() said it is ignored */
+	if (opt.store && *opt.store) {
+		ret = store_open_named(&shim_store, &why);
+		if (ret) {
+			shim_log(FL_OPT_LOG_WARN, "warning: FAULTLINE_STORE='%s': %s; using an "
+				 "unnamed file in $TMPDIR or /tmp", opt.store, why);
+			store_path[0] = '\0';
+		}
+	}
+	if (!shim_store) {
+		ret = fl_store_file_create(NULL, 0, &shim_store);
+		if (ret) {
+			char v[32];
+
+			fl_opt_format(&opt, fl_opt_find("FAULTLINE_BUDGET", 0), v, sizeof(v));
+			shim_log(FL_OPT_LOG_WARN, "warning: FAULTLINE_BUDGET=%s: no backing store "
+				 "(an unnamed file in $TMPDIR or /tmp: %s); memory is managed "
+				 "without a budget", v, strerror(-ret));
+			shim_store = NULL;
+			return;
+		}
+	}
+	ro->store = shim_store;
+	ro->budget = (size_t)opt.budget;
+}
+
+static void shim_farmem_drop(struct fl_runtime_opts *ro)
+{
+	fl_store_destroy(shim_store);
+	shim_store = NULL;
+	ro->store = NULL;
+	ro->budget = 0;
 }
 
 /* Context: shim_depth raised. Return: the runtime, or NULL (then SHIM_OFF). */
@@ -204,7 +320,15 @@ static struct fl_runtime *shim_runtime(void)
 	ro.tiers = (enum fl_tier_policy)opt.tiers;
 	if (!opt.pin)
 		ro.flags |= FL_RT_NO_PIN;
+	/* store and budget are fl_runtime_create() options: set them first */
+	shim_farmem_setup(&ro);
 	ret = fl_runtime_create(&ro, &r);
+	if (ret && ro.store) {
+		shim_log(FL_OPT_LOG_WARN, "warning: cannot start the runtime with far memory: "
+			 "%s; trying without a budget", fl_strerror(ret));
+		shim_farmem_drop(&ro);
+		ret = fl_runtime_create(&ro, &r);
+	}
 	if (ret) {
 		shim_log(FL_OPT_LOG_WARN, "warning: cannot start the runtime: %s; "
 			 "memory is not managed", fl_strerror(ret));
@@ -219,11 +343,15 @@ static struct fl_runtime *shim_runtime(void)
 			 "memory would fail; memory is not managed (allow unprivileged "
 			 "userfaultfd or /dev/userfaultfd access to fix)");
 		fl_runtime_destroy(r);
+		shim_farmem_drop(&ro);
 		r = NULL;
 		atomic_store(&shim_state, SHIM_OFF);
 		goto out;
 	}
-	(void)shim_farmem_setup(r);
+	if (ro.store && !ft.move && !ft.wp)
+		shim_log(FL_OPT_LOG_WARN, "warning: FAULTLINE_BUDGET: this kernel has neither "
+			 "UFFDIO_MOVE nor userfaultfd write-protect: nothing can be evicted, "
+			 "memory stays resident");
 	/*
 	 * Registered after the runtime's own fork handlers (fl_runtime_create
 	 * installs them), so our prepare runs first: it takes range_lock
@@ -234,8 +362,10 @@ static struct fl_runtime *shim_runtime(void)
 	pthread_atfork(shim_atfork_prepare, shim_atfork_parent, shim_atfork_child);
 	if (opt.log >= FL_OPT_LOG_INFO) {
 		shim_log(FL_OPT_LOG_INFO, "runtime started: min region %zu bytes, malloc %s, "
-			 "uffd %s", min_region, opt.malloc ? "on" : "off",
-			 ft.open_method == FL_OPEN_DEV ? "/dev/userfaultfd" : "userfaultfd(2)");
+			 "uffd %s, budget %zu bytes%s%s", min_region, opt.malloc ? "on" : "off",
+			 ft.open_method == FL_OPEN_DEV ? "/dev/userfaultfd" : "userfaultfd(2)",
+			 ro.budget, !ro.store ? "" : store_path[0] ? ", store " : ", store unnamed",
+			 ro.store ? store_path : "");
 	}
 	__atomic_store_n(&rt, r, __ATOMIC_RELEASE);
 out:
@@ -1087,8 +1217,8 @@ static void shim_init(void)
 	} else {
 		atomic_store(&shim_state, SHIM_ACTIVE);
 	}
-	if (opt.budget || (opt.store && *opt.store))
-		shim_log(FL_OPT_LOG_WARN, "warning: FAULTLINE_BUDGET/FAULTLINE_STORE are not "
-			 "supported by this build yet (no far-memory runtime); ignored");
+	if (!opt.budget && opt.store && *opt.store)
+		shim_log(FL_OPT_LOG_WARN, "warning: FAULTLINE_STORE='%s' without "
+			 "FAULTLINE_BUDGET: no far memory, the store is not used", opt.store);
 	shim_depth--;
 }
