@@ -262,6 +262,20 @@ int fl_region_register(struct fl_runtime *rt, void *addr, size_t len,
 int fl_region_unregister(struct fl_runtime *rt, void *addr);
 
 /**
+ * fl_region_unregister_discard() - as fl_region_unregister(), for a caller
+ * that is about to unmap the range (munmap, free): its contents are not
+ * needed. With far memory the evicted pages are then dropped from the store
+ * instead of read back (which costs a store read per page and can take
+ * resident memory far over the budget just before the unmap); afterwards
+ * they read as zeros until the caller unmaps the range. Without far memory
+ * it is fl_region_unregister().
+ *
+ * Context: as fl_region_unregister().
+ * Return: as fl_region_unregister().
+ */
+int fl_region_unregister_discard(struct fl_runtime *rt, void *addr);
+
+/**
  * fl_region_resize() - change the length of the region that starts at @addr.
  * Shrinking unregisters (and for fl_region_map() regions unmaps) the tail.
  * Growing extends the region in place: for fl_region_map() regions the
