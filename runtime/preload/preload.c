@@ -392,13 +392,20 @@ static bool shim_register(void *a, size_t len)
 	return true;
 }
 
-static void shim_unregister(void *a)
+/*
+ * @keep: the bytes must survive (mremap, a range only partly unmapped). Else
+ * the caller unmaps the whole range next, and far memory need not read its
+ * evicted pages back from the store first (fl_region_unregister_discard):
+ * a free() of a mostly evicted 1 GiB block would read it all in, far over
+ * the budget, only to unmap it.
+ */
+static void shim_unregister(void *a, bool keep)
 {
 	int ret;
 
 	if (!rt || atomic_load(&shim_state) != SHIM_ACTIVE)
 		return;	/* forked child: the range is plain memory already */
-	ret = fl_region_unregister(rt, a);
+	ret = keep ? fl_region_unregister(rt, a) : fl_region_unregister_discard(rt, a);
 	if (ret)
 		shim_log(FL_OPT_LOG_DEBUG, "unregister %p: %s", a, fl_strerror(ret));
 }
@@ -474,10 +481,12 @@ static void range_manage_locked(uintptr_t a, uintptr_t b)
  * drain and for a grace period, so no handler can install a page into
  * whatever the kernel maps there next. The pieces of a range outside
  * [a, b) are returned in @keep (to re-register once the kernel is done).
+ * @discard: the caller unmaps [a, b) for sure: a range wholly inside it
+ * need not keep its bytes (see shim_unregister()).
  * Context: shim_depth raised, range_lock held. Return: pieces in @keep.
  */
 static size_t ranges_release_locked(uintptr_t a, uintptr_t b, struct range *keep, size_t max,
-				    bool *found)
+				    bool *found, bool discard)
 {
 	size_t nk = 0;
 
@@ -490,7 +499,7 @@ static size_t ranges_release_locked(uintptr_t a, uintptr_t b, struct range *keep
 		}
 		if (found)
 			*found = true;
-		shim_unregister((void *)r.start);
+		shim_unregister((void *)r.start, !discard || r.start < a || r.end > b);
 		bytes_sub(r.end - r.start);
 		range_del_locked(i);
 		if (r.start < a && nk < max)
@@ -613,7 +622,7 @@ static void *blk_alloc(size_t size, size_t align)
 	managed = shim_register((void *)p, maplen);
 	if (!blk_insert(p, maplen, managed)) {
 		if (managed)
-			shim_unregister((void *)p);
+			shim_unregister((void *)p, false);
 		sys_munmap((void *)p, maplen);
 		atomic_fetch_add_explicit(&n_unmanaged, 1, memory_order_relaxed);
 		return NULL;
@@ -633,7 +642,7 @@ static void blk_free(struct blk *b, void *ptr)
 
 	/* unregister before munmap: see ranges_release_locked() */
 	if (b->managed) {
-		shim_unregister(ptr);
+		shim_unregister(ptr, false);
 		bytes_sub(maplen);
 	}
 	blk_remove(b);
@@ -739,7 +748,7 @@ SHIM_EXPORT void *realloc(void *ptr, size_t size)
 		bool managed = b->managed;
 
 		if (managed)
-			shim_unregister(ptr);
+			shim_unregister(ptr, true);
 		np = sys_mremap(ptr, b->maplen, maplen, MREMAP_MAYMOVE, NULL);
 		if (np == MAP_FAILED) {
 			if (managed)
@@ -756,7 +765,7 @@ SHIM_EXPORT void *realloc(void *ptr, size_t size)
 				void *g = __libc_malloc(size);
 
 				if (managed)
-					shim_unregister(np);
+					shim_unregister(np, true);
 				if (g)
 					memcpy(g, np, size);
 				sys_munmap(np, maplen);
@@ -866,7 +875,7 @@ SHIM_EXPORT void *shim_mmap(void *addr, size_t len, int prot, int flags, int fd,
 
 		pthread_mutex_lock(&range_lock);
 		nk = ranges_release_locked((uintptr_t)addr, (uintptr_t)addr + page_up(len),
-					   keep, 16, NULL);
+					   keep, 16, NULL, false);
 		p = sys_mmap(addr, len, prot, flags, fd, off);
 		for (size_t i = 0; i < nk; i++)
 			range_manage_locked(keep[i].start, keep[i].end);
@@ -899,7 +908,9 @@ SHIM_EXPORT int munmap(void *addr, size_t len)
 		return sys_munmap(addr, len);
 	shim_depth++;
 	pthread_mutex_lock(&range_lock);
-	nk = ranges_release_locked((uintptr_t)addr, (uintptr_t)addr + page_up(len), keep, 16, NULL);
+	/* munmap fails only on bad arguments: check those before discarding */
+	nk = ranges_release_locked((uintptr_t)addr, (uintptr_t)addr + page_up(len), keep, 16, NULL,
+				   len && !((uintptr_t)addr & (page_size - 1)));
 	ret = sys_munmap(addr, len);
 	for (size_t i = 0; i < nk; i++)
 		range_manage_locked(keep[i].start, keep[i].end);
@@ -929,10 +940,10 @@ SHIM_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, .
 	pthread_mutex_lock(&range_lock);
 	/* the source, and a MREMAP_FIXED destination, leave the runtime first */
 	nk = ranges_release_locked((uintptr_t)old, (uintptr_t)old + page_up(old_len ? old_len : 1),
-				   keep, 16, &managed);
+				   keep, 16, &managed, false);
 	if (to)
 		nk += ranges_release_locked((uintptr_t)to, (uintptr_t)to + page_up(new_len),
-					    keep + nk, 16 - nk, NULL);
+					    keep + nk, 16 - nk, NULL, false);
 	p = sys_mremap(old, old_len, new_len, flags, to);
 	for (size_t i = 0; i < nk; i++)
 		range_manage_locked(keep[i].start, keep[i].end);
