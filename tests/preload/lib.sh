@@ -48,3 +48,13 @@ check_managed() {
 	[ "${regions:-0}" -gt 0 ] && [ "${faults:-0}" -gt 0 ]
 	ok $? "$what: stats show managed memory (regions > 0, faults > 0)"
 }
+
+# far FILE what: under a budget, pages were evicted and read back
+check_far() {
+	local f=$1 what=$2 ev pi
+	ev=$(json_get "$f" 's["counters"]["far_evictions"]')
+	pi=$(json_get "$f" 's["counters"]["far_pageins"]')
+	diag "$what: far_evictions=$ev far_pageins=$pi far_writebacks=$(json_get "$f" 's["counters"]["far_writebacks"]') managed_peak=$(json_get "$f" 's["managed"]["bytes_peak"]')"
+	[ "${ev:-0}" -gt 0 ] && [ "${pi:-0}" -gt 0 ]
+	ok $? "$what: stats show far memory at work (far_evictions > 0, far_pageins > 0)"
+}
