@@ -23,13 +23,13 @@ LD_PRELOAD=/x/other.so "$F" run -n -- true | grep -qx "LD_PRELOAD=$(readlink -f 
 ok $? "an existing LD_PRELOAD is kept after the shim"
 
 err=$("$F" run --budget bogus -- true 2>&1); rc=$?
-[ $rc = 2 ] && [[ $err == *"invalid --budget 'bogus'"* ]]; ok $? "bad --budget: exit 2, names the value ($err)"
+[ $rc = 2 ] && [[ $err == *"invalid --budget 'bogus'"* ]]; ok $? "bad --budget: exit 2, names the value (${err%%$'\n'*})"
 err=$("$F" run --handlers 999 -- true 2>&1); rc=$?
 [ $rc = 2 ] && [[ $err == *"--handlers '999'"* ]]; ok $? "bad --handlers: exit 2, names the value"
 err=$("$F" run --store "$WORK" -- true 2>&1); rc=$?
-[ $rc = 2 ] && [[ $err == *"--store '$WORK' needs a --budget"* ]]; ok $? "--store without --budget: exit 2 ($err)"
+[ $rc = 2 ] && [[ $err == *"--store '$WORK' needs a --budget"* ]]; ok $? "--store without --budget: exit 2 (${err%%$'\n'*})"
 err=$("$F" run --budget 64M --store /nonexistent/dir/st -- true 2>&1); rc=$?
-[ $rc = 2 ] && [[ $err == *"invalid --store '/nonexistent/dir/st'"* ]]; ok $? "--store in a missing directory: exit 2, names the value ($err)"
+[ $rc = 2 ] && [[ $err == *"invalid --store '/nonexistent/dir/st'"* ]]; ok $? "--store in a missing directory: exit 2, names the value (${err%%$'\n'*})"
 err=$("$F" run -- /nonexistent/prog 2>&1); rc=$?
 [ $rc = 127 ] && [[ $err == *"/nonexistent/prog"* ]]; ok $? "missing program: exit 127, named"
 "$F" bogus >/dev/null 2>&1; rc=$?
