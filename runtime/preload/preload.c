@@ -252,6 +252,15 @@ static int store_open_named(struct fl_store **out, const char **why)
 		       "name, or give a directory)" : strerror(-ret);
 		return ret;
 	}
+	/* evicted pages are the program's memory: no one else may read them
+	 * (an existing regular file keeps its mode through O_TRUNC) */
+	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (sb.st_mode & 077) &&
+	    fchmod(fd, sb.st_mode & 0700) < 0) {
+		ret = -errno;
+		close(fd);
+		*why = "readable by others, and its mode cannot be changed";
+		return ret;
+	}
 	ret = fl_store_file_create(store_path, 0, out);
 	if (ret) {
 		close(fd);

@@ -3,7 +3,7 @@
 # FAULTLINE_* values; faultline env/stats; the README table is generated.
 . "$(dirname "$0")/lib.sh"
 F=$FL_CLI
-plan 23
+plan 24
 
 "$F" run -- sh -c 'exit 7'; rc=$?
 [ $rc = 7 ]; ok $? "run preserves the program's exit status (got $rc)"
@@ -64,6 +64,10 @@ pid=${out##*$'\n'}
 [ "${out%%$'\n'*}" = "$want" ] && [ "$(stat -c %a "$WORK/st.$pid" 2>&1)" = 600 ] &&
 	[ "$(stat -c %s "$WORK/st.$pid")" -gt 0 ]
 ok $? "FAULTLINE_STORE=FILE.%p: the pid's own file, mode 0600, written"
+touch "$WORK/open.st" && chmod 644 "$WORK/open.st"
+out=$(FAULTLINE_BUDGET=64M FAULTLINE_STORE="$WORK/open.st" LD_PRELOAD="$FL_SHIM" $PY -c "$FARPROG")
+[ "$out" = "$want" ] && [ "$(stat -c %a "$WORK/open.st")" = 600 ]
+ok $? "an existing store file readable by others is made mode 0600 before use"
 
 err=$(FAULTLINE_BUDGET=512 FAULTLINE_STORE=/nonexistent/st FAULTLINE_LOG=info LD_PRELOAD="$FL_SHIM" $PY -c 'bytearray(4<<20)' 2>&1)
 [[ $err == *"FAULTLINE_BUDGET='512' is invalid"*"default '0'"* ]] && [[ $err == *"runtime started"* ]]
