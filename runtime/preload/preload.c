@@ -197,6 +197,7 @@ static void shim_atfork_child(void);
  */
 static struct fl_store *shim_store;	/* lives as long as the runtime: forever */
 static char store_path[4096];
+static int store_lock_fd = -1;		/* a named store's flock, held as long */
 
 /* %p -> pid; Return: false if it does not fit */
 static bool store_path_expand(const char *s)
@@ -238,7 +239,7 @@ static int store_open_named(struct fl_store **out, const char **why)
 		       strerror(-ret);
 		return ret;
 	}
-	/* kept open (and locked) for the life of the process; close-on-exec */
+	/* kept open (and locked) as long as the store; close-on-exec */
 	fd = open(store_path, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		ret = -errno;
@@ -265,8 +266,10 @@ static int store_open_named(struct fl_store **out, const char **why)
 	if (ret) {
 		close(fd);
 		*why = strerror(-ret);
+		return ret;
 	}
-	return ret;
+	store_lock_fd = fd;
+	return 0;
 }
 
 /* Context: shim_depth raised, rt_lock held. Sets ro->store/budget or not. */
@@ -306,6 +309,9 @@ static void shim_farmem_drop(struct fl_runtime_opts *ro)
 {
 	fl_store_destroy(shim_store);
 	shim_store = NULL;
+	if (store_lock_fd >= 0)
+		close(store_lock_fd);
+	store_lock_fd = -1;
 	ro->store = NULL;
 	ro->budget = 0;
 }
