@@ -99,6 +99,7 @@ _Static_assert(sizeof(struct fli_entry) == 32, "entry layout");
 
 /* ---- CRC32C ---- */
 uint32_t fli_crc32c(uint32_t crc, const void *buf, size_t len);
+uint32_t fli_crc32c_sw(uint32_t crc, const void *buf, size_t len);	/* no SSE4.2 */
 
 /* ---- the parser ---- */
 
