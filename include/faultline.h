@@ -663,6 +663,8 @@ struct fl_lazy;
 #define FL_CKPT_FULL	(1u << 0) /* every page: a new chain base */
 #define FL_CKPT_LIVE	(1u << 1) /* consistent live snapshot: writers may run */
 #define FL_CKPT_FSYNC	(1u << 2) /* fdatasync the image before returning */
+#define FL_CKPT_DIRECT	(1u << 3) /* write with O_DIRECT (no page cache; buffered
+				   * where the file system refuses O_DIRECT) */
 
 /**
  * fl_ckpt_create() - a checkpointer for [@addr, @addr + @len), a range
