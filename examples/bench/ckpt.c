@@ -402,12 +402,13 @@ static double cpu_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* what a program would do: write(2) 1 MiB at a time from its memory */
+/* what a program would do: write(2) from its memory, 4 MiB at a time (the
+ * image writer's request size) */
 static int raw_write(const char *path, const char *mem, size_t len, bool direct)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC |
 		      (direct ? O_DIRECT : 0), 0600);
-	size_t o = 0, chunk = 1u << 20;
+	size_t o = 0, chunk = 4u << 20;
 	int ret = 0;
 
 	if (fd < 0)
