@@ -75,6 +75,50 @@ static bool page_resident(const void *p, size_t ps)
 	return mincore((void *)p, ps, &v) == 0 && (v & 1);
 }
 
+/* what a page of the range holds, from /proc/self/pagemap (pg_state) */
+enum { PG_NONE = 0, PG_PRESENT = 1, PG_SWAPPED = 2 };
+#define PM_PRESENT	(1ull << 63)
+#define PM_SWAP		(1ull << 62)
+
+/*
+ * The state of @n pages from @addr into @out. PG_NONE is a page nobody
+ * produced (or one zapped): for the zero pager, zeros. A swapped-out page
+ * holds data although mincore() calls it not resident: that is why this
+ * reads pagemap, whose present and swap bits any process may read. Without
+ * pagemap (@pmfd < 0), mincore() answers and a swapped page reads as
+ * PG_NONE: only where /proc is missing.
+ */
+static void pg_state(int pmfd, uintptr_t addr, size_t n, size_t ps, uint8_t *out)
+{
+	uint64_t e[512];
+	size_t done = 0;
+
+	while (pmfd >= 0 && done < n) {
+		size_t k = n - done < 512 ? n - done : 512;
+		ssize_t r = pread(pmfd, e, k * 8, (off_t)((addr / ps + done) * 8));
+
+		if (r <= 0 || r % 8)
+			break;
+		for (size_t i = 0; i < (size_t)r / 8; i++)
+			out[done + i] = e[i] & PM_PRESENT ? PG_PRESENT :
+					e[i] & PM_SWAP ? PG_SWAPPED : PG_NONE;
+		done += (size_t)r / 8;
+	}
+	if (done < n) {
+		unsigned char v[512];
+
+		while (done < n) {
+			size_t k = n - done < 512 ? n - done : 512;
+
+			if (mincore((void *)(addr + done * ps), k * ps, v))
+				memset(v, 1, k);	/* unknown: read it (faults fill it) */
+			for (size_t i = 0; i < k; i++)
+				out[done + i] = v[i] & 1 ? PG_PRESENT : PG_NONE;
+			done += k;
+		}
+	}
+}
+
 static bool all_zero(const void *p, size_t len)
 {
 	const uint64_t *q = p;
@@ -370,6 +414,7 @@ struct fl_ckpt {
 	uintptr_t start;
 	size_t len, npages, ps;
 	bool async, zero_pager;
+	int pmfd;		/* /proc/self/pagemap, or -1 */
 	uint64_t *bm;
 	unsigned int saves;
 	bool need_full;		/* a failed save consumed a dirty set */
@@ -413,6 +458,7 @@ FL_EXPORT int fl_ckpt_create(struct fl_runtime *rt, void *addr, size_t len,
 	ck->npages = len >> rt->page_shift;
 	ck->async = uffd_has(&rt->uffd, UFFD_FEATURE_WP_ASYNC);
 	ck->zero_pager = pager == FL_PAGER_ZERO;
+	ck->pmfd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	ck->bm = calloc((ck->npages + 63) / 64, sizeof(uint64_t));
 	if (!ck->bm) {
 		fl_ckpt_destroy(ck);
@@ -427,6 +473,8 @@ FL_EXPORT void fl_ckpt_destroy(struct fl_ckpt *ck)
 	if (!ck)
 		return;
 	fl_unprotect(ck->rt, (void *)ck->start, ck->len);
+	if (ck->pmfd >= 0)
+		close(ck->pmfd);
 	free(ck->bm);
 	free(ck->dir);
 	free(ck);
@@ -468,7 +516,11 @@ static void save_page_live(struct fl_ckpt *ck, size_t p, uint8_t *dst)
 			(void)*(volatile const uint8_t *)a;
 	if (atomic_compare_exchange_strong_explicit(&ck->claim[p], &v, 1,
 			memory_order_acquire, memory_order_acquire)) {
-		if (ck->zero_pager && !page_resident(a, ck->ps))
+		uint8_t st = PG_PRESENT;
+
+		if (ck->zero_pager)
+			pg_state(ck->pmfd, (uintptr_t)a, 1, ck->ps, &st);
+		if (st == PG_NONE)
 			memset(dst, 0, ck->ps);
 		else
 			copy_kernel(dst, a, ck->ps);
@@ -480,12 +532,12 @@ static void save_page_live(struct fl_ckpt *ck, size_t p, uint8_t *dst)
 	memcpy(dst, ck->shadow + p * ck->ps, ck->ps);
 }
 
-#define RES_BATCH 512u		/* pages per mincore() call */
+#define RES_BATCH 512u		/* pages per pg_state() call */
 
 static int save_locked(struct fl_ckpt *ck, int fd, unsigned int flags, bool full, bool live,
 		       uint64_t *id_out)
 {
-	unsigned char res[RES_BATCH];
+	uint8_t res[RES_BATCH];
 	size_t res_base = SIZE_MAX;
 	struct fl_runtime *rt = ck->rt;
 	size_t plen = full ? 0 : strlen(ck->last_name), nd = 0, ne = 0, ndata = 0;
@@ -535,25 +587,25 @@ static int save_locked(struct fl_ckpt *ck, int fd, unsigned int flags, bool full
 			continue;
 		/*
 		 * Quiet: the range holds its T contents and nobody changes
-		 * them until we return, so residency is asked once per batch,
-		 * and a resident page goes to the kernel from where it is.
-		 * A page never produced by the zero pager is zeros (no fault);
-		 * another pager's missing page is faulted in by the copy.
+		 * them until we return, so page states are asked once per
+		 * batch, and a present page goes to the kernel from where it
+		 * is. A page never produced by the zero pager is zeros (no
+		 * fault); a swapped-out page, or another pager's missing one,
+		 * is copied (the copy's fault brings it in).
 		 */
 		if (!live && (res_base == SIZE_MAX || p >= res_base + RES_BATCH)) {
 			size_t k = ck->npages - p < RES_BATCH ? ck->npages - p : RES_BATCH;
 
 			res_base = p;
-			if (mincore((uint8_t *)ck->start + p * ck->ps, k * ck->ps, res))
-				memset(res, 0, sizeof(res));	/* copy: faults fill it */
+			pg_state(ck->pmfd, ck->start + p * ck->ps, k, ck->ps, res);
 		}
 		src = (const uint8_t *)ck->start + p * ck->ps;
 		if (live) {
 			dst = iw_page(&w, ck->ps);
 			save_page_live(ck, p, dst);
 			src = dst;
-		} else if (!(res[p - res_base] & 1)) {
-			if (ck->zero_pager) {
+		} else if (res[p - res_base] != PG_PRESENT) {
+			if (ck->zero_pager && res[p - res_base] == PG_NONE) {
 				src = NULL;
 			} else {
 				dst = iw_page(&w, ck->ps);
