@@ -51,7 +51,8 @@ want = {
                     "repeats"], {"faultline", "raw"}),
     "lazy-restore": (["mode", "cache", "mib", "ws_pages", "first_ms", "total_ms", "repeats",
                       "bad_pages"], {"eager", "lazy", "lazy-ws"}),
-    "live-snapshot": (["mode", "mib", "ms", "writes_per_sec", "repeats"], {"none", "live"}),
+    "live-snapshot": (["mode", "pattern", "mib", "span_mib", "ms", "writes_per_sec", "repeats"],
+                      {"none", "live"}),
 }
 seen = {w: set() for w in want}
 bad = []
