@@ -795,8 +795,10 @@ FL_EXPORT int fl_restore(const char *path, void *addr, size_t len)
 		fli_chain_close(&c);
 		return -EINVAL;
 	}
-	for (uint64_t p = 0; p < c.npages && !ret; p++)
-		ret = fli_chain_read_page(&c, p, (uint8_t *)addr + p * c.page_size);
+	/* runs of up to 4 MiB straight into @addr: a base image is one run */
+	for (uint64_t p = 0, done = 0; p < c.npages && !ret; p += done)
+		ret = fli_chain_read_run(&c, p, (4u << 20) / c.page_size,
+					 (uint8_t *)addr + p * c.page_size, &done);
 	fli_chain_close(&c);
 	return ret;
 }

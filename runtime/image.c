@@ -526,6 +526,39 @@ int fli_chain_read_page(const struct fli_chain *c, uint64_t pg, void *dst)
 	return fli_read_page(&c->img[c->who[pg] - 1], c->ent[pg], dst);
 }
 
+int fli_chain_read_run(const struct fli_chain *c, uint64_t pg, uint64_t max, void *dst,
+		       uint64_t *done)
+{
+	const struct fli_image *img;
+	uint32_t ps = c->page_size, who;
+	uint64_t n = 1, slot0;
+	int ret;
+
+	*done = 0;
+	if (pg >= c->npages || !max)
+		return -EINVAL;
+	who = c->who[pg];
+	if (!who || c->ent[pg]->flags != FLI_E_DATA) {
+		ret = fli_chain_read_page(c, pg, dst);
+		*done = ret ? 0 : 1;
+		return ret;
+	}
+	/* the parser checked every slot < ndata: the run lies inside the file */
+	img = &c->img[who - 1];
+	slot0 = c->ent[pg]->slot;
+	while (n < max && pg + n < c->npages && c->who[pg + n] == who &&
+	       c->ent[pg + n]->flags == FLI_E_DATA && c->ent[pg + n]->slot == slot0 + n)
+		n++;
+	ret = read_at(img, img->h.data_off + slot0 * ps, dst, n * ps);
+	if (ret)
+		return ret;
+	for (uint64_t i = 0; i < n; i++)
+		if (fli_crc32c(0, (const uint8_t *)dst + i * ps, ps) != c->ent[pg + i]->crc)
+			return -EBADMSG;
+	*done = n;
+	return 0;
+}
+
 int fli_chain_verify(const struct fli_chain *c, void *scratch)
 {
 	for (unsigned int i = 0; i < c->n; i++)

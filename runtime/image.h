@@ -153,4 +153,13 @@ int fli_chain_verify(const struct fli_chain *c, void *scratch);
 /* read page @pg of the chain's region into @dst (zeros if in no image) */
 int fli_chain_read_page(const struct fli_chain *c, uint64_t pg, void *dst);
 
+/*
+ * fli_chain_read_run() - read pages from @pg on into @dst: a run of up to
+ * @max pages whose data lie one after the other in one image, with one
+ * read, every page's CRC checked; else just page @pg. @done: out, the
+ * pages read (>= 1 on success). Return: as fli_read_page(), -EINVAL.
+ */
+int fli_chain_read_run(const struct fli_chain *c, uint64_t pg, uint64_t max, void *dst,
+		       uint64_t *done);
+
 #endif /* FL_IMAGE_H */
