@@ -678,6 +678,8 @@ struct fl_lazy;
 #define FL_CKPT_FULL	(1u << 0) /* every page: a new chain base */
 #define FL_CKPT_LIVE	(1u << 1) /* consistent live snapshot: writers may run */
 #define FL_CKPT_FSYNC	(1u << 2) /* fdatasync the image before returning */
+#define FL_CKPT_DIRECT	(1u << 3) /* write with O_DIRECT (no page cache; buffered
+				   * where the file system refuses O_DIRECT) */
 
 /**
  * fl_ckpt_create() - a checkpointer for [@addr, @addr + @len), a range
@@ -741,7 +743,8 @@ int fl_restore(const char *path, void *addr, size_t len);
  * read (a bad page fails its access with SIGBUS, counted in fill_errors).
  * First touches are recorded in order; fl_lazy_ws_save() writes them as a
  * working set. @ws_path, if not NULL, names such a file from an earlier
- * run: a prefetch thread then touches those pages in that order.
+ * run: a prefetch thread then reads their data ahead in file order (large
+ * reads, queued at once) and touches the pages in the recorded order.
  * @flags: FL_REGION_* flags for the new region (e.g. FL_REGION_WP).
  * @addr: out: the region.
  * Context: any thread but a handler thread.
