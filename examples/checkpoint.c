@@ -5,11 +5,13 @@
  * and lazily into fresh mappings and verifies every page against a copy.
  * Exit 0 only if every page of every restore matches.
  *
- *   checkpoint [MiB] [checkpoints] [live|throughput]
+ *   checkpoint [MiB] [checkpoints] [live]
  *
- * Defaults: 64 MiB, 10 checkpoints; "live" takes them as live snapshots;
- * "throughput" also times a full image of the region made wholly non-zero
- * against a raw sequential write(2) of the same bytes (both fdatasync'd).
+ * Defaults: 64 MiB, 10 checkpoints; "live" takes them as live snapshots.
+ * Throughput against a raw write of the same bytes, dirty-set collection,
+ * lazy against eager restore and the cost of a live snapshot are measured
+ * by faultline-bench (workloads ckpt-write, dirty-collect, lazy-restore,
+ * live-snapshot: examples/bench/ckpt.c), modes interleaved, medians.
  * Images go to a private directory under $TMPDIR (or /tmp), removed at exit.
  */
 #include <dirent.h>
@@ -150,31 +152,6 @@ int main(int argc, char **argv)
 		fl_lazy_destroy(lz);
 	}
 	printf("eager restore: %.1f ms\n", t_eager * 1e3);
-	if (argc > 3 && !strcmp(argv[3], "throughput")) {
-		double t_img, t_raw;
-		int fd;
-
-		for (size_t p = 0; p < npages; p++)
-			memset(mem + p * ps, (int)(p % 255) + 1, ps);
-		snprintf(path, sizeof(path), "%s/full", dir);
-		t0 = now();
-		ret = fl_ckpt_save(ck, path, FL_CKPT_FULL | FL_CKPT_FSYNC);
-		t_img = now() - t0;
-		snprintf(path, sizeof(path), "%s/raw", dir);
-		fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-		t0 = now();
-		for (size_t o = 0; fd >= 0 && o < len; o += 1 << 20)
-			if (write(fd, mem + o, len - o < (1u << 20) ? len - o : 1u << 20) < 0)
-				break;
-		if (fd >= 0) {
-			fdatasync(fd);
-			close(fd);
-		}
-		t_raw = now() - t0;
-		printf("{\"workload\":\"ckpt-write\",\"mib\":%zu,\"image_mbps\":%.0f,"
-		       "\"raw_mbps\":%.0f,\"ratio\":%.2f,\"ok\":%d}\n", mib,
-		       len / t_img / 1e6, len / t_raw / 1e6, t_raw / t_img, ret == 0);
-	}
 	printf("verified %zu pages: eager %zu bad, lazy %zu bad\n", npages, bad_e, bad_l);
 	fl_ckpt_destroy(ck);
 	fl_runtime_destroy(rt);

@@ -262,6 +262,20 @@ int fl_region_register(struct fl_runtime *rt, void *addr, size_t len,
 int fl_region_unregister(struct fl_runtime *rt, void *addr);
 
 /**
+ * fl_region_unregister_discard() - as fl_region_unregister(), for a caller
+ * that is about to unmap the range (munmap, free): its contents are not
+ * needed. With far memory the evicted pages are then dropped from the store
+ * instead of read back (which costs a store read per page and can take
+ * resident memory far over the budget just before the unmap); afterwards
+ * they read as zeros until the caller unmaps the range. Without far memory
+ * it is fl_region_unregister().
+ *
+ * Context: as fl_region_unregister().
+ * Return: as fl_region_unregister().
+ */
+int fl_region_unregister_discard(struct fl_runtime *rt, void *addr);
+
+/**
  * fl_region_resize() - change the length of the region that starts at @addr.
  * Shrinking unregisters (and for fl_region_map() regions unmaps) the tail.
  * Growing extends the region in place: for fl_region_map() regions the
@@ -340,7 +354,8 @@ int fl_store_memory_create(struct fl_store **out);
  * cannot be set up).
  * @path: NULL: an unnamed O_TMPFILE with mode 0600 in $TMPDIR (else /tmp):
  *	no other user can read evicted pages and nothing is left after exit.
- *	Otherwise this file, created with mode 0600 if missing, truncated.
+ *	A directory: such an unnamed file in it. Otherwise this file, created
+ *	with mode 0600 if missing, truncated.
  * @flags: FL_STORE_FILE_* flags.
  * Context: any. Return: 0; -EINVAL; -errno of open(2) (-EACCES, -ENOENT,
  *	-EOPNOTSUPP when the file system has no O_TMPFILE...); -ENOMEM.
@@ -520,7 +535,7 @@ int fl_features_print(const struct fl_runtime *rt, FILE *f);
 	X(pin_fast,		"fl_pin calls served by the lockless fast path") \
 	X(pin_slow,		"fl_pin calls that faulted pages in (slow path)") \
 	X(far_resident_pages,	"far memory (gauge): resident pages, as the evictor last saw them") \
-	X(far_resident_peak,	"far memory (gauge): highest resident page count the evictor saw") \
+	X(far_resident_peak,	"far memory (gauge): highest resident page count") \
 	X(metadata_bytes,	"(gauge) runtime metadata of managed memory: page-state tables and region objects, bytes")
 
 #define FL_STATS_VERSION 5
@@ -664,6 +679,8 @@ struct fl_lazy;
 #define FL_CKPT_FULL	(1u << 0) /* every page: a new chain base */
 #define FL_CKPT_LIVE	(1u << 1) /* consistent live snapshot: writers may run */
 #define FL_CKPT_FSYNC	(1u << 2) /* fdatasync the image before returning */
+#define FL_CKPT_DIRECT	(1u << 3) /* write with O_DIRECT (no page cache; buffered
+				   * where the file system refuses O_DIRECT) */
 
 /**
  * fl_ckpt_create() - a checkpointer for [@addr, @addr + @len), a range
@@ -727,7 +744,8 @@ int fl_restore(const char *path, void *addr, size_t len);
  * read (a bad page fails its access with SIGBUS, counted in fill_errors).
  * First touches are recorded in order; fl_lazy_ws_save() writes them as a
  * working set. @ws_path, if not NULL, names such a file from an earlier
- * run: a prefetch thread then touches those pages in that order.
+ * run: a prefetch thread then reads their data ahead in file order (large
+ * reads, queued at once) and touches the pages in the recorded order.
  * @flags: FL_REGION_* flags for the new region (e.g. FL_REGION_WP).
  * @addr: out: the region.
  * Context: any thread but a handler thread.

@@ -26,6 +26,75 @@ static uint32_t crc_table[256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 static bool crc_hw;
 
+/*
+ * The hardware path runs three independent crc32 chains over three lanes
+ * of CRC_LANE bytes and joins them: the instruction's latency is 3 cycles
+ * and its throughput 1 per cycle, so one chain runs at a third of the
+ * speed the unit has (a 4 KiB page: ~3x faster, which matters because the
+ * image writer checksums every page it writes).
+ * Joining: the CRC register update is linear over GF(2), so for lanes A, B
+ * update(c, A || B) = shift_L(update(c, A)) ^ update(0, B), where shift_L
+ * is the update over L zero bytes: a 32x32 bit matrix, applied with four
+ * byte tables (crc_shift), built once.
+ */
+#define CRC_LANE 1360u		/* 3 lanes + 16 bytes = a 4 KiB page */
+static uint32_t crc_shift[4][256];
+
+static uint32_t crc_sw(uint32_t c, const uint8_t *p, size_t len)
+{
+	while (len--)
+		c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
+	return c;
+}
+
+/* bit i of the result is the parity of (mat[i] & v)... stored by column */
+static uint32_t gf2_times(const uint32_t *mat, uint32_t vec)
+{
+	uint32_t sum = 0;
+
+	for (; vec; vec >>= 1, mat++)
+		if (vec & 1)
+			sum ^= *mat;
+	return sum;
+}
+
+static void gf2_mul(uint32_t *out, const uint32_t *a, const uint32_t *b)
+{
+	uint32_t t[32];
+
+	for (int n = 0; n < 32; n++)
+		t[n] = gf2_times(a, b[n]);	/* a after b */
+	memcpy(out, t, sizeof(t));
+}
+
+static void crc_shift_init(void)
+{
+	uint32_t bit[32], op[32], sq[32];
+	size_t n = 8 * (size_t)CRC_LANE;
+
+	/* one zero bit: the register shifts right, the polynomial folds in */
+	bit[0] = 0x82F63B78u;
+	for (int i = 1; i < 32; i++)
+		bit[i] = 1u << (i - 1);
+	for (int i = 0; i < 32; i++)
+		op[i] = 1u << i;		/* identity */
+	memcpy(sq, bit, sizeof(sq));
+	for (; n; n >>= 1) {			/* op = bit^(8 * CRC_LANE) */
+		if (n & 1)
+			gf2_mul(op, sq, op);
+		gf2_mul(sq, sq, sq);
+	}
+	for (uint32_t v = 0; v < 256; v++)
+		for (int k = 0; k < 4; k++)
+			crc_shift[k][v] = gf2_times(op, v << (8 * k));
+}
+
+static uint32_t crc_shift_lane(uint32_t c)
+{
+	return crc_shift[0][c & 0xff] ^ crc_shift[1][(c >> 8) & 0xff] ^
+	       crc_shift[2][(c >> 16) & 0xff] ^ crc_shift[3][c >> 24];
+}
+
 static void crc_init(void)
 {
 	for (uint32_t i = 0; i < 256; i++) {
@@ -35,17 +104,11 @@ static void crc_init(void)
 			c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
 		crc_table[i] = c;
 	}
+	crc_shift_init();
 #if defined(__x86_64__)
 	__builtin_cpu_init();
 	crc_hw = __builtin_cpu_supports("sse4.2");
 #endif
-}
-
-static uint32_t crc_sw(uint32_t c, const uint8_t *p, size_t len)
-{
-	while (len--)
-		c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
-	return c;
 }
 
 #if defined(__x86_64__)
@@ -57,6 +120,21 @@ static uint32_t crc_x86(uint32_t c32, const uint8_t *p, size_t len)
 	while (len && ((uintptr_t)p & 7)) {
 		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
 		len--;
+	}
+	while (len >= 3 * CRC_LANE) {
+		uint64_t a = c, b = 0, d = 0, va, vb, vd;
+
+		for (size_t i = 0; i < CRC_LANE; i += 8) {
+			memcpy(&va, p + i, 8);
+			memcpy(&vb, p + CRC_LANE + i, 8);
+			memcpy(&vd, p + 2 * CRC_LANE + i, 8);
+			a = __builtin_ia32_crc32di(a, va);
+			b = __builtin_ia32_crc32di(b, vb);
+			d = __builtin_ia32_crc32di(d, vd);
+		}
+		c = crc_shift_lane(crc_shift_lane((uint32_t)a) ^ (uint32_t)b) ^ (uint32_t)d;
+		p += 3 * CRC_LANE;
+		len -= 3 * CRC_LANE;
 	}
 	while (len >= 8) {
 		uint64_t v;
@@ -82,6 +160,13 @@ uint32_t fli_crc32c(uint32_t crc, const void *buf, size_t len)
 		return ~crc_x86(c, buf, len);
 #endif
 	return ~crc_sw(c, buf, len);
+}
+
+/* the table-driven CRC, whatever the CPU has (tests compare the two) */
+uint32_t fli_crc32c_sw(uint32_t crc, const void *buf, size_t len)
+{
+	pthread_once(&crc_once, crc_init);
+	return ~crc_sw(~crc, buf, len);
 }
 
 /* ---- parsing ---- */
@@ -439,6 +524,39 @@ int fli_chain_read_page(const struct fli_chain *c, uint64_t pg, void *dst)
 		return 0;
 	}
 	return fli_read_page(&c->img[c->who[pg] - 1], c->ent[pg], dst);
+}
+
+int fli_chain_read_run(const struct fli_chain *c, uint64_t pg, uint64_t max, void *dst,
+		       uint64_t *done)
+{
+	const struct fli_image *img;
+	uint32_t ps = c->page_size, who;
+	uint64_t n = 1, slot0;
+	int ret;
+
+	*done = 0;
+	if (pg >= c->npages || !max)
+		return -EINVAL;
+	who = c->who[pg];
+	if (!who || c->ent[pg]->flags != FLI_E_DATA) {
+		ret = fli_chain_read_page(c, pg, dst);
+		*done = ret ? 0 : 1;
+		return ret;
+	}
+	/* the parser checked every slot < ndata: the run lies inside the file */
+	img = &c->img[who - 1];
+	slot0 = c->ent[pg]->slot;
+	while (n < max && pg + n < c->npages && c->who[pg + n] == who &&
+	       c->ent[pg + n]->flags == FLI_E_DATA && c->ent[pg + n]->slot == slot0 + n)
+		n++;
+	ret = read_at(img, img->h.data_off + slot0 * ps, dst, n * ps);
+	if (ret)
+		return ret;
+	for (uint64_t i = 0; i < n; i++)
+		if (fli_crc32c(0, (const uint8_t *)dst + i * ps, ps) != c->ent[pg + i]->crc)
+			return -EBADMSG;
+	*done = n;
+	return 0;
 }
 
 int fli_chain_verify(const struct fli_chain *c, void *scratch)

@@ -99,6 +99,7 @@ _Static_assert(sizeof(struct fli_entry) == 32, "entry layout");
 
 /* ---- CRC32C ---- */
 uint32_t fli_crc32c(uint32_t crc, const void *buf, size_t len);
+uint32_t fli_crc32c_sw(uint32_t crc, const void *buf, size_t len);	/* no SSE4.2 */
 
 /* ---- the parser ---- */
 
@@ -151,5 +152,14 @@ int fli_chain_verify(const struct fli_chain *c, void *scratch);
 
 /* read page @pg of the chain's region into @dst (zeros if in no image) */
 int fli_chain_read_page(const struct fli_chain *c, uint64_t pg, void *dst);
+
+/*
+ * fli_chain_read_run() - read pages from @pg on into @dst: a run of up to
+ * @max pages whose data lie one after the other in one image, with one
+ * read, every page's CRC checked; else just page @pg. @done: out, the
+ * pages read (>= 1 on success). Return: as fli_read_page(), -EINVAL.
+ */
+int fli_chain_read_run(const struct fli_chain *c, uint64_t pg, uint64_t max, void *dst,
+		       uint64_t *done);
 
 #endif /* FL_IMAGE_H */

@@ -233,7 +233,7 @@ err_free:
 }
 
 static void remove_region_locked(struct fl_runtime *rt, struct fl_region *r,
-				 bool kernel_ops);
+				 bool kernel_ops, bool readback);
 static void unmapped_free_locked(struct fl_runtime *rt);
 
 FL_EXPORT void fl_runtime_destroy(struct fl_runtime *rt)
@@ -265,7 +265,7 @@ FL_EXPORT void fl_runtime_destroy(struct fl_runtime *rt)
 			region_free(r);
 			continue;
 		}
-		remove_region_locked(rt, r, true);
+		remove_region_locked(rt, r, true, true);
 	}
 	if (!rt->forked_child)
 		index_synchronize_locked(&rt->index);
@@ -626,8 +626,9 @@ static void far_readback_locked(struct fl_runtime *rt, struct fl_region *r)
 	fault_ctx_fini(&c);
 }
 
+/* @readback false: the caller drops the contents (far memory: not read back) */
 static void remove_region_locked(struct fl_runtime *rt, struct fl_region *r,
-				 bool kernel_ops)
+				 bool kernel_ops, bool readback)
 {
 	uintptr_t a = r->start;
 	size_t len = r->end - r->start;
@@ -645,7 +646,8 @@ static void remove_region_locked(struct fl_runtime *rt, struct fl_region *r,
 	}
 	wp_forget(rt, a, a + len);	/* wp.c: protections end with the region */
 	if (kernel_ops) {
-		far_readback_locked(rt, r);	/* before the range stops being ours */
+		if (readback)
+			far_readback_locked(rt, r);	/* before the range stops being ours */
 		uffd_unregister(&rt->uffd, a, len);
 		if (r->flags & R_OWNED)
 			munmap((void *)a, len);
@@ -663,7 +665,7 @@ static struct fl_region *find_start_locked(struct fl_runtime *rt, uintptr_t a)
 	return r && r->start == a ? r : NULL;
 }
 
-FL_EXPORT int fl_region_unregister(struct fl_runtime *rt, void *addr)
+static int unregister_common(struct fl_runtime *rt, void *addr, bool readback)
 {
 	struct fl_region *r;
 
@@ -677,10 +679,20 @@ FL_EXPORT int fl_region_unregister(struct fl_runtime *rt, void *addr)
 	index_write_begin(&rt->index);
 	r = find_start_locked(rt, (uintptr_t)addr);
 	if (r)
-		remove_region_locked(rt, r, true);
+		remove_region_locked(rt, r, true, readback);
 	index_write_end(&rt->index);
 	far_gate_unlock(rt);
 	return r ? 0 : -ENOENT;
+}
+
+FL_EXPORT int fl_region_unregister(struct fl_runtime *rt, void *addr)
+{
+	return unregister_common(rt, addr, true);
+}
+
+FL_EXPORT int fl_region_unregister_discard(struct fl_runtime *rt, void *addr)
+{
+	return unregister_common(rt, addr, false);
 }
 
 FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len)

@@ -584,9 +584,56 @@ static int collect_async_locked(struct fl_runtime *rt, struct wp_range *r,
 	return 0;
 }
 
+/*
+ * One UFFDIO_WRITEPROTECT costs ~2 us here, and walking a pte that is
+ * already protected ~10 ns: scattered dirty pages (one run each) are
+ * cheaper to re-protect with one call over their whole span once there
+ * are more runs than span pages / RUN_SPAN_RATIO. The span's other pages
+ * are ARMED, hence already protected (or not produced, and then installed
+ * protected), so protecting them again changes nothing.
+ */
+#define RUN_SPAN_RATIO 16u
+
+/* sync: re-protect the runs of bits set in @bm within [@lo, @hi) pages */
+static int rearm_runs(struct fl_runtime *rt, const struct wp_range *r, const uint64_t *bm,
+		      size_t lo, size_t hi, size_t runs)
+{
+	int ret;
+
+	if (runs > 1 && runs > (hi - lo) / RUN_SPAN_RATIO) {
+		ret = writeprotect_retry(rt, r->start + (lo << rt->page_shift),
+					 (hi - lo) << rt->page_shift, true, false);
+		if (!ret)
+			return 0;
+		/* -ENOENT: a hole in the span (part of it unmapped): run by run */
+	}
+	for (size_t p = lo; p < hi;) {
+		size_t q;
+
+		if (!(bm[p / 64] >> (p % 64))) {
+			p = (p / 64 + 1) * 64;	/* no more bits in this word */
+			continue;
+		}
+		if (!(bm[p / 64] >> (p % 64) & 1)) {
+			p++;
+			continue;
+		}
+		for (q = p; q < hi && (bm[q / 64] >> (q % 64) & 1); q++)
+			;
+		ret = writeprotect_retry(rt, r->start + (p << rt->page_shift),
+					 (q - p) << rt->page_shift, true, false);
+		if (ret && ret != -ENOENT)
+			return ret;
+		p = q;
+	}
+	return 0;
+}
+
 int wp_collect(struct fl_runtime *rt, uintptr_t start, uint64_t *bm, size_t nbits,
 	       size_t *ndirty, bool set_cb, fl_wp_fn cb, void *arg)
 {
+	size_t lo = 0, hi = 0, runs = 0;
+	bool lo_set = false;
 	struct wp_root *w = rt->wp;
 	struct wp_range *r;
 	size_t i, npages, nd = 0;
@@ -616,11 +663,11 @@ int wp_collect(struct fl_runtime *rt, uintptr_t start, uint64_t *bm, size_t nbit
 	}
 	memset(bm, 0, (npages + 63) / 64 * sizeof(uint64_t));
 	/*
-	 * Sync: every WRITTEN page goes back to ARMED and is re-protected, in
-	 * runs. No WP fault is in its callback now (we hold the lock for
-	 * writing), so there is no BUSY page. A write that lands between the
-	 * state reset and the re-protect is in the data a caller reads after
-	 * this returns; one after the re-protect faults and waits for us.
+	 * Sync: every WRITTEN page goes back to ARMED and is re-protected. No
+	 * WP fault is in its callback now (we hold the lock for writing), so
+	 * there is no BUSY page. A write that lands between the state reset
+	 * and the re-protect is in the data a caller reads after this returns;
+	 * one after the re-protect faults and waits for us.
 	 * Async: the same for pages zapped by MADV_DONTNEED, then PAGEMAP_SCAN.
 	 */
 	for (size_t p = 0; p < npages;) {
@@ -636,15 +683,18 @@ int wp_collect(struct fl_runtime *rt, uintptr_t start, uint64_t *bm, size_t nbit
 			bm_set(bm, q);
 		}
 		nd += q - p;
-		if (!r->async) {
-			ret = writeprotect_retry(rt, r->start + (p << rt->page_shift),
-						 (q - p) << rt->page_shift, true, false);
-			if (ret && ret != -ENOENT)
-				goto out;
-			ret = 0;
+		if (!lo_set) {
+			lo = p;
+			lo_set = true;
 		}
+		hi = q;
+		runs++;
 		p = q;
 	}
+	if (!r->async && runs)
+		ret = rearm_runs(rt, r, bm, lo, hi, runs);
+	if (ret)
+		goto out;
 	if (r->async)
 		ret = collect_async_locked(rt, r, bm, &nd);
 	if (set_cb && !ret) {

@@ -88,13 +88,16 @@ int main(int argc, char **argv)
 			madvise(mem + (next() % NPAGES) * ps, ps, MADV_DONTNEED);
 		}
 		hash_pages(mem, NPAGES, ps, ref[k]);
-		ret = fl_ckpt_save(ck, path[k], 0);
+		/* buffered, O_DIRECT + fdatasync, buffered + early writeback + fdatasync */
+		ret = fl_ckpt_save(ck, path[k], k % 3 == 1 ? FL_CKPT_DIRECT | FL_CKPT_FSYNC :
+						k % 3 == 2 ? FL_CKPT_FSYNC : 0);
 		if (ret) {
 			tap_diag("save %d: %s", k, fl_strerror(ret));
 			bad++;
 		}
 	}
-	tap_ok(!bad, "a full image and %d incrementals written", CHAIN);
+	tap_ok(!bad, "a full image and %d incrementals written (buffered, O_DIRECT, fdatasync)",
+	       CHAIN);
 	stat(path[0], &sb0);
 	stat(path[1], &sb1);
 	tap_ok(sb1.st_size < sb0.st_size / 4 && (sb0.st_mode & 0777) == 0600,

@@ -29,15 +29,18 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "ckpt.h"
 #include "farmem.h"
 
 const char *const place_names[] = { "same", "cross", "any" };
 const char *const churn_names[] = { "none", "other", "neighbour" };
 
 enum workload { W_FIRST_TOUCH, W_FAULT_AROUND, W_CHURN, W_SCALING, W_LATENCY,
-		W_FARMEM_SCAN, W_FARMEM_SORT, W_NR };
+	W_DIRTY_COLLECT, W_CKPT_WRITE, W_LAZY_RESTORE, W_LIVE_SNAPSHOT,
+	W_FARMEM_SCAN, W_FARMEM_SORT, W_NR };
 static const char *const workload_names[W_NR] = {
 	"first-touch", "fault-around", "churn", "scaling", "latency",
+	"dirty-collect", "ckpt-write", "lazy-restore", "live-snapshot",
 	"farmem-scan", "farmem-sort",
 };
 
@@ -758,6 +761,7 @@ static void wl_farmem_sort(void)
 
 static void (*const workload_fn[W_NR])(void) = {
 	wl_first_touch, wl_fault_around, wl_churn, wl_scaling, wl_latency,
+	wl_dirty_collect, wl_ckpt_write, wl_lazy_restore, wl_live_snapshot,
 	wl_farmem_scan, wl_farmem_sort,
 };
 
@@ -780,6 +784,14 @@ static void usage(FILE *f)
 "                region's neighbours at a set rate (ops/s) while faults run\n"
 "  scaling       faulting threads x handler threads, 1..N\n"
 "  latency       per-access latency histogram, p50/p99/p999\n"
+"  dirty-collect checkpoints: collect and re-arm the dirty set of 1 GiB,\n"
+"                0.1/1/10 %% dirty, async and sync tracking (ms)\n"
+"  ckpt-write    checkpoints: full image vs raw write(2) of the same bytes,\n"
+"                O_DIRECT and buffered, fdatasync'd (MB/s, ratio)\n"
+"  lazy-restore  checkpoints: eager vs lazy vs lazy + working-set prefetch,\n"
+"                time to first access and to the whole working set\n"
+"  live-snapshot checkpoints: program writes/s during a live snapshot vs not\n"
+"  (checkpoint files go under $FL_BENCH_DIR, $TMPDIR or /var/tmp)\n"
 "  farmem-scan   far memory: a region 4x its budget, evicted to a file store,\n"
 "                read seq / random by 1 and 4 threads: modes faultline and\n"
 "                raw-store (the same file with io_uring, 4 KiB reads, queue\n"
@@ -1026,6 +1038,7 @@ int main(int argc, char **argv)
 		die("no mode left to run");
 	print_banner(how);
 	warm_up();
+	ckpt_setup(&(struct ckpt_env){ .rep = &g.rep, .repeat = g.repeat, .quick = g.quick });
 
 	for (w = 0; w < W_NR; w++)
 		if (g.workloads & (1u << w))

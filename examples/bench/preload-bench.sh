@@ -5,8 +5,8 @@
 #   examples/bench/preload-bench.sh [BUILD] [MiB] [runs]
 #
 # Prints the wall time of the whole program (malloc, writes, free, exit)
-# and touch-pages' own time for the writes. A cgroup-limited comparison
-# under a budget waits for far memory (FAULTLINE_BUDGET) to land.
+# and touch-pages' own time for the writes. Under a budget, against a
+# memory cgroup with swap: preload-budget-bench.sh beside this script.
 set -euo pipefail
 build=${1:-build}
 mib=${2:-1024}

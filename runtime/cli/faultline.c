@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "faultline.h"
@@ -49,8 +50,11 @@ static void usage(FILE *f)
 "managed by faultline's userfaultfd runtime, through LD_PRELOAD.\n"
 "\n"
 "run options (each sets the FAULTLINE_* variable named; see `%s env`):\n"
-"  -b, --budget SIZE        resident budget (FAULTLINE_BUDGET)\n"
-"  -s, --store PATH         backing store for evicted pages (FAULTLINE_STORE)\n"
+"  -b, --budget SIZE        resident budget, at least 1M; the coldest pages\n"
+"                           beyond it go to the store (FAULTLINE_BUDGET)\n"
+"  -s, --store PATH         where evicted pages go: a directory or a file\n"
+"                           (%%p: the pid); default: an unnamed file in\n"
+"                           $TMPDIR or /tmp (FAULTLINE_STORE)\n"
 "  -H, --handlers N         fault handler threads, 0: one per CPU (FAULTLINE_HANDLERS)\n"
 "  -m, --min-region SIZE    smallest managed mapping (FAULTLINE_MIN_REGION)\n"
 "  -a, --fault-around SIZE  bytes per fault, 0: adaptive (FAULTLINE_FAULT_AROUND)\n"
@@ -120,6 +124,40 @@ static void set_option(const char *flag, const char *var, const char *value)
 	settings[nsettings++].value = value;
 }
 
+/*
+ * --store must be usable before the program starts: the shim would only
+ * warn and fall back to the default store. A directory must be writable; a
+ * file must be writable or creatable. "%p" (the pid) is checked as is: it
+ * only changes the last component's name.
+ */
+static void check_store(const char *path)
+{
+	char dir[PATH_MAX];
+	struct stat sb;
+	char *slash;
+
+	if (stat(path, &sb) == 0) {
+		if (access(path, S_ISDIR(sb.st_mode) ? W_OK | X_OK : W_OK))
+			usage_error("invalid --store '%s': not writable (%s)", path, strerror(errno));
+		return;
+	}
+	if (errno != ENOENT)
+		usage_error("invalid --store '%s': %s", path, strerror(errno));
+	if (strlen(path) >= sizeof(dir))
+		usage_error("invalid --store '%s': path too long", path);
+	strcpy(dir, path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		strcpy(dir, ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	if (access(dir, W_OK | X_OK))
+		usage_error("invalid --store '%s': cannot create a file in %s (%s)", path, dir,
+			    strerror(errno));
+}
+
 /* print @s so that a shell reads it back as one word */
 static void print_quoted(const char *s)
 {
@@ -158,7 +196,8 @@ static int cmd_run(int argc, char **argv)
 	};
 	const char *stats_file = NULL;
 	char shim[PATH_MAX], *preload;
-	bool dry = false, farmem = false;
+	const char *budget = NULL, *store = NULL;
+	bool dry = false;
 	int c, verbose = 0, quiet = 0;
 	const char *old;
 
@@ -167,13 +206,13 @@ static int cmd_run(int argc, char **argv)
 		switch (c) {
 		case 'b':
 			set_option("--budget", "FAULTLINE_BUDGET", optarg);
-			farmem = true;
+			budget = optarg;
 			break;
 		case 's':
 			if (!*optarg)
 				usage_error("invalid --store '': expected a path");
 			set_option("--store", "FAULTLINE_STORE", optarg);
-			farmem = true;
+			store = optarg;
 			break;
 		case 'H':
 			set_option("--handlers", "FAULTLINE_HANDLERS", optarg);
@@ -220,10 +259,13 @@ static int cmd_run(int argc, char **argv)
 	}
 	if (optind >= argc)
 		usage_error("run: missing PROGRAM");
-	if (farmem && !FL_PRELOAD_HAS_FARMEM) {
-		fprintf(stderr, "%s: --budget/--store: far memory (a resident budget and a "
-			"backing store) is not supported by this build of faultline yet\n", prog);
-		return 2;
+	if (store) {
+		uint64_t b = 0;
+
+		if (!budget || (fl_opt_parse_size(budget, &b) == 0 && !b))
+			usage_error("--store '%s' needs a --budget: only evicted pages go to "
+				    "the store", store);
+		check_store(store);
 	}
 	if (quiet)
 		set_option("-q", "FAULTLINE_LOG", "error");

@@ -20,16 +20,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/*
- * Far memory (a resident budget and a backing store) is not in the runtime
- * yet (branch farmem). Until its API lands, FAULTLINE_BUDGET and
- * FAULTLINE_STORE are parsed and validated, and then refused with a clear
- * message: the shim warns at start, `faultline run --budget/--store` fails.
- * FAR MEMORY HOOK: set this to 1 and fill in shim_farmem_setup() in
- * preload.c when the far-memory API is merged.
- */
-#define FL_PRELOAD_HAS_FARMEM 0
-
 enum fl_opt_type {
 	FL_OPT_BOOL,	/* 1/0, yes/no, on/off, true/false */
 	FL_OPT_SIZE,	/* bytes, with an optional K/M/G/T suffix (powers of 1024) */
@@ -63,9 +53,9 @@ enum fl_opt_log { FL_OPT_LOG_ERROR, FL_OPT_LOG_WARN, FL_OPT_LOG_INFO, FL_OPT_LOG
 	X(TIERS,	tiers,		ENUM,	"adaptive", "adaptive|spf|region|global", \
 	  "fault-resolution tiers (forced tiers are for benchmarks)") \
 	X(BUDGET,	budget,		SIZE,	"0",	NULL, \
-	  "resident budget for managed memory, far memory beyond it; 0: no budget (not supported by this build yet)") \
+	  "resident budget for managed memory (at least 1M); the coldest pages beyond it go to the store; 0: no budget") \
 	X(STORE,	store,		STRING,	"",	NULL, \
-	  "backing store for evicted pages: a file path; empty: memory (not supported by this build yet)") \
+	  "where evicted pages go (with a budget): a directory (an unnamed file in it) or a file (%p is the pid; one process per file); empty: an unnamed file in $TMPDIR or /tmp") \
 	X(STATS,	stats,		ENUM,	"off",	"off|text|json", \
 	  "print statistics at exit") \
 	X(STATS_FILE,	stats_file,	STRING,	"",	NULL, \

@@ -56,7 +56,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -171,18 +173,147 @@ static void shim_atfork_parent(void);
 static void shim_atfork_child(void);
 
 /*
- * FAR MEMORY HOOK. The far-memory API (budget, stores) is not merged yet:
- * until it is, a budget or a store is refused here with a clear message and
- * the program runs without one. When it lands, configure @r from
- * opt.budget / opt.store here and set FL_PRELOAD_HAS_FARMEM in options.h.
+ * Far memory: FAULTLINE_BUDGET with a store from FAULTLINE_STORE.
+ *
+ * The store is a file written with io_uring by the runtime's own threads
+ * (the evictor writes, handlers read): those threads have shim_depth set
+ * for good, so the rings liburing maps (shared mappings of the ring fd,
+ * never eligible anyway), the per-thread ring state and the runtime's
+ * staging buffers are never managed: no recursion, and no handler or
+ * evictor ever touches managed memory through the store.
+ *
+ *   - empty: an unnamed O_TMPFILE (mode 0600) in $TMPDIR, else /tmp;
+ *   - a directory: such an unnamed file in it;
+ *   - anything else (%p is the pid): that file, created with mode 0600 and
+ *     truncated, and left in place at exit. A named file serves one process
+ *     only: the shim takes an exclusive flock on it first, and a second
+ *     process with the same setting (a child that execs with the inherited
+ *     environment) is told so and gets an unnamed file instead. Without
+ *     the lock the second one would truncate the first one's evicted pages.
+ *
+ * Nothing here fails the program: a store that cannot be opened falls
+ * back to the default one, and without any the memory is managed with no
+ * budget; each case is a warning naming the variable and its value.
  */
-static int shim_farmem_setup(struct fl_runtime *r)
+static struct fl_store *shim_store;	/* lives as long as the runtime: forever */
+static char store_path[4096];
+static int store_lock_fd = -1;		/* a named store's flock, held as long */
+
+/* %p -> pid; Return: false if it does not fit */
+static bool store_path_expand(const char *s)
 {
-	(void)r;
-	if (!opt.budget && !(opt.store && *opt.store))
-		return 0;
-	/* shim_init() already said so, once, at start */
-	return -EOPNOTSUPP;
+	size_t w = 0;
+
+	for (; *s; s++) {
+		if (s[0] == '%' && s[1] == 'p') {
+			int n = snprintf(store_path + w, sizeof(store_path) - w, "%d",
+					 (int)getpid());
+
+			if (n < 0 || (size_t)n >= sizeof(store_path) - w)
+				return false;
+			w += (size_t)n;
+			s++;
+		} else {
+			if (w + 1 >= sizeof(store_path))
+				return false;
+			store_path[w++] = *s;
+		}
+	}
+	store_path[w] = '\0';
+	return true;
+}
+
+/* Context: shim_depth raised, rt_lock held. Return: 0 or -errno; @why set. */
+static int store_open_named(struct fl_store **out, const char **why)
+{
+	struct stat sb;
+	int fd, ret;
+
+	if (!store_path_expand(opt.store)) {
+		*why = "path too long";
+		return -ENAMETOOLONG;
+	}
+	if (stat(store_path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+		ret = fl_store_file_create(store_path, 0, out);
+		*why = ret == -EOPNOTSUPP ? "the file system has no unnamed files (O_TMPFILE)" :
+		       strerror(-ret);
+		return ret;
+	}
+	/* kept open (and locked) as long as the store; close-on-exec */
+	fd = open(store_path, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		ret = -errno;
+		*why = strerror(-ret);
+		return ret;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		ret = -errno;
+		close(fd);
+		*why = ret == -EWOULDBLOCK ? "in use by another process (add %p to the "
+		       "name, or give a directory)" : strerror(-ret);
+		return ret;
+	}
+	/* evicted pages are the program's memory: no one else may read them
+	 * (an existing regular file keeps its mode through O_TRUNC) */
+	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (sb.st_mode & 077) &&
+	    fchmod(fd, sb.st_mode & 0700) < 0) {
+		ret = -errno;
+		close(fd);
+		*why = "readable by others, and its mode cannot be changed";
+		return ret;
+	}
+	ret = fl_store_file_create(store_path, 0, out);
+	if (ret) {
+		close(fd);
+		*why = strerror(-ret);
+		return ret;
+	}
+	store_lock_fd = fd;
+	return 0;
+}
+
+/* Context: shim_depth raised, rt_lock held. Sets ro->store/budget or not. */
+static void shim_farmem_setup(struct fl_runtime_opts *ro)
+{
+	const char *why;
+	int ret;
+
+	if (!opt.budget)
+		return;	/* a store alone: shim_init() said it is ignored */
+	if (opt.store && *opt.store) {
+		ret = store_open_named(&shim_store, &why);
+		if (ret) {
+			shim_log(FL_OPT_LOG_WARN, "warning: FAULTLINE_STORE='%s': %s; using an "
+				 "unnamed file in $TMPDIR or /tmp", opt.store, why);
+			store_path[0] = '\0';
+		}
+	}
+	if (!shim_store) {
+		ret = fl_store_file_create(NULL, 0, &shim_store);
+		if (ret) {
+			char v[32];
+
+			fl_opt_format(&opt, fl_opt_find("FAULTLINE_BUDGET", 0), v, sizeof(v));
+			shim_log(FL_OPT_LOG_WARN, "warning: FAULTLINE_BUDGET=%s: no backing store "
+				 "(an unnamed file in $TMPDIR or /tmp: %s); memory is managed "
+				 "without a budget", v, strerror(-ret));
+			shim_store = NULL;
+			return;
+		}
+	}
+	ro->store = shim_store;
+	ro->budget = (size_t)opt.budget;
+}
+
+static void shim_farmem_drop(struct fl_runtime_opts *ro)
+{
+	fl_store_destroy(shim_store);
+	shim_store = NULL;
+	if (store_lock_fd >= 0)
+		close(store_lock_fd);
+	store_lock_fd = -1;
+	ro->store = NULL;
+	ro->budget = 0;
 }
 
 /* Context: shim_depth raised. Return: the runtime, or NULL (then SHIM_OFF). */
@@ -204,7 +335,15 @@ static struct fl_runtime *shim_runtime(void)
 	ro.tiers = (enum fl_tier_policy)opt.tiers;
 	if (!opt.pin)
 		ro.flags |= FL_RT_NO_PIN;
+	/* store and budget are fl_runtime_create() options: set them first */
+	shim_farmem_setup(&ro);
 	ret = fl_runtime_create(&ro, &r);
+	if (ret && ro.store) {
+		shim_log(FL_OPT_LOG_WARN, "warning: cannot start the runtime with far memory: "
+			 "%s; trying without a budget", fl_strerror(ret));
+		shim_farmem_drop(&ro);
+		ret = fl_runtime_create(&ro, &r);
+	}
 	if (ret) {
 		shim_log(FL_OPT_LOG_WARN, "warning: cannot start the runtime: %s; "
 			 "memory is not managed", fl_strerror(ret));
@@ -219,11 +358,15 @@ static struct fl_runtime *shim_runtime(void)
 			 "memory would fail; memory is not managed (allow unprivileged "
 			 "userfaultfd or /dev/userfaultfd access to fix)");
 		fl_runtime_destroy(r);
+		shim_farmem_drop(&ro);
 		r = NULL;
 		atomic_store(&shim_state, SHIM_OFF);
 		goto out;
 	}
-	(void)shim_farmem_setup(r);
+	if (ro.store && !ft.move && !ft.wp)
+		shim_log(FL_OPT_LOG_WARN, "warning: FAULTLINE_BUDGET: this kernel has neither "
+			 "UFFDIO_MOVE nor userfaultfd write-protect: nothing can be evicted, "
+			 "memory stays resident");
 	/*
 	 * Registered after the runtime's own fork handlers (fl_runtime_create
 	 * installs them), so our prepare runs first: it takes range_lock
@@ -234,8 +377,10 @@ static struct fl_runtime *shim_runtime(void)
 	pthread_atfork(shim_atfork_prepare, shim_atfork_parent, shim_atfork_child);
 	if (opt.log >= FL_OPT_LOG_INFO) {
 		shim_log(FL_OPT_LOG_INFO, "runtime started: min region %zu bytes, malloc %s, "
-			 "uffd %s", min_region, opt.malloc ? "on" : "off",
-			 ft.open_method == FL_OPEN_DEV ? "/dev/userfaultfd" : "userfaultfd(2)");
+			 "uffd %s, budget %zu bytes%s%s", min_region, opt.malloc ? "on" : "off",
+			 ft.open_method == FL_OPEN_DEV ? "/dev/userfaultfd" : "userfaultfd(2)",
+			 ro.budget, !ro.store ? "" : store_path[0] ? ", store " : ", store unnamed",
+			 ro.store ? store_path : "");
 	}
 	__atomic_store_n(&rt, r, __ATOMIC_RELEASE);
 out:
@@ -262,13 +407,20 @@ static bool shim_register(void *a, size_t len)
 	return true;
 }
 
-static void shim_unregister(void *a)
+/*
+ * @keep: the bytes must survive (mremap, a range only partly unmapped). Else
+ * the caller unmaps the whole range next, and far memory need not read its
+ * evicted pages back from the store first (fl_region_unregister_discard):
+ * a free() of a mostly evicted 1 GiB block would read it all in, far over
+ * the budget, only to unmap it.
+ */
+static void shim_unregister(void *a, bool keep)
 {
 	int ret;
 
 	if (!rt || atomic_load(&shim_state) != SHIM_ACTIVE)
 		return;	/* forked child: the range is plain memory already */
-	ret = fl_region_unregister(rt, a);
+	ret = keep ? fl_region_unregister(rt, a) : fl_region_unregister_discard(rt, a);
 	if (ret)
 		shim_log(FL_OPT_LOG_DEBUG, "unregister %p: %s", a, fl_strerror(ret));
 }
@@ -344,10 +496,12 @@ static void range_manage_locked(uintptr_t a, uintptr_t b)
  * drain and for a grace period, so no handler can install a page into
  * whatever the kernel maps there next. The pieces of a range outside
  * [a, b) are returned in @keep (to re-register once the kernel is done).
+ * @discard: the caller unmaps [a, b) for sure: a range wholly inside it
+ * need not keep its bytes (see shim_unregister()).
  * Context: shim_depth raised, range_lock held. Return: pieces in @keep.
  */
 static size_t ranges_release_locked(uintptr_t a, uintptr_t b, struct range *keep, size_t max,
-				    bool *found)
+				    bool *found, bool discard)
 {
 	size_t nk = 0;
 
@@ -360,7 +514,7 @@ static size_t ranges_release_locked(uintptr_t a, uintptr_t b, struct range *keep
 		}
 		if (found)
 			*found = true;
-		shim_unregister((void *)r.start);
+		shim_unregister((void *)r.start, !discard || r.start < a || r.end > b);
 		bytes_sub(r.end - r.start);
 		range_del_locked(i);
 		if (r.start < a && nk < max)
@@ -483,7 +637,7 @@ static void *blk_alloc(size_t size, size_t align)
 	managed = shim_register((void *)p, maplen);
 	if (!blk_insert(p, maplen, managed)) {
 		if (managed)
-			shim_unregister((void *)p);
+			shim_unregister((void *)p, false);
 		sys_munmap((void *)p, maplen);
 		atomic_fetch_add_explicit(&n_unmanaged, 1, memory_order_relaxed);
 		return NULL;
@@ -503,7 +657,7 @@ static void blk_free(struct blk *b, void *ptr)
 
 	/* unregister before munmap: see ranges_release_locked() */
 	if (b->managed) {
-		shim_unregister(ptr);
+		shim_unregister(ptr, false);
 		bytes_sub(maplen);
 	}
 	blk_remove(b);
@@ -609,7 +763,7 @@ SHIM_EXPORT void *realloc(void *ptr, size_t size)
 		bool managed = b->managed;
 
 		if (managed)
-			shim_unregister(ptr);
+			shim_unregister(ptr, true);
 		np = sys_mremap(ptr, b->maplen, maplen, MREMAP_MAYMOVE, NULL);
 		if (np == MAP_FAILED) {
 			if (managed)
@@ -626,7 +780,7 @@ SHIM_EXPORT void *realloc(void *ptr, size_t size)
 				void *g = __libc_malloc(size);
 
 				if (managed)
-					shim_unregister(np);
+					shim_unregister(np, true);
 				if (g)
 					memcpy(g, np, size);
 				sys_munmap(np, maplen);
@@ -736,7 +890,7 @@ SHIM_EXPORT void *shim_mmap(void *addr, size_t len, int prot, int flags, int fd,
 
 		pthread_mutex_lock(&range_lock);
 		nk = ranges_release_locked((uintptr_t)addr, (uintptr_t)addr + page_up(len),
-					   keep, 16, NULL);
+					   keep, 16, NULL, false);
 		p = sys_mmap(addr, len, prot, flags, fd, off);
 		for (size_t i = 0; i < nk; i++)
 			range_manage_locked(keep[i].start, keep[i].end);
@@ -769,7 +923,9 @@ SHIM_EXPORT int munmap(void *addr, size_t len)
 		return sys_munmap(addr, len);
 	shim_depth++;
 	pthread_mutex_lock(&range_lock);
-	nk = ranges_release_locked((uintptr_t)addr, (uintptr_t)addr + page_up(len), keep, 16, NULL);
+	/* munmap fails only on bad arguments: check those before discarding */
+	nk = ranges_release_locked((uintptr_t)addr, (uintptr_t)addr + page_up(len), keep, 16, NULL,
+				   len && !((uintptr_t)addr & (page_size - 1)));
 	ret = sys_munmap(addr, len);
 	for (size_t i = 0; i < nk; i++)
 		range_manage_locked(keep[i].start, keep[i].end);
@@ -799,10 +955,10 @@ SHIM_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, .
 	pthread_mutex_lock(&range_lock);
 	/* the source, and a MREMAP_FIXED destination, leave the runtime first */
 	nk = ranges_release_locked((uintptr_t)old, (uintptr_t)old + page_up(old_len ? old_len : 1),
-				   keep, 16, &managed);
+				   keep, 16, &managed, false);
 	if (to)
 		nk += ranges_release_locked((uintptr_t)to, (uintptr_t)to + page_up(new_len),
-					    keep + nk, 16 - nk, NULL);
+					    keep + nk, 16 - nk, NULL, false);
 	p = sys_mremap(old, old_len, new_len, flags, to);
 	for (size_t i = 0; i < nk; i++)
 		range_manage_locked(keep[i].start, keep[i].end);
@@ -1087,8 +1243,8 @@ static void shim_init(void)
 	} else {
 		atomic_store(&shim_state, SHIM_ACTIVE);
 	}
-	if (opt.budget || (opt.store && *opt.store))
-		shim_log(FL_OPT_LOG_WARN, "warning: FAULTLINE_BUDGET/FAULTLINE_STORE are not "
-			 "supported by this build yet (no far-memory runtime); ignored");
+	if (!opt.budget && opt.store && *opt.store)
+		shim_log(FL_OPT_LOG_WARN, "warning: FAULTLINE_STORE='%s' without "
+			 "FAULTLINE_BUDGET: no far memory, the store is not used", opt.store);
 	shim_depth--;
 }

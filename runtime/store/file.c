@@ -251,6 +251,9 @@ FL_EXPORT int fl_store_file_create(const char *path, unsigned int flags, struct 
 		oflags |= O_DIRECT;
 	if (path) {
 		fd = open(path, oflags | O_CREAT | O_TRUNC, 0600);
+		/* a directory: an unnamed file in it, as for NULL */
+		if (fd < 0 && errno == EISDIR)
+			fd = open(path, oflags | O_TMPFILE, 0600);
 	} else {
 		const char *dir = secure_getenv("TMPDIR");
 

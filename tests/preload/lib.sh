@@ -16,7 +16,7 @@ ok() {	# ok COND-EXIT-STATUS description
 	TAP_N=$((TAP_N + 1))
 	if [ "$1" = 0 ]; then echo "ok $TAP_N - $2"; else echo "not ok $TAP_N - $2"; TAP_FAILED=$((TAP_FAILED + 1)); fi
 }
-diag() { echo "# $*"; }
+diag() { printf '%s\n' "$*" | sed 's/^/# /'; }	# every line a TAP comment
 skip_all() { echo "1..0 # SKIP $*"; exit 77; }
 done_testing() { [ "$TAP_FAILED" = 0 ] && exit 0; exit 1; }
 need() { command -v "$1" >/dev/null 2>&1 || skip_all "$1 is not installed (Debian package $2)"; }
@@ -47,4 +47,14 @@ check_managed() {
 	diag "$what: regions_registered=$regions faults=$faults pages_installed=$(json_get "$f" 's["counters"]["pages_installed"]') managed_peak=$(json_get "$f" 's["managed"]["bytes_peak"]')"
 	[ "${regions:-0}" -gt 0 ] && [ "${faults:-0}" -gt 0 ]
 	ok $? "$what: stats show managed memory (regions > 0, faults > 0)"
+}
+
+# far FILE what: under a budget, pages were evicted and read back
+check_far() {
+	local f=$1 what=$2 ev pi
+	ev=$(json_get "$f" 's["counters"]["far_evictions"]')
+	pi=$(json_get "$f" 's["counters"]["far_pageins"]')
+	diag "$what: far_evictions=$ev far_pageins=$pi far_writebacks=$(json_get "$f" 's["counters"]["far_writebacks"]') managed_peak=$(json_get "$f" 's["managed"]["bytes_peak"]')"
+	[ "${ev:-0}" -gt 0 ] && [ "${pi:-0}" -gt 0 ]
+	ok $? "$what: stats show far memory at work (far_evictions > 0, far_pageins > 0)"
 }

@@ -3,7 +3,7 @@
 . "$(dirname "$0")/lib.sh"
 [ -x "$PY" ] || skip_all "$PY is not installed (Debian package python3)"
 probe_uffd
-plan 3
+plan 5
 cat > "$WORK/prog.py" <<'PYEOF'
 import hashlib
 # a big bytearray (one malloc block), written page by page and sliced
@@ -32,4 +32,9 @@ ok $? "python3 runs natively"
 cmp -s "$WORK/native.out" "$WORK/shim.out"
 ok $? "python3 under the shim prints the same bytes"
 check_managed "$WORK/st.json" python3
+# a budget well below its peak (~200 MiB managed): pages go to the store and back
+"$FL_CLI" run --budget 32M --stats-file="$WORK/far.json" -- $PY "$WORK/prog.py" > "$WORK/far.out"
+cmp -s "$WORK/native.out" "$WORK/far.out"
+ok $? "python3 under a 32 MiB budget prints the same bytes"
+check_far "$WORK/far.json" "python3, 32M budget"
 done_testing

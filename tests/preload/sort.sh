@@ -4,7 +4,7 @@
 need sort coreutils
 [ -x "$PY" ] || skip_all "$PY is not installed (Debian package python3)"
 probe_uffd
-plan 3
+plan 5
 $PY -c '
 import random, sys
 r = random.Random(7)
@@ -19,4 +19,9 @@ LC_ALL=C "$FL_CLI" run --stats-file="$WORK/st.json" -- sort -S 100M "$WORK/in.tx
 cmp -s "$WORK/native.out" "$WORK/shim.out"
 ok $? "sort under the shim prints the same bytes"
 check_managed "$WORK/st.json" sort
+# the file is larger than the budget, and so is sort's buffer
+LC_ALL=C "$FL_CLI" run --budget 32M --stats-file="$WORK/far.json" -- sort -S 100M "$WORK/in.txt" > "$WORK/far.out"
+cmp -s "$WORK/native.out" "$WORK/far.out"
+ok $? "sort under a 32 MiB budget prints the same bytes"
+check_far "$WORK/far.json" "sort, 32M budget"
 done_testing

@@ -3,7 +3,7 @@
 . "$(dirname "$0")/lib.sh"
 need sqlite3 sqlite3
 probe_uffd
-plan 3
+plan 5
 cat > "$WORK/q.sql" <<'SQL'
 PRAGMA cache_size = -65536;
 CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v TEXT);
@@ -23,4 +23,8 @@ ok $? "sqlite3 runs natively"
 cmp -s "$WORK/native.out" "$WORK/shim.out" && cmp -s "$WORK/native.db" "$WORK/shim.db"
 ok $? "sqlite3 under the shim prints the same bytes and writes the same database"
 check_managed "$WORK/st.json" sqlite3
+"$FL_CLI" run --min-region 256K --budget 8M --stats-file="$WORK/far.json" -- sqlite3 "$WORK/far.db" < "$WORK/q.sql" > "$WORK/far.out"
+cmp -s "$WORK/native.out" "$WORK/far.out" && cmp -s "$WORK/native.db" "$WORK/far.db"
+ok $? "sqlite3 under an 8 MiB budget prints the same bytes and writes the same database"
+check_far "$WORK/far.json" "sqlite3, 8M budget"
 done_testing
