@@ -11,7 +11,7 @@
  *   farmem-sort  an in-place quicksort of an array 4x the budget: mode
  *                faultline (region under the budget, file store) and mode
  *                memcg (the same sort in a child in a memory cgroup whose
- *                limit is the budget, with swap).
+ *                limit is the budget, with swap). Runs only when named.
  */
 #ifndef FL_BENCH_FARMEM_H
 #define FL_BENCH_FARMEM_H
