@@ -37,7 +37,15 @@ struct thread_ring {
 	struct io_uring ring;
 	bool ok;		/* ring usable */
 	bool tried;		/* setup attempted */
+	int efd;		/* eventfd registered on the ring, or -1 */
 };
+
+/*
+ * Asynchronous reads share the thread's ring with the synchronous batches:
+ * their user_data carries this tag bit (requests are pointer-aligned), and
+ * whichever reaps a tagged completion (ring_batch() or file_reap()) runs it.
+ */
+#define ASYNC_TAG ((uintptr_t)1)
 
 static pthread_key_t ring_key;
 static pthread_once_t ring_once = PTHREAD_ONCE_INIT;
@@ -74,6 +82,7 @@ static struct thread_ring *ring_get(void)
 	if (!t->tried) {
 		t->tried = true;
 		t->ok = io_uring_queue_init(RING_ENTRIES, &t->ring, 0) == 0;
+		t->efd = -1;
 	}
 	return t;
 }
@@ -123,6 +132,49 @@ static void prep(struct io_uring_sqe *sqe, int fd, struct inflight *f)
 	io_uring_sqe_set_data(sqe, f);
 }
 
+static void prep_async(struct io_uring_sqe *sqe, int fd, struct store_areq *a)
+{
+	io_uring_prep_read(sqe, fd, (char *)a->req.buf + a->progress,
+			   (unsigned int)(a->req.len - a->progress), a->req.off + a->progress);
+	io_uring_sqe_set_data(sqe, (void *)((uintptr_t)a | ASYNC_TAG));
+}
+
+/*
+ * A completion of an asynchronous read: finish it (@done), or ask for the
+ * rest of a short read. Return: true if a new request was queued.
+ */
+static bool async_cqe(struct io_uring *ring, struct store_areq *a, int res)
+{
+	struct file_store *fs = a->store->priv;
+	struct io_uring_sqe *sqe;
+
+	if (res == -EINTR || res == -EAGAIN) {
+		res = 0;
+	} else if (res < 0) {
+		a->req.res = res;
+		a->done(a);
+		return false;
+	} else if (res == 0) {
+		/* end of file: never written, zeros */
+		memset((char *)a->req.buf + a->progress, 0, a->req.len - a->progress);
+		a->done(a);
+		return false;
+	}
+	a->progress += (size_t)res;
+	if (a->progress >= a->req.len) {
+		a->done(a);
+		return false;
+	}
+	sqe = io_uring_get_sqe(ring);
+	if (!sqe) {
+		a->req.res = -EIO;
+		a->done(a);
+		return false;
+	}
+	prep_async(sqe, fs->fd, a);
+	return true;
+}
+
 static int ring_batch(struct io_uring *ring, int fd, struct store_req *reqs, unsigned int n)
 {
 	struct inflight f[RING_ENTRIES];
@@ -151,6 +203,12 @@ static int ring_batch(struct io_uring *ring, int fd, struct store_req *reqs, uns
 			x = io_uring_cqe_get_data(cqe);
 			ret = cqe->res;
 			io_uring_cqe_seen(ring, cqe);
+			if ((uintptr_t)x & ASYNC_TAG) {
+				/* one of this thread's asynchronous reads */
+				if (async_cqe(ring, (void *)((uintptr_t)x & ~ASYNC_TAG), ret))
+					io_uring_submit(ring);
+				continue;
+			}
 			pending--;
 			if (ret == -EINTR || ret == -EAGAIN) {
 				ret = 0;	/* resubmit the same part */
@@ -207,6 +265,54 @@ static int file_io(struct fl_store *s, struct store_req *reqs, unsigned int n)
 	return first;
 }
 
+static int file_read_async(struct fl_store *s, struct store_areq *a)
+{
+	struct file_store *fs = s->priv;
+	struct thread_ring *t = ring_get();
+	struct io_uring_sqe *sqe;
+	int ret;
+
+	if (!t || !t->ok)
+		return -ENOSYS;
+	if (t->efd != a->efd) {
+		/* the ring signals the thread's eventfd on each completion */
+		if (t->efd >= 0)
+			io_uring_unregister_eventfd(&t->ring);
+		t->efd = -1;
+		if (io_uring_register_eventfd(&t->ring, a->efd))
+			return -ENOSYS;
+		t->efd = a->efd;
+	}
+	sqe = io_uring_get_sqe(&t->ring);
+	if (!sqe)
+		return -EBUSY;
+	prep_async(sqe, fs->fd, a);
+	ret = io_uring_submit(&t->ring);
+	return ret < 0 ? ret : 0;
+}
+
+static void file_reap(struct fl_store *s)
+{
+	struct thread_ring *t = ring_get();
+	struct io_uring_cqe *cqe;
+	bool more = false;
+
+	(void)s;
+	if (!t || !t->ok)
+		return;
+	while (io_uring_peek_cqe(&t->ring, &cqe) == 0) {
+		uintptr_t x = (uintptr_t)io_uring_cqe_get_data(cqe);
+		int res = cqe->res;
+
+		io_uring_cqe_seen(&t->ring, cqe);
+		/* only tagged requests: synchronous batches reap their own */
+		if (x & ASYNC_TAG)
+			more |= async_cqe(&t->ring, (void *)(x & ~ASYNC_TAG), res);
+	}
+	if (more)
+		io_uring_submit(&t->ring);
+}
+
 static int file_discard(struct fl_store *s, uint64_t off, size_t len)
 {
 	struct file_store *fs = s->priv;
@@ -235,6 +341,8 @@ static void file_destroy(struct fl_store *s)
 static const struct store_vtbl file_vtbl = {
 	.name = "file",
 	.io = file_io,
+	.read_async = file_read_async,
+	.reap = file_reap,
 	.discard = file_discard,
 	.flush = file_flush,
 	.destroy = file_destroy,

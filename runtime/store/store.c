@@ -3,8 +3,12 @@
  * store.c - the store object, and the user-callback store.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store.h"
 
@@ -32,10 +36,88 @@ FL_EXPORT void fl_store_destroy(struct fl_store *s)
 
 /* ---- user callbacks ---- */
 
+/*
+ * Asynchronous reads run on up to CB_WORKERS threads of the store's own,
+ * started on demand: a callback may block (a slow or remote store) and a
+ * handler thread must not wait for it (fault.c, "asynchronous page-in").
+ */
+#define CB_WORKERS 4
+
 struct cb_store {
 	struct fl_store_ops ops;
 	void *arg;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct store_areq *head, *tail;	/* queued reads */
+	unsigned int nworkers, idle;
+	bool stop;
+	pthread_t worker[CB_WORKERS];
 };
+
+static int cb_read(struct cb_store *cb, struct store_req *r)
+{
+	int ret = cb->ops.read(cb->arg, r->off, r->buf, r->len);
+
+	/* a callback that returns a positive count broke the contract:
+	 * only 0 means "all of it" */
+	return ret < 0 ? ret : ret > 0 ? -EIO : 0;
+}
+
+static void *cb_worker(void *arg)
+{
+	struct cb_store *cb = arg;
+
+	pthread_mutex_lock(&cb->lock);
+	for (;;) {
+		struct store_areq *a = cb->head;
+
+		if (!a) {
+			if (cb->stop)
+				break;
+			cb->idle++;
+			pthread_cond_wait(&cb->cond, &cb->lock);
+			cb->idle--;
+			continue;
+		}
+		cb->head = a->qnext;
+		if (!cb->head)
+			cb->tail = NULL;
+		pthread_mutex_unlock(&cb->lock);
+		a->req.res = cb_read(cb, &a->req);
+		/* @a belongs to its handler again once done() returns (done()
+		 * signals the handler's eventfd itself) */
+		a->done(a);
+		pthread_mutex_lock(&cb->lock);
+	}
+	pthread_mutex_unlock(&cb->lock);
+	return NULL;
+}
+
+static int cb_read_async(struct fl_store *s, struct store_areq *a)
+{
+	struct cb_store *cb = s->priv;
+	int ret = 0;
+
+	pthread_mutex_lock(&cb->lock);
+	if (!cb->idle && cb->nworkers < CB_WORKERS) {
+		if (pthread_create(&cb->worker[cb->nworkers], NULL, cb_worker, cb) == 0)
+			cb->nworkers++;
+		else if (!cb->nworkers)
+			ret = -EAGAIN;		/* the caller reads synchronously */
+	}
+	if (!ret) {
+		a->qnext = NULL;
+		if (cb->tail)
+			cb->tail->qnext = a;
+		else
+			cb->head = a;
+		cb->tail = a;
+		pthread_cond_signal(&cb->cond);
+	}
+	pthread_mutex_unlock(&cb->lock);
+	return ret;
+}
 
 static int cb_io(struct fl_store *s, struct store_req *reqs, unsigned int n)
 {
@@ -46,13 +128,12 @@ static int cb_io(struct fl_store *s, struct store_req *reqs, unsigned int n)
 		struct store_req *r = &reqs[i];
 		int ret;
 
-		if (r->op == STORE_READ)
-			ret = cb->ops.read(cb->arg, r->off, r->buf, r->len);
-		else
+		if (r->op == STORE_READ) {
+			r->res = cb_read(cb, r);
+		} else {
 			ret = cb->ops.write(cb->arg, r->off, r->buf, r->len);
-		/* a callback that returns a positive count broke the contract:
-		 * only 0 means "all of it" */
-		r->res = ret < 0 ? ret : ret > 0 ? -EIO : 0;
+			r->res = ret < 0 ? ret : ret > 0 ? -EIO : 0;
+		}
 		if (r->res && !first)
 			first = r->res;
 	}
@@ -77,6 +158,16 @@ static void cb_destroy(struct fl_store *s)
 {
 	struct cb_store *cb = s->priv;
 
+	/* no reads are queued: the runtime was destroyed first (its handlers
+	 * finish their reads before they exit) */
+	pthread_mutex_lock(&cb->lock);
+	cb->stop = true;
+	pthread_cond_broadcast(&cb->cond);
+	pthread_mutex_unlock(&cb->lock);
+	for (unsigned int i = 0; i < cb->nworkers; i++)
+		pthread_join(cb->worker[i], NULL);
+	pthread_mutex_destroy(&cb->lock);
+	pthread_cond_destroy(&cb->cond);
 	if (cb->ops.destroy)
 		cb->ops.destroy(cb->arg);
 	free(cb);
@@ -85,6 +176,7 @@ static void cb_destroy(struct fl_store *s)
 static const struct store_vtbl cb_vtbl = {
 	.name = "callbacks",
 	.io = cb_io,
+	.read_async = cb_read_async,
 	.discard = cb_discard,
 	.flush = cb_flush,
 	.destroy = cb_destroy,
@@ -104,8 +196,12 @@ FL_EXPORT int fl_store_callbacks_create(const struct fl_store_ops *ops, void *ar
 	memcpy(&cb->ops, ops, ops->size < sizeof(cb->ops) ? ops->size : sizeof(cb->ops));
 	cb->ops.size = sizeof(cb->ops);
 	cb->arg = arg;
+	pthread_mutex_init(&cb->lock, NULL);
+	pthread_cond_init(&cb->cond, NULL);
 	*out = store_new(&cb_vtbl, cb);
 	if (!*out) {
+		pthread_mutex_destroy(&cb->lock);
+		pthread_cond_destroy(&cb->cond);
 		free(cb);
 		return -ENOMEM;
 	}
