@@ -536,9 +536,11 @@ int fl_features_print(const struct fl_runtime *rt, FILE *f);
 	X(pin_slow,		"fl_pin calls that faulted pages in (slow path)") \
 	X(far_resident_pages,	"far memory (gauge): resident pages, as the evictor last saw them") \
 	X(far_resident_peak,	"far memory (gauge): highest resident page count") \
-	X(metadata_bytes,	"(gauge) runtime metadata of managed memory: page-state tables and region objects, bytes")
+	X(metadata_bytes,	"(gauge) runtime metadata of managed memory: page-state tables and region objects, bytes") \
+	X(far_aio_reads,	"far memory: store reads a handler started and went on serving faults") \
+	X(far_aio_drain_waits,	"far memory: waits of a handler for its own reads before it blocked")
 
-#define FL_STATS_VERSION 5
+#define FL_STATS_VERSION 6
 
 /**
  * struct fl_stats - a snapshot of the counters, summed over threads.

@@ -21,7 +21,12 @@
  *   limit hit, or a forced policy. Always correct, never fast.
  */
 #include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -341,7 +346,8 @@ static void fail_page(struct fl_fault_ctx *c, const struct snap *s, size_t pg,
 	uffd_wake(&rt->uffd, s->start + (pg << rt->page_shift), n << rt->page_shift);
 }
 
-enum res { RES_DONE, RES_BLOCK };
+/* RES_PENDING: a store read is in flight and owns the region read ref */
+enum res { RES_DONE, RES_BLOCK, RES_PENDING };
 
 static enum res far_resolve(struct fl_fault_ctx *c, const struct snap *s,
 			    uintptr_t addr, bool write, bool may_block);
@@ -391,6 +397,7 @@ static enum res resolve(struct fl_fault_ctx *c, const struct snap *s,
 			/* far memory over budget: give the evictor a moment */
 			if (!may_block)
 				return RES_BLOCK;
+			far_aio_drain(c);	/* the rule: see "asynchronous page-in" */
 			far_throttle(c);
 		}
 		if (atomic_compare_exchange_weak_explicit(w, &v,
@@ -407,6 +414,9 @@ static enum res resolve(struct fl_fault_ctx *c, const struct snap *s,
 		STAT_ADD(c->st, fault_around_pages, hi - lo - 1);
 	}
 
+	/* a fill callback may block: the rule (see "asynchronous page-in") */
+	if (k == K_FILL && may_block)
+		far_aio_drain(c);
 	if (produce(c, s, lo, hi - lo, k, &src) < 0) {
 		fail_page(c, s, lo, hi - lo, addr);
 		return RES_DONE;
@@ -502,81 +512,21 @@ static size_t far_window(struct fl_fault_ctx *c, const struct snap *s, size_t pg
 }
 
 /*
- * A fault on an EVICTING or EVICTED page. Tier 1 hands off (RES_BLOCK):
- * store I/O happens under the region read lock, never inside RCU.
+ * Install a run read back from the store: pages [lo, hi) of @s, claimed
+ * FILLING, their bytes in @buf; with WP (@cmode) so that the first write
+ * tells us the page is dirty. Settles every page: RESIDENT, or back to
+ * EVICTED (parked or woken) when the kernel refuses.
  */
-static enum res far_resolve(struct fl_fault_ctx *c, const struct snap *s,
-			    uintptr_t addr, bool write, bool may_block)
+static void far_install(struct fl_fault_ctx *c, const struct snap *s, size_t lo,
+			size_t hi, const char *buf, uint64_t cmode)
 {
 	struct fl_runtime *rt = c->rt;
-	struct fl_far *f = rt->far;
-	size_t pg = (addr - s->start) >> rt->page_shift;
-	_Atomic uint32_t *w = &s->pstate[pg];
-	uint64_t cmode = f && f->wp ? UFFDIO_COPY_MODE_WP : 0;
-	size_t lo, hi, off, done;
-	struct store_req req;
-	uintptr_t a;
+	uintptr_t a = s->start + (lo << rt->page_shift);
+	size_t len = (hi - lo) << rt->page_shift, off = 0, done;
 	int ret;
 
-	for (;;) {
-		uint32_t v = atomic_load_explicit(w, memory_order_acquire);
-		unsigned int st = ps_state(v);
-
-		if (st == PS_EVICTING && f && !f->move) {
-			/*
-			 * Non-MOVE: the page is still mapped while EVICTING, so a
-			 * MISSING fault means the program zapped it (its REMOVE
-			 * is on its way): serve what that asked for, zeros,
-			 * write-protected so that a write abandons the eviction.
-			 * Never waits: the faulting thread may be the evictor.
-			 */
-			ret = uffd_copy(&rt->uffd, page_down(rt, addr), zero_buf,
-					rt->page_size, cmode, &done);
-			if (ret == -EAGAIN)
-				park_fault(c, page_down(rt, addr), rt->page_size);
-			else if (ret)
-				uffd_wake(&rt->uffd, page_down(rt, addr), rt->page_size);
-			return RES_DONE;
-		}
-		if (!may_block)
-			return RES_BLOCK;
-		if (st == PS_EVICTING) {
-			/* MOVE step 2-5 in progress: sleep on the page's word */
-			page_wait(w, PS_EVICTING);
-			continue;
-		}
-		if (st != PS_EVICTED)
-			return resolve(c, s, addr, write, true);
-		if (!c->no_throttle && far_over_budget(rt))
-			far_throttle(c);
-		if (atomic_compare_exchange_weak_explicit(w, &v,
-				(v & ~PS_STATE_MASK) | PS_FILLING,
-				memory_order_acquire, memory_order_relaxed))
-			break;
-	}
-
-	/* read-ahead: the adaptive window, over evicted neighbours only */
-	claim_run(rt, s, pg, far_window(c, s, pg), K_EVICTED, &lo, &hi);
-
-	req = (struct store_req){
-		.op = STORE_READ,
-		.off = s->store_off + ((uint64_t)lo << rt->page_shift),
-		.buf = c->bounce,
-		.len = (hi - lo) << rt->page_shift,
-	};
-	if (!f || store_io(f->store, &req, 1)) {
-		far_read_failed(c, s, lo, hi, addr);
-		return RES_DONE;
-	}
-	STAT_ADD(c->st, far_pageins, hi - lo);
-	STAT_ADD(c->st, far_readahead_pages, hi - lo - 1);
-
-	/* install; with WP so that the first write tells us it is dirty */
-	a = s->start + (lo << rt->page_shift);
-	off = 0;
-	while (off < req.len) {
-		ret = uffd_copy(&rt->uffd, a + off, (char *)c->bounce + off,
-				req.len - off, cmode, &done);
+	while (off < len) {
+		ret = uffd_copy(&rt->uffd, a + off, buf + off, len - off, cmode, &done);
 		for (size_t p = 0; p < (done >> rt->page_shift); p++)
 			far_finish(&s->pstate[lo + (off >> rt->page_shift) + p], PS_RESIDENT,
 				   PS_REF | (cmode ? PS_INSTORE : 0));
@@ -613,16 +563,387 @@ static enum res far_resolve(struct fl_fault_ctx *c, const struct snap *s,
 				STAT_INC(c->st, copy_eagain);
 			else
 				STAT_INC(c->st, copy_eexist);
-			park_fault(c, a + off, req.len - off);
-			return RES_DONE;
+			park_fault(c, a + off, len - off);
+			return;
 		}
 		if (ret == -ENOENT)
 			STAT_INC(c->st, range_gone);
 		else
 			STAT_INC(c->st, ioctl_errors);
-		uffd_wake(&rt->uffd, a + off, req.len - off);
+		uffd_wake(&rt->uffd, a + off, len - off);
+		return;
+	}
+}
+
+/*
+ * ---- asynchronous page-in (handler threads) ----
+ *
+ * A handler that takes a fault on an EVICTED page claims the run (FILLING),
+ * keeps the region read reference its tier took (tier 2: never the RCU read
+ * side, which must not be held across I/O), starts the store read with the
+ * pending fault as the request, and goes back to its uffd: reads in flight
+ * are no longer bounded by the number of handler threads, and a read in
+ * flight never stops a handler from serving other faults. On completion
+ * (far_aio_complete(): the handler's loop, or a drain) it installs the run
+ * (EAGAIN parks it as before), settles the words, wakes the waiters, drops
+ * the region reference and counts. A second fault on a page being read
+ * finds it FILLING and is dropped as a duplicate (the install wakes it),
+ * from any handler, including the one whose read is in flight: a handler
+ * never sleeps on a page word for a FILLING page.
+ *
+ * The handler waits on its uffd and an eventfd with poll(2) (handler.c).
+ * The eventfd rather than IORING_OP_POLL_ADD of the uffd in the ring: the
+ * same wait then serves every store (the file store's ring signals the
+ * eventfd on each completion; the callbacks store completes on threads of
+ * its own and signals it; the memory store completes at once), and the
+ * ring stays a store detail.
+ *
+ * The rule: a handler completes all its own reads in flight before it does
+ * anything that may block (far_aio_drain()). Its reads hold region read
+ * references and FILLING words, so each of these would deadlock or stall:
+ *  - the index lock (tier 3, events): a writer holding index_lock for
+ *    writing waits in region_write_lock() for the region's readers to
+ *    drain, our reference among them, while we wait for its index_lock;
+ *  - processing an event (REMOVE, UNMAP, REMAP): each is an index writer
+ *    and would wait in region_write_lock() for our own reference, and the
+ *    program thread that raised it sleeps until it is processed;
+ *  - page_wait() on an EVICTING page, far_throttle() (waits up to 1 s for
+ *    the evictor), a blocking fill callback: our reads would sit
+ *    uninstalled, their faulting threads and any writer waiting with them;
+ *  - the doorbell stop and runtime destroy: the handler exits, and nobody
+ *    else would ever install its reads or drop its references.
+ * Parking (park_fault) takes park_lock only for a few instructions and the
+ * retrier never waits on a handler, so it needs no drain. Reads in flight
+ * per handler are bounded (FAR_AIO_MAX); at the bound the handler drains.
+ */
+#define FAR_AIO_MAX	32
+#define FAR_AIO_SMALL	(64u << 10)	/* a slot's own buffer; larger runs share one */
+
+struct far_pending {
+	struct store_areq a;		/* first: done() gets &p->a */
+	struct fl_aio *aio;
+	struct snap s;			/* the region's read ref is held */
+	size_t lo, hi;
+	uintptr_t addr;
+	uint64_t cmode;
+	bool big;
+	struct far_pending *next;	/* free list / completed stack */
+};
+
+struct fl_aio {
+	struct fl_store *store;
+	int efd;
+	unsigned int npending;
+	bool big_busy;
+	char *small;			/* FAR_AIO_MAX * FAR_AIO_SMALL */
+	char *big;			/* FL_FAULT_AROUND_MAX */
+	struct far_pending *free;
+	/* completed reads, pushed by any thread, taken all at once by the owner */
+	_Atomic(struct far_pending *) done;
+	/* done() calls running on other threads: the eventfd stays open meanwhile */
+	_Atomic unsigned int signalling;
+	struct far_pending slot[FAR_AIO_MAX];
+};
+
+/* the handler whose thread this is: its completions need no eventfd */
+static __thread struct fl_aio *aio_self;
+
+static void aio_done(struct store_areq *a)
+{
+	struct far_pending *p = (struct far_pending *)a;
+	struct fl_aio *aio = p->aio;
+	struct far_pending *head;
+	bool remote = aio_self != aio;
+	uint64_t one = 1;
+	int efd = aio->efd;
+
+	/*
+	 * Race: once @p is on the stack its handler may install it, find no
+	 * read in flight and exit, closing the eventfd. @signalling, raised
+	 * before the push and dropped after the write, keeps it open
+	 * (far_aio_fini() waits for zero).
+	 */
+	if (remote)
+		atomic_fetch_add_explicit(&aio->signalling, 1, memory_order_seq_cst);
+	head = atomic_load_explicit(&aio->done, memory_order_relaxed);
+	do
+		p->next = head;
+	while (!atomic_compare_exchange_weak_explicit(&aio->done, &head, p,
+						      memory_order_release, memory_order_relaxed));
+	if (remote) {
+		if (write(efd, &one, sizeof(one)) < 0) {
+			/* cannot fail for a counter far below its limit */
+		}
+		atomic_fetch_sub_explicit(&aio->signalling, 1, memory_order_seq_cst);
+	}
+}
+
+int far_aio_init(struct fl_fault_ctx *c)
+{
+	struct fl_runtime *rt = c->rt;
+	struct fl_aio *aio;
+
+	if (!rt->far || !store_has_async(rt->far->store))
+		return 0;
+	aio = calloc(1, sizeof(*aio));
+	if (!aio)
+		return -ENOMEM;
+	aio->store = rt->far->store;
+	aio->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	/* runtime memory, never registered; touched only as far as runs need */
+	aio->small = mmap(NULL, (size_t)FAR_AIO_MAX * FAR_AIO_SMALL + FL_FAULT_AROUND_MAX,
+			  PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			  -1, 0);
+	if (aio->efd < 0 || aio->small == MAP_FAILED) {
+		if (aio->efd >= 0)
+			close(aio->efd);
+		if (aio->small != MAP_FAILED)
+			munmap(aio->small, (size_t)FAR_AIO_MAX * FAR_AIO_SMALL + FL_FAULT_AROUND_MAX);
+		free(aio);
+		return -ENOMEM;
+	}
+	madvise(aio->small, (size_t)FAR_AIO_MAX * FAR_AIO_SMALL + FL_FAULT_AROUND_MAX,
+		MADV_DONTFORK);
+	aio->big = aio->small + (size_t)FAR_AIO_MAX * FAR_AIO_SMALL;
+	for (unsigned int i = 0; i < FAR_AIO_MAX; i++) {
+		aio->slot[i].aio = aio;
+		aio->slot[i].next = aio->free;
+		aio->free = &aio->slot[i];
+	}
+	c->aio = aio;
+	return 0;
+}
+
+void far_aio_bind(struct fl_fault_ctx *c)
+{
+	aio_self = c->aio;
+}
+
+void far_aio_fini(struct fl_fault_ctx *c)
+{
+	struct fl_aio *aio = c->aio;
+
+	if (!aio)
+		return;
+	/* the handler drained before it exited; a done() may still be signalling */
+	while (atomic_load_explicit(&aio->signalling, memory_order_seq_cst))
+		sched_yield();
+	close(aio->efd);
+	munmap(aio->small, (size_t)FAR_AIO_MAX * FAR_AIO_SMALL + FL_FAULT_AROUND_MAX);
+	free(aio);
+	c->aio = NULL;
+}
+
+int far_aio_fd(const struct fl_fault_ctx *c)
+{
+	return c->aio ? c->aio->efd : -1;
+}
+
+unsigned int far_aio_pending(const struct fl_fault_ctx *c)
+{
+	return c->aio ? c->aio->npending : 0;
+}
+
+/* a read finished: install its run, drop the region ref, free the slot */
+static void aio_finish(struct fl_fault_ctx *c, struct far_pending *p)
+{
+	struct fl_aio *aio = c->aio;
+	struct fl_region *r = p->s.r;
+
+	if (p->a.req.res) {
+		far_read_failed(c, &p->s, p->lo, p->hi, p->addr);
+	} else {
+		STAT_ADD(c->st, far_pageins, p->hi - p->lo);
+		STAT_ADD(c->st, far_readahead_pages, p->hi - p->lo - 1);
+		far_install(c, &p->s, p->lo, p->hi, p->a.req.buf, p->cmode);
+	}
+	region_end_read(r);
+	if (p->big)
+		aio->big_busy = false;
+	p->next = aio->free;
+	aio->free = p;
+	aio->npending--;
+}
+
+void far_aio_complete(struct fl_fault_ctx *c)
+{
+	struct fl_aio *aio = c->aio;
+	struct far_pending *p, *rev = NULL;
+	uint64_t x;
+
+	if (!aio || !aio->npending)
+		return;
+	/* clear the eventfd before looking: a completion after this signals again */
+	if (read(aio->efd, &x, sizeof(x)) < 0) {
+		/* EAGAIN: nothing signalled */
+	}
+	store_reap(aio->store);
+	p = atomic_exchange_explicit(&aio->done, NULL, memory_order_acquire);
+	while (p) {		/* oldest first */
+		struct far_pending *n = p->next;
+
+		p->next = rev;
+		rev = p;
+		p = n;
+	}
+	while (rev) {
+		p = rev;
+		rev = rev->next;
+		aio_finish(c, p);
+	}
+}
+
+void far_aio_drain(struct fl_fault_ctx *c)
+{
+	struct fl_aio *aio = c->aio;
+
+	if (!aio)
+		return;
+	for (;;) {
+		struct pollfd pfd = { .fd = aio->efd, .events = POLLIN };
+
+		far_aio_complete(c);
+		if (!aio->npending)
+			return;
+		STAT_INC(c->st, far_aio_drain_waits);
+		poll(&pfd, 1, 100);	/* bounded: a lost signal costs 100 ms, not a hang */
+	}
+}
+
+/* room for one more read of @len bytes? */
+static bool aio_room(const struct fl_aio *aio, size_t len)
+{
+	return aio->npending < FAR_AIO_MAX && (len <= FAR_AIO_SMALL || !aio->big_busy);
+}
+
+/*
+ * Start the read of run [lo, hi) (claimed) asynchronously. Return: true if
+ * started (the region read ref now belongs to the read); false: the caller
+ * reads it synchronously.
+ */
+static bool aio_start(struct fl_fault_ctx *c, const struct snap *s, size_t lo,
+		      size_t hi, uintptr_t addr, uint64_t cmode)
+{
+	struct fl_runtime *rt = c->rt;
+	struct fl_aio *aio = c->aio;
+	size_t len = (hi - lo) << rt->page_shift;
+	struct far_pending *p = aio->free;
+
+	if (!p || !aio_room(aio, len))
+		return false;		/* cannot happen: checked before the claim */
+	aio->free = p->next;
+	p->s = *s;
+	p->lo = lo;
+	p->hi = hi;
+	p->addr = addr;
+	p->cmode = cmode;
+	p->big = len > FAR_AIO_SMALL;
+	p->a.req = (struct store_req){
+		.op = STORE_READ,
+		.off = s->store_off + ((uint64_t)lo << rt->page_shift),
+		.buf = p->big ? aio->big : aio->small + (size_t)(p - aio->slot) * FAR_AIO_SMALL,
+		.len = len,
+	};
+	p->a.done = aio_done;
+	p->a.efd = aio->efd;
+	if (p->big)
+		aio->big_busy = true;
+	aio->npending++;
+	if (store_read_async(aio->store, &p->a) == 0) {
+		STAT_INC(c->st, far_aio_reads);
+		return true;
+	}
+	if (p->big)
+		aio->big_busy = false;
+	aio->npending--;
+	p->next = aio->free;
+	aio->free = p;
+	return false;
+}
+
+/*
+ * A fault on an EVICTING or EVICTED page. Tier 1 hands off (RES_BLOCK):
+ * store I/O happens under the region read lock, never inside RCU. A handler
+ * on tier 2 (c->may_async) starts the read and returns RES_PENDING.
+ */
+static enum res far_resolve(struct fl_fault_ctx *c, const struct snap *s,
+			    uintptr_t addr, bool write, bool may_block)
+{
+	struct fl_runtime *rt = c->rt;
+	struct fl_far *f = rt->far;
+	size_t pg = (addr - s->start) >> rt->page_shift;
+	_Atomic uint32_t *w = &s->pstate[pg];
+	uint64_t cmode = f && f->wp ? UFFDIO_COPY_MODE_WP : 0;
+	bool async = c->aio && c->may_async && f;
+	size_t lo, hi, win = 1, done;
+	struct store_req req;
+	int ret;
+
+	for (;;) {
+		uint32_t v = atomic_load_explicit(w, memory_order_acquire);
+		unsigned int st = ps_state(v);
+
+		if (st == PS_EVICTING && f && !f->move) {
+			/*
+			 * Non-MOVE: the page is still mapped while EVICTING, so a
+			 * MISSING fault means the program zapped it (its REMOVE
+			 * is on its way): serve what that asked for, zeros,
+			 * write-protected so that a write abandons the eviction.
+			 * Never waits: the faulting thread may be the evictor.
+			 */
+			ret = uffd_copy(&rt->uffd, page_down(rt, addr), zero_buf,
+					rt->page_size, cmode, &done);
+			if (ret == -EAGAIN)
+				park_fault(c, page_down(rt, addr), rt->page_size);
+			else if (ret)
+				uffd_wake(&rt->uffd, page_down(rt, addr), rt->page_size);
+			return RES_DONE;
+		}
+		if (!may_block)
+			return RES_BLOCK;
+		if (st == PS_EVICTING) {
+			/* MOVE step 2-5 in progress: sleep on the page's word
+			 * (the rule: our own reads first) */
+			far_aio_drain(c);
+			page_wait(w, PS_EVICTING);
+			continue;
+		}
+		if (st != PS_EVICTED)
+			return resolve(c, s, addr, write, true);
+		if (!c->no_throttle && far_over_budget(rt)) {
+			far_aio_drain(c);
+			far_throttle(c);
+		}
+		/* read-ahead: the adaptive window, over evicted neighbours only */
+		win = far_window(c, s, pg);
+		if (async && !aio_room(c->aio, win << rt->page_shift)) {
+			/* at the bound: finish ours, then claim (never while claimed) */
+			far_aio_drain(c);
+			continue;
+		}
+		if (atomic_compare_exchange_weak_explicit(w, &v,
+				(v & ~PS_STATE_MASK) | PS_FILLING,
+				memory_order_acquire, memory_order_relaxed))
+			break;
+	}
+
+	claim_run(rt, s, pg, win, K_EVICTED, &lo, &hi);
+	if (async && aio_start(c, s, lo, hi, addr, cmode))
+		return RES_PENDING;
+
+	req = (struct store_req){
+		.op = STORE_READ,
+		.off = s->store_off + ((uint64_t)lo << rt->page_shift),
+		.buf = c->bounce,
+		.len = (hi - lo) << rt->page_shift,
+	};
+	if (!f || store_io(f->store, &req, 1)) {
+		far_read_failed(c, s, lo, hi, addr);
 		return RES_DONE;
 	}
+	STAT_ADD(c->st, far_pageins, hi - lo);
+	STAT_ADD(c->st, far_readahead_pages, hi - lo - 1);
+	far_install(c, s, lo, hi, c->bounce, cmode);
 	return RES_DONE;
 }
 
@@ -712,8 +1033,11 @@ static enum tier_ret tier1(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 		return T_ABORT;
 	}
 	fl_rcu_read_unlock();
-	resolve(c, &s, addr, write, true);
-	region_end_read(r);
+	/* a store read may now outlive this call, holding our reference */
+	c->may_async = true;
+	if (resolve(c, &s, addr, write, true) != RES_PENDING)
+		region_end_read(r);
+	c->may_async = false;
 	STAT_INC(c->st, region_ok);
 	return T_DONE;
 }
@@ -746,8 +1070,10 @@ static enum tier_ret tier2(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 	}
 	fl_rcu_read_unlock();
 	snap_take(&s, r);
-	resolve(c, &s, addr, write, true);
-	region_end_read(r);
+	c->may_async = true;
+	if (resolve(c, &s, addr, write, true) != RES_PENDING)
+		region_end_read(r);
+	c->may_async = false;
 	STAT_INC(c->st, region_ok);
 	return T_DONE;
 }
@@ -760,6 +1086,9 @@ static void tier3(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 	struct snap s;
 
 	STAT_INC(c->st, global_attempt);
+	/* the rule (see "asynchronous page-in"): a writer holding index_lock
+	 * may be waiting for the region references our reads hold */
+	far_aio_drain(c);
 	pthread_rwlock_rdlock(&ix->lock);
 	r = index_lookup(ix->cur, addr);
 	if (!r) {

@@ -22,7 +22,9 @@
  * on something only they could deliver.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <numa.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +57,7 @@ static int ctx_init(struct fl_fault_ctx *c, struct fl_runtime *rt,
 
 static void ctx_fini(struct fl_fault_ctx *c)
 {
+	far_aio_fini(c);
 	if (c->bounce)
 		munmap(c->bounce, FL_FAULT_AROUND_MAX);
 	c->bounce = NULL;
@@ -79,7 +82,12 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
 	case UFFD_EVENT_PAGEFAULT:
 		a = (uintptr_t)m->arg.pagefault.address;
 		if (unlikely(is_doorbell(rt, a))) {
-			int ret = uffd_zeropage(&rt->uffd, page_down(rt, a),
+			int ret;
+
+			/* the rule (fault.c): this handler is about to exit,
+			 * nobody else would install its reads */
+			far_aio_drain(c);
+			ret = uffd_zeropage(&rt->uffd, page_down(rt, a),
 						rt->page_size, 0, &done);
 
 			if (ret == -EAGAIN) {
@@ -101,6 +109,16 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
 		}
 		fault_handle(c, a, m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
 		return false;
+	default:
+		/*
+		 * The rule (fault.c): every event is applied by an index writer
+		 * that waits for region readers, our reads' references among
+		 * them; and the program thread that raised it sleeps meanwhile.
+		 */
+		far_aio_drain(c);
+		break;
+	}
+	switch (m->event) {
 	case UFFD_EVENT_REMOVE:
 		STAT_INC(c->st, events_remove);
 		event_remove(c, (uintptr_t)m->arg.remove.start, (uintptr_t)m->arg.remove.end);
@@ -129,6 +147,22 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
 	return false;
 }
 
+/*
+ * Asynchronous page-in: nothing to read on the (non-blocking) uffd. Finish
+ * what completed, then sleep until a message or a completion arrives.
+ */
+static void wait_uffd_or_reads(struct fl_handler *h)
+{
+	struct pollfd p[2] = {
+		{ .fd = h->rt->uffd.fd, .events = POLLIN },
+		{ .fd = far_aio_fd(&h->ctx), .events = POLLIN },
+	};
+
+	far_aio_complete(&h->ctx);
+	if (poll(p, 2, -1) > 0 && (p[1].revents & POLLIN))
+		far_aio_complete(&h->ctx);
+}
+
 static void *handler_main(void *arg)
 {
 	struct fl_handler *h = arg;
@@ -137,10 +171,15 @@ static void *handler_main(void *arg)
 	bool stop = false;
 
 	fl_rcu_register_thread();
+	far_aio_bind(&h->ctx);
 	while (!stop) {
 		ssize_t n = read(rt->uffd.fd, msgs, sizeof(msgs));
 
 		if (n < 0) {
+			if (errno == EAGAIN && h->ctx.aio) {
+				wait_uffd_or_reads(h);
+				continue;
+			}
 			/* never die: the application would hang on its faults */
 			if (errno != EINTR && errno != EAGAIN)
 				STAT_INC(&h->st, ioctl_errors);
@@ -165,7 +204,10 @@ static void *handler_main(void *arg)
 							  memory_order_seq_cst);
 		for (ssize_t i = 0; i < n; i++)
 			stop |= handle_msg(h, &msgs[i]);
+		/* reads that completed meanwhile (the memory store: at once) */
+		far_aio_complete(&h->ctx);
 	}
+	far_aio_drain(&h->ctx);		/* EBADF: never leave reads behind */
 	fl_rcu_unregister_thread();
 	return NULL;
 }
@@ -363,8 +405,19 @@ int handlers_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 		if (!(o->flags & FL_RT_NO_PIN))
 			h->cpu = o->handler_cpus ? o->handler_cpus[i] : cpu_of_index(&set, i);
 		ret = ctx_init(&h->ctx, rt, &h->st);
+		if (ret == 0)
+			ret = far_aio_init(&h->ctx);
 		if (ret < 0)
 			return ret;
+		if (h->ctx.aio && !(fcntl(rt->uffd.fd, F_GETFL) & O_NONBLOCK)) {
+			/* asynchronous page-in: the handlers poll the uffd
+			 * (the kernel answers poll(2) on a blocking uffd with
+			 * POLLERR) */
+			int fl = fcntl(rt->uffd.fd, F_GETFL);
+
+			if (fl < 0 || fcntl(rt->uffd.fd, F_SETFL, fl | O_NONBLOCK) < 0)
+				return -errno;
+		}
 		pthread_attr_init(&attr);
 		pthread_attr_setstacksize(&attr, 256 << 10);
 		if (h->cpu >= 0) {

@@ -46,10 +46,15 @@ struct fl_counters {
 
 /* ---- fault resolution context: one per thread that resolves faults ---- */
 
+struct fl_aio;
+
 struct fl_fault_ctx {
 	struct fl_runtime *rt;
 	struct fl_counters *st;
 	void *bounce;			/* FL_FAULT_AROUND_MAX bytes, for fill callbacks */
+	/* far memory: a handler's asynchronous page-in (fault.c); NULL elsewhere */
+	struct fl_aio *aio;
+	bool may_async;			/* set by the tiers while they hold a region read ref */
 	bool no_throttle;		/* far memory: never wait for the evictor (fork) */
 	bool no_zap_coming;		/* far memory: the caller holds the evictor's gate
 					 * (or stopped it): no non-MOVE zap can land */
@@ -161,6 +166,24 @@ void fault_handle(struct fl_fault_ctx *c, uintptr_t addr, bool write);
  * Context: index writer lock held; @r published.
  */
 void region_make_resident_locked(struct fl_fault_ctx *c, struct fl_region *r);
+
+/*
+ * Asynchronous page-in (fault.c): a handler thread's store reads in flight.
+ * far_aio_init() - set up @c->aio if the runtime's store reads
+ *	asynchronously (0 otherwise too: @c->aio stays NULL). Return: -errno.
+ * far_aio_fd() - the eventfd the handler polls next to the uffd.
+ * far_aio_complete() - install what has completed; never blocks.
+ * far_aio_drain() - wait for and install every read in flight: before
+ *	anything that may block (see the rule in fault.c).
+ * Context: the handler thread that owns @c.
+ */
+int far_aio_init(struct fl_fault_ctx *c);
+void far_aio_bind(struct fl_fault_ctx *c);	/* on the handler thread, first */
+void far_aio_fini(struct fl_fault_ctx *c);
+int far_aio_fd(const struct fl_fault_ctx *c);
+unsigned int far_aio_pending(const struct fl_fault_ctx *c);
+void far_aio_complete(struct fl_fault_ctx *c);
+void far_aio_drain(struct fl_fault_ctx *c);
 
 /* handler.c */
 int handlers_start(struct fl_runtime *rt, const struct fl_runtime_opts *o);
