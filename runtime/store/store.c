@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -53,6 +54,10 @@ struct cb_store {
 	unsigned int nworkers, idle;
 	bool stop;
 	pthread_t worker[CB_WORKERS];
+	/* the creator's CPUs: workers start from pinned handler threads and
+	 * would otherwise inherit a single CPU */
+	cpu_set_t cpus;
+	bool have_cpus;
 };
 
 static int cb_read(struct cb_store *cb, struct store_req *r)
@@ -101,10 +106,16 @@ static int cb_read_async(struct fl_store *s, struct store_areq *a)
 
 	pthread_mutex_lock(&cb->lock);
 	if (!cb->idle && cb->nworkers < CB_WORKERS) {
-		if (pthread_create(&cb->worker[cb->nworkers], NULL, cb_worker, cb) == 0)
+		pthread_attr_t attr;
+
+		pthread_attr_init(&attr);
+		if (cb->have_cpus)
+			pthread_attr_setaffinity_np(&attr, sizeof(cb->cpus), &cb->cpus);
+		if (pthread_create(&cb->worker[cb->nworkers], &attr, cb_worker, cb) == 0)
 			cb->nworkers++;
 		else if (!cb->nworkers)
 			ret = -EAGAIN;		/* the caller reads synchronously */
+		pthread_attr_destroy(&attr);
 	}
 	if (!ret) {
 		a->qnext = NULL;
@@ -198,6 +209,7 @@ FL_EXPORT int fl_store_callbacks_create(const struct fl_store_ops *ops, void *ar
 	cb->arg = arg;
 	pthread_mutex_init(&cb->lock, NULL);
 	pthread_cond_init(&cb->cond, NULL);
+	cb->have_cpus = sched_getaffinity(0, sizeof(cb->cpus), &cb->cpus) == 0;
 	*out = store_new(&cb_vtbl, cb);
 	if (!*out) {
 		pthread_mutex_destroy(&cb->lock);
