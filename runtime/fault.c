@@ -765,18 +765,29 @@ static void aio_finish(struct fl_fault_ctx *c, struct far_pending *p)
 	aio->npending--;
 }
 
+/*
+ * Clear the eventfd, then look for completions (far_aio_complete()): in that
+ * order, a completion that lands after the clear signals it again, so the
+ * next poll(2) cannot miss it. Looking without clearing (the handler loop
+ * after a batch) is safe too: the eventfd stays readable and the next poll
+ * returns at once.
+ */
+void far_aio_clear(struct fl_fault_ctx *c)
+{
+	uint64_t x;
+
+	if (c->aio && read(c->aio->efd, &x, sizeof(x)) < 0) {
+		/* EAGAIN: nothing signalled */
+	}
+}
+
 void far_aio_complete(struct fl_fault_ctx *c)
 {
 	struct fl_aio *aio = c->aio;
 	struct far_pending *p, *rev = NULL;
-	uint64_t x;
 
 	if (!aio || !aio->npending)
 		return;
-	/* clear the eventfd before looking: a completion after this signals again */
-	if (read(aio->efd, &x, sizeof(x)) < 0) {
-		/* EAGAIN: nothing signalled */
-	}
 	store_reap(aio->store);
 	p = atomic_exchange_explicit(&aio->done, NULL, memory_order_acquire);
 	while (p) {		/* oldest first */
@@ -807,6 +818,7 @@ void far_aio_drain(struct fl_fault_ctx *c)
 			return;
 		STAT_INC(c->st, far_aio_drain_waits);
 		poll(&pfd, 1, 100);	/* bounded: a lost signal costs 100 ms, not a hang */
+		far_aio_clear(c);
 	}
 }
 

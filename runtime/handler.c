@@ -148,19 +148,27 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
 }
 
 /*
- * Asynchronous page-in: nothing to read on the (non-blocking) uffd. Finish
- * what completed, then sleep until a message or a completion arrives.
+ * Asynchronous page-in: sleep until the (non-blocking) uffd has something,
+ * installing the reads that complete meanwhile.
  */
 static void wait_uffd_or_reads(struct fl_handler *h)
 {
-	struct pollfd p[2] = {
-		{ .fd = h->rt->uffd.fd, .events = POLLIN },
-		{ .fd = far_aio_fd(&h->ctx), .events = POLLIN },
-	};
+	for (;;) {
+		struct pollfd p[2] = {
+			{ .fd = h->rt->uffd.fd, .events = POLLIN },
+			{ .fd = far_aio_fd(&h->ctx), .events = POLLIN },
+		};
 
-	far_aio_complete(&h->ctx);
-	if (poll(p, 2, -1) > 0 && (p[1].revents & POLLIN))
 		far_aio_complete(&h->ctx);
+		if (poll(p, 2, -1) < 0)
+			return;		/* EINTR: the caller's read(2) decides */
+		if (p[1].revents & POLLIN) {
+			far_aio_clear(&h->ctx);
+			far_aio_complete(&h->ctx);
+		}
+		if (p[0].revents)	/* POLLIN; POLLERR/POLLNVAL: read(2) says why */
+			return;
+	}
 }
 
 static void *handler_main(void *arg)
@@ -168,18 +176,25 @@ static void *handler_main(void *arg)
 	struct fl_handler *h = arg;
 	struct fl_runtime *rt = h->rt;
 	struct uffd_msg msgs[FL_MSG_BATCH];
-	bool stop = false;
+	bool stop = false, full = false;
 
 	fl_rcu_register_thread();
 	far_aio_bind(&h->ctx);
 	while (!stop) {
-		ssize_t n = read(rt->uffd.fd, msgs, sizeof(msgs));
+		ssize_t n;
 
+		/*
+		 * Asynchronous page-in (non-blocking uffd): after a batch
+		 * shorter than the buffer the queue was most likely empty;
+		 * sleep first rather than pay a read(2) that says EAGAIN.
+		 */
+		if (h->ctx.aio && !full)
+			wait_uffd_or_reads(h);
+		n = read(rt->uffd.fd, msgs, sizeof(msgs));
+		full = n == (ssize_t)sizeof(msgs);
 		if (n < 0) {
-			if (errno == EAGAIN && h->ctx.aio) {
-				wait_uffd_or_reads(h);
-				continue;
-			}
+			if (errno == EAGAIN && h->ctx.aio)
+				continue;	/* another handler took it: sleep again */
 			/* never die: the application would hang on its faults */
 			if (errno != EINTR && errno != EAGAIN)
 				STAT_INC(&h->st, ioctl_errors);

@@ -183,6 +183,7 @@ void far_aio_fini(struct fl_fault_ctx *c);
 int far_aio_fd(const struct fl_fault_ctx *c);
 unsigned int far_aio_pending(const struct fl_fault_ctx *c);
 void far_aio_complete(struct fl_fault_ctx *c);
+void far_aio_clear(struct fl_fault_ctx *c);	/* the eventfd, before a complete */
 void far_aio_drain(struct fl_fault_ctx *c);
 
 /* handler.c */
