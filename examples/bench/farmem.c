@@ -282,8 +282,12 @@ static void scan_run(const struct farmem_opts *o, size_t npages, size_t budget_p
 	fl_runtime_opts_init(&ro);
 	ro.store = store;
 	ro.budget = budget_pages * ps;
-	/* a handler blocks on its store read: one per faulting thread at least */
+	/* one handler per faulting thread at least (before asynchronous
+	 * page-in a handler blocked on its store read); FL_BENCH_FAR_HANDLERS
+	 * sets the count for comparisons */
 	ro.handlers = nthreads > (unsigned int)sysconf(_SC_NPROCESSORS_ONLN) ? nthreads : 0;
+	if (getenv("FL_BENCH_FAR_HANDLERS"))
+		ro.handlers = (unsigned int)atoi(getenv("FL_BENCH_FAR_HANDLERS"));
 	ret = fl_runtime_create(&ro, &rt);
 	if (!ret)
 		ret = fl_region_map(rt, npages * ps, NULL, (void **)&mem);
