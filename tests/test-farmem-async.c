@@ -6,7 +6,8 @@
  * and unregistering regions of its own (index writers that wait for region
  * readers, which handlers' reads in flight are), all under a budget of 1/8
  * of the pages. Every byte is verified, in both kinds of region.
- * Argument "file": the file store (io_uring) instead of the memory store.
+ * Argument "file": the file store (io_uring) instead of the memory store;
+ * "no-move": the write-protect/copy/zap eviction path.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -25,6 +26,7 @@ static uint64_t *mem;
 static uint32_t version[PAGES];
 static _Atomic unsigned long bad, churn_bad, churn_rounds, churn_errors;
 static _Atomic bool stop;
+static size_t iters = ITERS;
 static struct fl_runtime *rt;
 
 static uint64_t word(uint64_t tag, size_t pg, uint32_t ver, size_t i)
@@ -56,7 +58,7 @@ static void *faulter(void *arg)
 {
 	unsigned int id = (unsigned int)(uintptr_t)arg, seed = id * 7919 + 1;
 
-	for (size_t it = 0; it < ITERS; it++) {
+	for (size_t it = 0; it < iters; it++) {
 		size_t pg = (rand_r(&seed) % (PAGES / THREADS)) * THREADS + id;
 
 		if (!check(mem, 1, pg, version[pg]))
@@ -114,7 +116,7 @@ static void *churner(void *arg)
 
 int main(int argc, char **argv)
 {
-	bool file = argc > 1 && !strcmp(argv[1], "file");
+	bool file = false, no_move = false;
 	struct fl_runtime_opts o;
 	struct fl_store *store;
 	struct fl_stats st = { .size = sizeof(st) };
@@ -122,6 +124,10 @@ int main(int argc, char **argv)
 	pthread_t th[THREADS], ch;
 	unsigned long final_bad = 0;
 
+	for (int i = 1; i < argc; i++) {
+		file |= !strcmp(argv[i], "file");
+		no_move |= !strcmp(argv[i], "no-move");
+	}
 	pgsz = (size_t)sysconf(_SC_PAGESIZE);
 	tap_plan(6);
 	if (file ? fl_store_file_create(NULL, 0, &store) : fl_store_memory_create(&store))
@@ -129,12 +135,18 @@ int main(int argc, char **argv)
 	fl_runtime_opts_init(&o);
 	o.store = store;
 	o.budget = PAGES / 8 * pgsz;
+	if (no_move) {
+		/* slow there (writes to evicted pages park until the zap's
+		 * event; as slow before asynchronous page-in): a quarter */
+		o.flags |= FL_RT_EVICT_NO_MOVE;
+		iters = ITERS / 4;
+	}
 	rt = tap_runtime(&o);
 	fl_features(rt, &ft);
 	if (!ft.move && !ft.wp)
 		tap_skip_all("kernel has neither UFFDIO_MOVE nor WP: nothing can be evicted");
 	tap_diag("store: %s; eviction path: %s", file ? "file" : "memory",
-		 ft.move ? "UFFDIO_MOVE" : "WP, copy, zap");
+		 ft.move && !no_move ? "UFFDIO_MOVE" : "WP, copy, zap");
 
 	TAP_EQ(fl_region_map(rt, PAGES * pgsz, NULL, (void **)&mem), 0);
 	for (size_t pg = 0; pg < PAGES; pg++)
