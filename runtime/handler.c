@@ -12,7 +12,8 @@
  * Stopping: each handler owns nothing to poll; instead the runtime keeps one
  * "doorbell" page per handler registered on the uffd. fl_runtime_destroy()
  * touches them one by one; a handler that reads a doorbell fault resolves it
- * and exits. The hot loop stays a single blocking read(2).
+ * and exits (after installing its reads in flight, with far memory). Without
+ * asynchronous page-in the hot loop stays a single blocking read(2).
  *
  * EAGAIN: while an event (REMOVE, UNMAP, REMAP) sits unread, the kernel
  * refuses every resolving ioctl. The fault's range is parked and this
