@@ -58,6 +58,7 @@ static void ctx_fini(struct fl_fault_ctx *c)
 	if (c->bounce)
 		munmap(c->bounce, FL_FAULT_AROUND_MAX);
 	c->bounce = NULL;
+	numa_ctx_fini(c);
 }
 
 static bool is_doorbell(const struct fl_runtime *rt, uintptr_t a)
@@ -99,6 +100,8 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
 				wp_fault(c, a);		/* write protection: wp.c */
 			return false;
 		}
+		/* numa.c: the page goes to the faulting thread's node */
+		numa_fault_begin(c, m->arg.pagefault.feat.ptid);
 		fault_handle(c, a, m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
 		return false;
 	case UFFD_EVENT_REMOVE:
@@ -363,6 +366,8 @@ int handlers_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 		if (!(o->flags & FL_RT_NO_PIN))
 			h->cpu = o->handler_cpus ? o->handler_cpus[i] : cpu_of_index(&set, i);
 		ret = ctx_init(&h->ctx, rt, &h->st);
+		if (!ret)
+			ret = numa_ctx_init(&h->ctx, h->cpu);
 		if (ret < 0)
 			return ret;
 		pthread_attr_init(&attr);

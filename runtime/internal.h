@@ -17,6 +17,7 @@
 #include "uffd.h"
 #include "wp.h"
 #include "far.h"
+#include "numa-place.h"
 
 #define FL_EXPORT __attribute__((visibility("default")))
 
@@ -53,6 +54,7 @@ struct fl_fault_ctx {
 	bool no_throttle;		/* far memory: never wait for the evictor (fork) */
 	bool no_zap_coming;		/* far memory: the caller holds the evictor's gate
 					 * (or stopped it): no non-MOVE zap can land */
+	struct fl_numa_ctx *numa;	/* handlers with NUMA placement on; else NULL */
 };
 
 struct fl_handler {
@@ -125,6 +127,8 @@ struct fl_runtime {
 		uintptr_t start, end;		/* the range the UNMAP dropped */
 	} unmapped[FL_UNMAPPED_KEEP];
 	unsigned int unmapped_next;
+
+	struct fl_numa numa;		/* numa.c: node count, placement on/off */
 
 	/* far memory: NULL unless fl_runtime_opts.store was given (far.h) */
 	struct fl_far *far;
