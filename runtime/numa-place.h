@@ -29,13 +29,16 @@ struct fl_numa {
 
 /* tid -> node cache entries per handler (direct-mapped, handler-private) */
 #define FL_NUMA_CACHE 64
-/* faults served from a cached node before the thread's CPU is read again */
+/* a cached node is re-read after this many faults of the thread, and at
+ * least this many ms after the last read (numa.c: the cost) */
 #define FL_NUMA_RESAMPLE 128
+#define FL_NUMA_RESAMPLE_MS 10
 
 struct fl_numa_tid {
 	uint32_t tid;
 	int16_t node;
-	uint16_t left;		/* faults until the next resample */
+	uint16_t left;		/* faults until the clock is checked */
+	uint32_t sampled_ms;	/* when the node was read (coarse, wrapping) */
 };
 
 struct fl_numa_ctx {

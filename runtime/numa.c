@@ -21,10 +21,12 @@
  * Cost: a handler sets its policy only when the wanted node differs from
  * the one it set last (a syscall per change of node, none while a handler
  * keeps serving one node). The faulting thread's node comes from a small
- * handler-private tid cache, refreshed every FL_NUMA_RESAMPLE faults of
- * that thread by reading /proc/self/task/<tid>/stat (field 39, the CPU it
- * last ran on): three syscalls per 128 faults. A thread that migrated to
- * another node is followed within that many faults. A tid reused by a new
+ * handler-private tid cache, refreshed by reading /proc/self/task/<tid>/stat
+ * (field 39, the CPU it last ran on; ~6-8 us) when the thread has had
+ * FL_NUMA_RESAMPLE faults on this handler *and* FL_NUMA_RESAMPLE_MS have
+ * passed since the last read (a coarse clock read per 128 faults decides):
+ * at most one read per thread per 10 ms, whatever the fault rate. A thread
+ * that migrated to another node is followed within max(128 faults, 10 ms). A tid reused by a new
  * thread inherits the old entry until the next resample: a placement
  * preference, never a correctness question.
  *
@@ -47,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -169,6 +172,15 @@ static int tid_node(struct fl_fault_ctx *c, uint32_t tid)
 	return cpu >= 0 ? numa_node_of_cpu(cpu) : -1;
 }
 
+/* milliseconds, wrapping; the vDSO's coarse clock (~15 ns) */
+static uint32_t coarse_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+}
+
 void __numa_fault_place(struct fl_fault_ctx *c, uint32_t ptid)
 {
 	struct fl_numa_ctx *nc = c->numa;
@@ -179,10 +191,16 @@ void __numa_fault_place(struct fl_fault_ctx *c, uint32_t ptid)
 		return;		/* not a page fault with THREAD_ID */
 	e = &nc->cache[(ptid * 2654435761u) >> 26];	/* 64 slots */
 	if (e->tid != ptid || !e->left) {
-		STAT_INC(c->st, numa_tid_samples);
-		node = tid_node(c, ptid);
-		e->tid = ptid;
-		e->node = (int16_t)(node >= 0 ? node : nc->home);
+		uint32_t now = coarse_ms();
+
+		/* a known thread is re-read at most every FL_NUMA_RESAMPLE_MS */
+		if (e->tid != ptid || now - e->sampled_ms >= FL_NUMA_RESAMPLE_MS) {
+			STAT_INC(c->st, numa_tid_samples);
+			node = tid_node(c, ptid);
+			e->tid = ptid;
+			e->node = (int16_t)(node >= 0 ? node : nc->home);
+			e->sampled_ms = now;
+		}
 		e->left = FL_NUMA_RESAMPLE;
 	}
 	e->left--;
