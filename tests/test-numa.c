@@ -123,6 +123,7 @@ static unsigned char *copy_region(struct fl_runtime *rt)
 	ro.pager = FL_PAGER_COPY;
 	ro.src = src;
 	ro.src_len = sizeof(src);
+	ro.fault_around = TPG;	/* off: every page is a fault of its toucher */
 	if (fl_region_map(rt, sizeof(src), &ro, &p))
 		return NULL;
 	return p;
