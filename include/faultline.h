@@ -435,6 +435,9 @@ enum fl_open_method {
  *	@sigbus: the individual capabilities, each true only when usable.
  * @zero_write: how a write fault on a zero-pager page is resolved
  *	("copy" of a zero buffer).
+ * @numa_nodes: configured NUMA nodes (0: the kernel has no NUMA support).
+ * @numa_placement: true when each fault's page is placed on the faulting
+ *	thread's node (several nodes and THREAD_ID); false on one node.
  */
 struct fl_features {
 	size_t size;
@@ -447,6 +450,8 @@ struct fl_features {
 	bool thread_id, event_fork, event_remap, event_remove, event_unmap;
 	bool sigbus;
 	const char *zero_write;
+	int numa_nodes;
+	bool numa_placement;
 };
 
 /**
@@ -537,10 +542,13 @@ int fl_features_print(const struct fl_runtime *rt, FILE *f);
 	X(far_resident_pages,	"far memory (gauge): resident pages, as the evictor last saw them") \
 	X(far_resident_peak,	"far memory (gauge): highest resident page count") \
 	X(metadata_bytes,	"(gauge) runtime metadata of managed memory: page-state tables and region objects, bytes") \
+	X(numa_tid_samples,	"NUMA: faulting threads' nodes looked up (tid cache misses and resamples)") \
+	X(numa_remote_fills,	"NUMA: faults resolved for a thread on another node than the handler's") \
+	X(numa_policy_sets,	"NUMA: handler memory-policy switches (set_mempolicy MPOL_PREFERRED)") \
 	X(far_aio_reads,	"far memory: store reads a handler started and went on serving faults") \
 	X(far_aio_drain_waits,	"far memory: waits of a handler for its own reads before it blocked")
 
-#define FL_STATS_VERSION 6
+#define FL_STATS_VERSION 7
 
 /**
  * struct fl_stats - a snapshot of the counters, summed over threads.

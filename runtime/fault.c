@@ -626,6 +626,7 @@ struct far_pending {
 	size_t lo, hi;
 	uintptr_t addr;
 	uint64_t cmode;
+	uint32_t ptid;			/* the faulting thread: its node for the install */
 	bool big;
 	struct far_pending *next;	/* free list / completed stack */
 };
@@ -750,6 +751,8 @@ static void aio_finish(struct fl_fault_ctx *c, struct far_pending *p)
 	struct fl_aio *aio = c->aio;
 	struct fl_region *r = p->s.r;
 
+	/* numa.c: the install allocates the pages: on the faulter's node */
+	numa_fault_begin(c, p->ptid);
 	if (p->a.req.res) {
 		far_read_failed(c, &p->s, p->lo, p->hi, p->addr);
 	} else {
@@ -797,11 +800,15 @@ void far_aio_complete(struct fl_fault_ctx *c)
 		rev = p;
 		p = n;
 	}
+	if (!rev)
+		return;
 	while (rev) {
 		p = rev;
 		rev = rev->next;
 		aio_finish(c, p);
 	}
+	/* back to the node of the fault in hand, if any (a drain mid-fault) */
+	numa_fault_begin(c, c->fault_ptid);
 }
 
 void far_aio_drain(struct fl_fault_ctx *c)
@@ -849,6 +856,7 @@ static bool aio_start(struct fl_fault_ctx *c, const struct snap *s, size_t lo,
 	p->hi = hi;
 	p->addr = addr;
 	p->cmode = cmode;
+	p->ptid = c->fault_ptid;
 	p->big = len > FAR_AIO_SMALL;
 	p->a.req = (struct store_req){
 		.op = STORE_READ,

@@ -62,6 +62,7 @@ static void ctx_fini(struct fl_fault_ctx *c)
 	if (c->bounce)
 		munmap(c->bounce, FL_FAULT_AROUND_MAX);
 	c->bounce = NULL;
+	numa_ctx_fini(c);
 }
 
 static bool is_doorbell(const struct fl_runtime *rt, uintptr_t a)
@@ -108,6 +109,9 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
 				wp_fault(c, a);		/* write protection: wp.c */
 			return false;
 		}
+		/* numa.c: the page goes to the faulting thread's node */
+		numa_fault_begin(c, m->arg.pagefault.feat.ptid);
+		c->fault_ptid = m->arg.pagefault.feat.ptid;	/* asynchronous page-in */
 		fault_handle(c, a, m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
 		return false;
 	default:
@@ -421,7 +425,9 @@ int handlers_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 		if (!(o->flags & FL_RT_NO_PIN))
 			h->cpu = o->handler_cpus ? o->handler_cpus[i] : cpu_of_index(&set, i);
 		ret = ctx_init(&h->ctx, rt, &h->st);
-		if (ret == 0)
+		if (!ret)
+			ret = numa_ctx_init(&h->ctx, h->cpu);
+		if (!ret)
 			ret = far_aio_init(&h->ctx);
 		if (ret < 0)
 			return ret;

@@ -17,6 +17,7 @@
 #include "uffd.h"
 #include "wp.h"
 #include "far.h"
+#include "numa-place.h"
 
 #define FL_EXPORT __attribute__((visibility("default")))
 
@@ -55,9 +56,11 @@ struct fl_fault_ctx {
 	/* far memory: a handler's asynchronous page-in (fault.c); NULL elsewhere */
 	struct fl_aio *aio;
 	bool may_async;			/* set by the tiers while they hold a region read ref */
+	uint32_t fault_ptid;		/* the fault being resolved: its thread (numa.c), 0 unknown */
 	bool no_throttle;		/* far memory: never wait for the evictor (fork) */
 	bool no_zap_coming;		/* far memory: the caller holds the evictor's gate
 					 * (or stopped it): no non-MOVE zap can land */
+	struct fl_numa_ctx *numa;	/* handlers with NUMA placement on; else NULL */
 };
 
 struct fl_handler {
@@ -130,6 +133,8 @@ struct fl_runtime {
 		uintptr_t start, end;		/* the range the UNMAP dropped */
 	} unmapped[FL_UNMAPPED_KEEP];
 	unsigned int unmapped_next;
+
+	struct fl_numa numa;		/* numa.c: node count, placement on/off */
 
 	/* far memory: NULL unless fl_runtime_opts.store was given (far.h) */
 	struct fl_far *far;

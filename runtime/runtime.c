@@ -200,6 +200,7 @@ FL_EXPORT int fl_runtime_create(const struct fl_runtime_opts *o, struct fl_runti
 		uffd_close(&rt->uffd);
 		goto err_index;
 	}
+	numa_probe(rt);		/* before handlers_start: they take their node */
 	/* far memory before the handlers: they read rt->far from their start */
 	ret = far_start(rt, &opts);
 	if (ret)

@@ -137,6 +137,8 @@ FL_EXPORT int fl_features(const struct fl_runtime *rt, struct fl_features *out)
 	f.event_unmap = uffd_has(u, UFFD_FEATURE_EVENT_UNMAP);
 	f.sigbus = (u->kernel_features & UFFD_FEATURE_SIGBUS) != 0;
 	f.zero_write = "copy";
+	f.numa_nodes = rt->numa.nodes;
+	f.numa_placement = rt->numa.placement;
 	memcpy(out, &f, n);
 	return 0;
 }
@@ -204,6 +206,8 @@ FL_EXPORT int fl_features_print(const struct fl_runtime *rt, FILE *f)
 		       "installed write-protected on first touch (UFFDIO_COPY_MODE_WP; "
 		       "needs no WP_UNPOPULATED)") < 0;
 	err |= fprintf(f, "zero_write: %s\n", ft.zero_write) < 0;
+	err |= fprintf(f, "numa: %d node%s: %s\n", rt->numa.nodes,
+		       rt->numa.nodes == 1 ? "" : "s", rt->numa.why ? rt->numa.why : "?") < 0;
 #undef B
 	return err || fflush(f) ? -EIO : 0;
 }

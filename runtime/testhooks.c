@@ -7,6 +7,9 @@
 
 _Atomic(fl_test_pause_fn) fl_test_pause_hook;
 _Atomic int fl_test_fail_at[FL_FAIL_NR];
+_Atomic int fl_test_numa_nodes;
+_Atomic int fl_test_numa_home;
+_Atomic(fl_test_tid_node_fn) fl_test_numa_tid_node;
 
 void fl_test_pause(enum fl_test_point point, uintptr_t addr)
 {

@@ -50,6 +50,15 @@ extern _Atomic(fl_test_pause_fn) fl_test_pause_hook;
 /* n > 0: the n-th next call at that site fails (1: the next one) */
 extern _Atomic int fl_test_fail_at[FL_FAIL_NR];
 
+/* numa.c: pretend there are this many nodes (0: the real count), every
+ * handler on node fl_test_numa_home, and a faulting thread's node is what
+ * fl_test_numa_tid_node says (NULL: read from /proc). Set before
+ * fl_runtime_create; lets a one-node machine run the remote-fill path. */
+typedef int (*fl_test_tid_node_fn)(uint32_t tid);
+extern _Atomic int fl_test_numa_nodes;
+extern _Atomic int fl_test_numa_home;
+extern _Atomic(fl_test_tid_node_fn) fl_test_numa_tid_node;
+
 void fl_test_pause(enum fl_test_point point, uintptr_t addr);
 bool fl_test_fail(enum fl_test_site site);
 
