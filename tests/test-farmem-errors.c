@@ -60,8 +60,13 @@ static size_t verify(const char *m)
 	size_t bad = 0;
 
 	for (size_t pg = 0; pg < PAGES; pg++)
-		for (size_t i = 0; i < pgsz; i += 64)
-			bad += (uint8_t)m[pg * pgsz + i] != byte_of(pg, i);
+		for (size_t i = 0; i < pgsz; i += 64) {
+			uint8_t got = (uint8_t)m[pg * pgsz + i];
+
+			if (got != byte_of(pg, i) && bad++ < 4)
+				tap_diag("page %zu byte %zu: %u, want %u", pg, i, got,
+					 byte_of(pg, i));
+		}
 	return bad;
 }
 
