@@ -77,6 +77,27 @@ static inline void stats_quiet(const struct fl_runtime *rt, struct fl_stats *st)
 
 #define ST_DELTA(a, b, f) ((unsigned long long)((b).f - (a).f))
 
+/* a statistics snapshot, now */
+static inline void stats_now(const struct fl_runtime *rt, struct fl_stats *st)
+{
+	st->size = sizeof(*st);
+	fl_stats_get(rt, st);
+}
+
+/*
+ * Poll until @cond (over snapshot @st) holds, for up to 10 s: a bound for a
+ * background thread (the evictor) to get somewhere, not a timing
+ * assertion; the caller checks @cond again.
+ */
+#define WAIT_FOR(rt, st, cond) do {					\
+	for (int wait_i_ = 0; wait_i_ < 10000; wait_i_++) {		\
+		stats_now((rt), &(st));					\
+		if (cond)						\
+			break;						\
+		ms_sleep(1);						\
+	}								\
+} while (0)
+
 /* ---- SIGBUS: touch an address and report whether the access faulted ---- */
 
 static sigjmp_buf sigbus_env;

@@ -13,7 +13,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#include "tap.h"
+#include "common.h"
 
 #define PAGES	512
 #define BUDGET	64
@@ -82,22 +82,6 @@ static size_t verify(const char *m)
 		}
 	return bad;
 }
-
-static void stats(struct fl_runtime *rt, struct fl_stats *st)
-{
-	st->size = sizeof(*st);
-	fl_stats_get(rt, st);
-}
-
-/* poll a counter condition for up to 10 s (no timing assertion: a bound) */
-#define WAIT_FOR(rt, st, cond) do {					\
-	for (int _i = 0; _i < 10000; _i++) {				\
-		stats(rt, &(st));					\
-		if (cond)						\
-			break;						\
-		usleep(1000);						\
-	}								\
-} while (0)
 
 static sigjmp_buf jb;
 
@@ -174,7 +158,7 @@ int main(int argc, char **argv)
 
 	/* 2. ENOSPC, then the store recovers: eviction resumes */
 	fail_write = -ENOSPC;
-	stats(rt, &st);
+	stats_now(rt, &st);
 	{
 		uint64_t errs = st.far_store_errors;
 
@@ -217,7 +201,7 @@ int main(int argc, char **argv)
 		tap_ok(sigbus > 0 && wrong == 0, "EIO on read: %zu accesses got SIGBUS, %zu wrong bytes",
 		       sigbus, wrong);
 		fail_read = 0;
-		stats(rt, &st);
+		stats_now(rt, &st);
 		tap_ok(st.far_read_errors >= sigbus, "read errors counted (%llu)",
 		       (unsigned long long)st.far_read_errors);
 

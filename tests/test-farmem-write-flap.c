@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "tap.h"
+#include "common.h"
 
 #define PAGES	256
 #define BUDGET	32
@@ -69,22 +69,6 @@ static size_t verify(const char *m, unsigned int round)
 	return bad;
 }
 
-static void stats(struct fl_runtime *rt, struct fl_stats *st)
-{
-	st->size = sizeof(*st);
-	fl_stats_get(rt, st);
-}
-
-/* poll a counter condition for up to 10 s (no timing assertion: a bound) */
-#define WAIT_FOR(rt, st, cond) do {					\
-	for (int _i = 0; _i < 10000; _i++) {				\
-		stats(rt, &(st));					\
-		if (cond)						\
-			break;						\
-		usleep(1000);						\
-	}								\
-} while (0)
-
 /* the store fails and recovers every 200 µs */
 static void *flapper(void *arg)
 {
@@ -127,7 +111,7 @@ int main(int argc, char **argv)
 	for (unsigned int round = 0; round < ROUNDS; round++) {
 		uint64_t errs, evs;
 
-		stats(rt, &st);
+		stats_now(rt, &st);
 		errs = st.far_store_errors;
 		evs = st.far_evictions;
 		/* every write-back fails while every page is rewritten */
