@@ -546,9 +546,11 @@ int fl_features_print(const struct fl_runtime *rt, FILE *f);
 	X(numa_remote_fills,	"NUMA: faults resolved for a thread on another node than the handler's") \
 	X(numa_policy_sets,	"NUMA: handler memory-policy switches (set_mempolicy MPOL_PREFERRED)") \
 	X(far_aio_reads,	"far memory: store reads a handler started and went on serving faults") \
-	X(far_aio_drain_waits,	"far memory: waits of a handler for its own reads before it blocked")
+	X(far_aio_drain_waits,	"far memory: waits of a handler for its own reads before it blocked") \
+	X(far_rescues,		"far memory: pages whose write-back failed and that could not be put back: kept in runtime memory") \
+	X(far_rescued_pages,	"far memory (gauge): pages held in runtime memory after a failed write-back")
 
-#define FL_STATS_VERSION 7
+#define FL_STATS_VERSION 8
 
 /**
  * struct fl_stats - a snapshot of the counters, summed over threads.

@@ -26,7 +26,10 @@
  *      through the page table lock) before the write could land.
  *   4. Write the frame back unless clean. On a store error MOVE the frame
  *      back (the PTE is still empty: every fault on it waits in step 1's
- *      state) and settle RESIDENT: never lost, overshoot counted.
+ *      state) and settle RESIDENT: never lost, overshoot counted. If that
+ *      move fails (EAGAIN: an event is unread, and waiting for it under
+ *      the region lock could deadlock), rescue the bytes into runtime
+ *      memory and settle EVICTED|RESCUED (far_put_back(), rescue.c).
  *   5. CAS EVICTING -> EVICTED|INSTORE, wake the page's sleepers: they read
  *      it back from the store. A REMOVE (the program's MADV_DONTNEED) that
  *      arrived meanwhile already made the word DISCARDED: the CAS fails and
@@ -63,7 +66,8 @@
  *
  * Budget: resident is counted at install (+), eviction and zaps (-); the
  * count drifts with REMOVE events and unregisters, and is reset from the
- * words at the end of a CLOCK sweep that evicted nothing. The evictor wakes
+ * words at the end of a CLOCK sweep that evicted nothing and saw the count
+ * unchanged from start to end (installs behind the hand are not seen). The evictor wakes
  * above high and evicts down to low; a fault that finds the count above the
  * budget waits while the evictor brings it down (far_throttle(), bounded;
  * counted in far_throttled).
@@ -85,6 +89,7 @@
 
 #include "internal.h"
 #include "rcu.h"
+#include "testhooks.h"
 
 #define EXTENT_ALIGN ((uint64_t)1 << 30)
 
@@ -124,10 +129,58 @@ int far_region_init(struct fl_runtime *rt, struct fl_region *r)
 	return 0;
 }
 
+/*
+ * Pages [a, b) of @r are gone for good (the region left the runtime, or an
+ * UNMAP dropped them and no REMAP took them back): so are their bytes in the
+ * store and their rescued copies (rescue.c), which stop counting as resident.
+ */
+void far_range_gone(struct fl_runtime *rt, const struct fl_region *r, uintptr_t a, uintptr_t b)
+{
+	struct fl_far *f = rt->far;
+	uint64_t off;
+	long n;
+
+	if (!f || !r->store_extent || b <= a)
+		return;
+	off = r->store_off + (a - r->start);
+	store_discard(f->store, off, b - a);
+	n = far_rescue_drop(&f->rescue, off, off + (b - a));
+	if (n)
+		atomic_fetch_sub_explicit(&f->resident, n, memory_order_relaxed);
+}
+
+/*
+ * The program zapped rescued page @addr of @r (event_remove()), which holds
+ * the page FILLING: its copy goes and stops counting as resident, and the
+ * word becomes DISCARDED (sleepers woken; the caller wakes the range).
+ * Race: the copy goes while we hold the page: once the word is DISCARDED a
+ * fault can install the page anew and the evictor rescue it again, and a
+ * drop after that would take the new copy.
+ */
+void far_rescued_gone(struct fl_runtime *rt, const struct fl_region *r, uintptr_t addr)
+{
+	struct fl_far *f = rt->far;
+	_Atomic uint32_t *w = &r->pstate[(addr - r->start) >> rt->page_shift];
+	uint64_t off = r->store_off + (addr - r->start);
+	struct rescued *e = far_rescue_take(&f->rescue, off);
+	uint32_t old = atomic_load_explicit(w, memory_order_relaxed), nw;
+
+	if (e) {
+		far_rescue_free(&f->rescue, e);
+		atomic_fetch_sub_explicit(&f->resident, 1, memory_order_relaxed);
+	}
+	do
+		nw = (old & ~(PS_STATE_MASK | PS_WAITERS | PS_RESCUED | PS_INSTORE |
+			      PS_DISCARD_PENDING)) | PS_DISCARDED;
+	while (!atomic_compare_exchange_weak_explicit(w, &old, nw, memory_order_release,
+						      memory_order_relaxed));
+	if (old & PS_WAITERS)
+		page_wake(w);
+}
+
 void far_region_gone(struct fl_runtime *rt, struct fl_region *r)
 {
-	if (rt->far && r->store_extent)
-		store_discard(rt->far->store, r->store_off, r->end - r->start);
+	far_range_gone(rt, r, r->start, r->end);
 }
 
 void far_gate_lock(struct fl_runtime *rt)
@@ -369,6 +422,60 @@ static void evicted_one(struct fl_far *f, bool clean)
 		STAT_INC(f->st, far_evict_clean);
 }
 
+/*
+ * MOVE step 4's error path: the store refused the page in @frame; it must
+ * not be lost. Move it back where it was (its PTE is still empty: every
+ * fault on it waits in the EVICTING state). Once, never in a wait loop: the
+ * move fails EAGAIN while any event of the process is unread, and the
+ * handler that would read it may be asleep on a page of this very batch or
+ * waiting for this region's readers, us among them (a deadlock that, with
+ * a timeout, lost the page). When it fails, rescue the bytes into runtime
+ * memory (rescue.c; the spare was reserved before the batch) and settle the
+ * page EVICTED|RESCUED: its next fault installs them from there.
+ * Context: evictor, region read lock held.
+ */
+static void far_put_back(struct fl_runtime *rt, struct fl_region *r, const struct victim *x,
+			 char *frame)
+{
+	struct fl_far *f = rt->far;
+	_Atomic uint32_t *w = &r->pstate[x->pg];
+	uint64_t off = r->store_off + ((uint64_t)x->pg << rt->page_shift);
+	struct rescued *e;
+	size_t done;
+	int ret;
+
+	ret = FL_TEST_FAIL(FL_FAIL_PUT_BACK) ? -EAGAIN :
+	      uffd_move(&rt->uffd, x->addr, (uintptr_t)frame, rt->page_size, 0, &done);
+	if (!ret) {
+		if (settle(w, PS_RESIDENT, 0, PS_INSTORE))
+			return;
+		/*
+		 * The program zapped the page meanwhile (REMOVE made the word
+		 * DISCARDED): it asked for zeros, and we just mapped the old
+		 * bytes again. Take them back out; ENOENT: the zap got them
+		 * first. (A read between the zap and this move sees the old
+		 * bytes: the install race of README "Known limits".)
+		 */
+		uffd_move(&rt->uffd, (uintptr_t)frame, x->addr, rt->page_size,
+			  UFFDIO_MOVE_MODE_DONTWAKE, &done);
+		atomic_fetch_sub_explicit(&f->resident, 1, memory_order_relaxed);
+		return;
+	}
+	/*
+	 * Race: put the copy before the word says RESCUED. A REMOVE that
+	 * turns the word DISCARDED right after must find the copy to drop it;
+	 * one that came before makes the settle fail, and we drop it.
+	 */
+	e = far_rescue_put(&f->rescue, off, frame, rt->page_size);
+	STAT_INC(f->st, far_rescues);
+	if (!settle(w, PS_EVICTED, PS_RESCUED, PS_INSTORE | PS_REF) &&
+	    far_rescue_remove(&f->rescue, e)) {
+		far_rescue_free(&f->rescue, e);
+		atomic_fetch_sub_explicit(&f->resident, 1, memory_order_relaxed);
+	}
+	/* still resident: it takes memory, the overshoot stays visible */
+}
+
 /* MOVE path, steps 2-5, region read lock held. Return: frames used. */
 static size_t evict_move_locked(struct fl_runtime *rt, struct fl_region *r,
 				struct victim *v, size_t n)
@@ -428,25 +535,15 @@ static size_t evict_move_locked(struct fl_runtime *rt, struct fl_region *r,
 		store_io(f->store, req, nreq);
 	for (unsigned int k = 0; k < nreq; k++) {
 		struct victim *x = &v[map[k]];
-		int ret;
 
 		if (!req[k].res) {
 			STAT_INC(f->st, far_writebacks);
 			continue;
 		}
-		/* step 4's error path: the frame goes back where it was */
+		/* step 4's error path */
 		STAT_INC(f->st, far_store_errors);
 		x->taken = false;
-		for (int t = 0; t < 1000; t++) {
-			ret = uffd_move(&rt->uffd, x->addr, (uintptr_t)stg + map[k] * rt->page_size,
-					rt->page_size, 0, &done);
-			if (ret != -EAGAIN)
-				break;
-			usleep(100);	/* an event is pending: a handler reads it */
-		}
-		if (ret)
-			STAT_INC(f->st, ioctl_errors);
-		settle(&r->pstate[x->pg], PS_RESIDENT, 0, PS_INSTORE);
+		far_put_back(rt, r, x, stg + map[k] * rt->page_size);
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (!v[i].taken)
@@ -606,6 +703,8 @@ static size_t pick_locked(struct fl_runtime *rt, struct fl_region *r, struct vic
 	size_t npages = region_npages(r, rt->page_shift), n = 0;
 
 	if (f->hand_gen != r->gen) {
+		if (f->hand_page)
+			f->sweep_partial = true;	/* replaced under the hand */
 		f->hand_gen = r->gen;
 		f->hand_page = 0;
 	}
@@ -622,6 +721,10 @@ static size_t pick_locked(struct fl_runtime *rt, struct fl_region *r, struct vic
 			 * FILLING words must not reset the count to zero.
 			 */
 			f->sweep_resident++;
+			continue;
+		}
+		if (ps_state(x) == PS_EVICTED && (x & PS_RESCUED)) {
+			f->sweep_resident++;	/* in runtime memory (rescue.c) */
 			continue;
 		}
 		if (ps_state(x) != PS_RESIDENT)
@@ -657,6 +760,16 @@ static int evict_batch(struct fl_runtime *rt, size_t want)
 	uint64_t gen;
 	bool stale;
 
+	if (f->move) {
+		/* one spare rescue entry per victim, before any is claimed:
+		 * the error path (far_put_back) must never allocate */
+		unsigned int spares = far_rescue_reserve(&f->rescue, rt->page_size, FAR_BATCH);
+
+		if (!spares)
+			return -1;	/* no memory: end the sweep, back off */
+		if (want > spares)
+			want = spares;
+	}
 	fl_rcu_read_lock();
 	x = fl_rcu_dereference(rt->index.cur);
 	if (!x->n) {
@@ -672,6 +785,7 @@ static int evict_batch(struct fl_runtime *rt, size_t want)
 	gen = r->gen;
 	if (!region_start_read_checked(r, r->start, gen, &stale)) {
 		fl_rcu_read_unlock();
+		f->sweep_partial = true;	/* its pages go uncounted */
 		f->hand_idx++;		/* being changed by a writer: skip it */
 		f->hand_gen = 0;
 		f->hand_page = 0;
@@ -751,13 +865,34 @@ static void *evictor_main(void *arg)
 				continue;
 			/* end of a sweep */
 			STAT_INC(f->st, far_sweeps);
-			if (!f->sweep_evicted) {
-				/* nothing evictable found: recount from the words */
-				atomic_store_explicit(&f->resident, f->sweep_resident,
-						      memory_order_relaxed);
+			if (!f->sweep_evicted && !f->sweep_partial &&
+			    !index_seq_retry(&rt->index, f->sweep_seq)) {
+				/*
+				 * Nothing evictable found: recount from the
+				 * words, but only if the hand saw every region
+				 * whole, no index writer came by, and the count
+				 * did not move during the sweep. Pages
+				 * installed behind the hand were counted at
+				 * install and never seen by it; a region
+				 * skipped (a writer held it) or unpublished (on
+				 * its way out: far_range_gone() takes its
+				 * rescued pages off the count) was not seen at
+				 * all. A plain store lost them and left the
+				 * budget unenforced (seen under TSan: the count
+				 * at -512 with 512 pages resident, the evictor
+				 * asleep). Such a sweep leaves it to the next.
+				 */
+				long was = f->sweep_start;
+
+				atomic_compare_exchange_strong_explicit(&f->resident, &was,
+						f->sweep_resident, memory_order_relaxed,
+						memory_order_relaxed);
 			}
 			f->sweep_resident = 0;
 			f->sweep_evicted = false;
+			f->sweep_partial = false;
+			f->sweep_seq = index_seq_begin(&rt->index);
+			f->sweep_start = atomic_load_explicit(&f->resident, memory_order_relaxed);
 			if (++sweeps >= 3)
 				break;	/* pins, errors, pages in transit */
 		}
@@ -785,6 +920,11 @@ int far_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 		return -ENOMEM;
 	f->st = calloc(1, sizeof(*f->st));
 	if (!f->st) {
+		free(f);
+		return -ENOMEM;
+	}
+	if (far_rescue_init(&f->rescue)) {
+		free(f->st);
 		free(f);
 		return -ENOMEM;
 	}
@@ -860,6 +1000,7 @@ void far_free(struct fl_runtime *rt)
 	}
 	if (f->buf && !rt->forked_child)
 		munmap(f->buf, len);
+	far_rescue_fini(&f->rescue);
 	pthread_mutex_destroy(&f->gate);
 	pthread_mutex_destroy(&f->batch_lock);
 	free(f->st);

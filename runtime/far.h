@@ -21,6 +21,41 @@ struct fl_counters;
 
 #define FAR_BATCH 64		/* pages per eviction batch (staging frames) */
 
+/* rescue.c: pages whose write-back failed and could not be put back */
+struct rescued;
+struct far_rescue {
+	pthread_mutex_t lock;
+	struct rescued **tab;		/* chained hash by store offset */
+	size_t nbuckets;
+	_Atomic long count;		/* entries; read unlocked as "any at all?" */
+	struct rescued *spare;		/* reserved entries: the error path never allocates */
+	unsigned int nspare;
+};
+
+int far_rescue_init(struct far_rescue *rs);
+void far_rescue_fini(struct far_rescue *rs);
+/* top the spares up to @want (may allocate; no locks held). Return: spares */
+unsigned int far_rescue_reserve(struct far_rescue *rs, size_t page_size, unsigned int want);
+/*
+ * An entry belongs to its page's word while the word says EVICTED|RESCUED;
+ * only whoever holds the page (EVICTING: the evictor; FILLING: a filler or
+ * event_remove) puts, takes or removes it, so two entries for one page
+ * never coexist and nobody drops another's.
+ */
+/* keep a copy of @page under store offset @off; uses a reserved spare */
+struct rescued *far_rescue_put(struct far_rescue *rs, uint64_t off, const void *page,
+			       size_t page_size);
+/* unlink the copy under @off and hand it over (NULL: none) */
+struct rescued *far_rescue_take(struct far_rescue *rs, uint64_t off);
+/* link a taken copy back (no allocation) */
+void far_rescue_insert(struct far_rescue *rs, struct rescued *e);
+/* unlink exactly @e if it is linked. Return: whether it was */
+bool far_rescue_remove(struct far_rescue *rs, struct rescued *e);
+void far_rescue_free(struct far_rescue *rs, struct rescued *e);
+const void *far_rescue_data(const struct rescued *e);
+/* drop the copies of store offsets [lo, hi): the pages are gone. Return: how many */
+long far_rescue_drop(struct far_rescue *rs, uint64_t lo, uint64_t hi);
+
 struct fl_far {
 	struct fl_store *store;
 	long budget, high, low;		/* pages */
@@ -45,7 +80,10 @@ struct fl_far {
 	size_t hand_idx, hand_page;	/* CLOCK hand: index position, page */
 	uint64_t hand_gen;
 	long sweep_resident;		/* RESIDENT words seen in the current sweep */
+	long sweep_start;		/* @resident when the sweep began */
+	unsigned int sweep_seq;		/* index seq when the sweep began */
 	bool sweep_evicted;
+	bool sweep_partial;		/* a region went unseen: no recount */
 
 	/*
 	 * Zaps without MOVE (MADV_DONTNEED on the evicted page): serialised
@@ -58,6 +96,8 @@ struct fl_far {
 	_Atomic uintptr_t zap_start, zap_end;
 	_Atomic uint32_t zap_pending;
 
+	struct far_rescue rescue;
+
 	struct fl_counters *st;		/* the evictor's counters */
 };
 
@@ -67,6 +107,8 @@ void far_stop(struct fl_runtime *rt);		/* stop the evictor, drop staging */
 void far_free(struct fl_runtime *rt);		/* after handlers_stop */
 int far_region_init(struct fl_runtime *rt, struct fl_region *r);	/* writer lock held */
 void far_region_gone(struct fl_runtime *rt, struct fl_region *r);
+void far_range_gone(struct fl_runtime *rt, const struct fl_region *r, uintptr_t a, uintptr_t b);
+void far_rescued_gone(struct fl_runtime *rt, const struct fl_region *r, uintptr_t addr);
 uint64_t far_register_modes(const struct fl_runtime *rt);
 void far_gate_lock(struct fl_runtime *rt);
 /* fork: pause the evictor between batches / let it go (parent and child) */

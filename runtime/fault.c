@@ -435,28 +435,34 @@ static bool claim_evicted(const struct snap *s, size_t pg)
 	_Atomic uint32_t *w = &s->pstate[pg];
 	uint32_t v = atomic_load_explicit(w, memory_order_relaxed);
 
-	if (ps_state(v) != PS_EVICTED)
+	/* a rescued page is not in the store (far_rescue_in) */
+	if (ps_state(v) != PS_EVICTED || (v & PS_RESCUED))
 		return false;
 	return atomic_compare_exchange_strong_explicit(w, &v,
 			(v & ~PS_STATE_MASK) | PS_FILLING,
 			memory_order_acquire, memory_order_relaxed);
 }
 
-/* FILLING -> @to with the far flags; DISCARD_PENDING wins, as page_finish */
-static void far_finish(_Atomic uint32_t *w, unsigned int to, uint32_t set)
+/*
+ * FILLING -> @to with the far flags; DISCARD_PENDING wins, as page_finish.
+ * PS_RESCUED survives only back to EVICTED. Return: the state reached.
+ */
+static unsigned int far_finish(_Atomic uint32_t *w, unsigned int to, uint32_t set)
 {
 	uint32_t old = atomic_load_explicit(w, memory_order_relaxed), nw;
 
 	do {
 		if (old & PS_DISCARD_PENDING)
 			nw = (old & ~(PS_STATE_MASK | PS_WAITERS | PS_DISCARD_PENDING |
-				      PS_INSTORE)) | PS_DISCARDED;
+				      PS_INSTORE | PS_RESCUED)) | PS_DISCARDED;
 		else
-			nw = (old & ~(PS_STATE_MASK | PS_WAITERS | PS_INSTORE)) | to | set;
+			nw = (old & ~(PS_STATE_MASK | PS_WAITERS | PS_INSTORE |
+				      (to == PS_EVICTED ? 0 : PS_RESCUED))) | to | set;
 	} while (!atomic_compare_exchange_weak_explicit(w, &old, nw, memory_order_release,
 							memory_order_relaxed));
 	if (old & PS_WAITERS)
 		page_wake(w);
+	return ps_state(nw);
 }
 
 /*
@@ -573,6 +579,64 @@ static void far_install(struct fl_fault_ctx *c, const struct snap *s, size_t lo,
 		uffd_wake(&rt->uffd, a + off, len - off);
 		return;
 	}
+}
+
+/*
+ * Page-in of a rescued page (claimed FILLING, PS_RESCUED set): its write-back
+ * failed and it could not be put back (evict.c far_put_back), so its bytes
+ * are in runtime memory (rescue.c), not the store. One page, no read-ahead,
+ * installed without write protection: the store does not hold it, it is
+ * dirty. The copy is dropped once the word leaves RESCUED; a refused
+ * install keeps both for the next fault.
+ */
+static void far_rescue_in(struct fl_fault_ctx *c, const struct snap *s, size_t pg,
+			  uintptr_t fault_addr)
+{
+	struct fl_runtime *rt = c->rt;
+	struct fl_far *f = rt->far;
+	_Atomic uint32_t *w = &s->pstate[pg];
+	uint64_t off = s->store_off + ((uint64_t)pg << rt->page_shift);
+	uintptr_t a = s->start + (pg << rt->page_shift);
+	struct rescued *e = far_rescue_take(&f->rescue, off);
+	size_t done;
+	int ret;
+
+	if (!e) {
+		/* cannot happen (the copy lives as long as the flag): never
+		 * make up a page; SIGBUS where the kernel can */
+		STAT_INC(c->st, ioctl_errors);
+		far_finish(w, PS_EVICTED, 0);
+		if (uffd_poison(&rt->uffd, a, rt->page_size, 0, &done))
+			park_fault(c, a, rt->page_size);
+		return;
+	}
+	memcpy(c->bounce, far_rescue_data(e), rt->page_size);
+	ret = uffd_copy(&rt->uffd, a, c->bounce, rt->page_size, 0, &done);
+	if (!ret) {
+		/* the copy has served (gone before the word is RESIDENT: see
+		 * far_rescued_gone); the page counted as resident all along */
+		far_rescue_free(&f->rescue, e);
+		far_finish(w, PS_RESIDENT, PS_REF);
+		STAT_INC(c->st, pages_installed);
+		return;
+	}
+	/* refused: the copy goes back before the word says RESCUED again */
+	far_rescue_insert(&f->rescue, e);
+	if (far_finish(w, PS_EVICTED, 0) == PS_DISCARDED && far_rescue_remove(&f->rescue, e)) {
+		/* zapped while we held it: the program asked for zeros */
+		far_rescue_free(&f->rescue, e);
+		atomic_fetch_sub_explicit(&f->resident, 1, memory_order_relaxed);
+	}
+	if (ret == -EAGAIN) {
+		STAT_INC(c->st, copy_eagain);
+		park_fault(c, page_down(rt, fault_addr), rt->page_size);
+		return;
+	}
+	if (ret == -ENOENT)
+		STAT_INC(c->st, range_gone);
+	else
+		STAT_INC(c->st, ioctl_errors);
+	uffd_wake(&rt->uffd, a, rt->page_size);
 }
 
 /*
@@ -894,7 +958,7 @@ static enum res far_resolve(struct fl_fault_ctx *c, const struct snap *s,
 	size_t pg = (addr - s->start) >> rt->page_shift;
 	_Atomic uint32_t *w = &s->pstate[pg];
 	uint64_t cmode = f && f->wp ? UFFDIO_COPY_MODE_WP : 0;
-	bool async = c->aio && c->may_async && f;
+	bool async = c->aio && c->may_async && f, rescued = false;
 	size_t lo, hi, win = 1, done;
 	struct store_req req;
 	int ret;
@@ -934,9 +998,10 @@ static enum res far_resolve(struct fl_fault_ctx *c, const struct snap *s,
 			far_aio_drain(c);
 			far_throttle(c);
 		}
+		rescued = v & PS_RESCUED;
 		/* read-ahead: the adaptive window, over evicted neighbours only */
-		win = far_window(c, s, pg);
-		if (async && !aio_room(c->aio, win << rt->page_shift)) {
+		win = rescued ? 1 : far_window(c, s, pg);
+		if (async && !rescued && !aio_room(c->aio, win << rt->page_shift)) {
 			/* at the bound: finish ours, then claim (never while claimed) */
 			far_aio_drain(c);
 			continue;
@@ -947,6 +1012,10 @@ static enum res far_resolve(struct fl_fault_ctx *c, const struct snap *s,
 			break;
 	}
 
+	if (rescued) {
+		far_rescue_in(c, s, pg, addr);
+		return RES_DONE;
+	}
 	claim_run(rt, s, pg, win, K_EVICTED, &lo, &hi);
 	if (async && aio_start(c, s, lo, hi, addr, cmode))
 		return RES_PENDING;

@@ -48,6 +48,8 @@
 #define PS_DISCARD_PENDING	(1u << 4)	/* REMOVE hit it while FILLING */
 #define PS_INSTORE		(1u << 5)	/* far: the store holds these exact bytes (clean) */
 #define PS_REF			(1u << 6)	/* far: CLOCK reference bit */
+#define PS_RESCUED		(1u << 7)	/* far, EVICTED: the bytes are in runtime
+						 * memory, not the store (rescue.c) */
 #define PS_FA_SHIFT		8		/* adaptive fault-around hint, bits 8..12: */
 #define PS_FA_MASK		(0x1fu << PS_FA_SHIFT)	/* log2(previous window) + 1 */
 #define PS_PIN_SHIFT		16		/* pin count, bits 16..31 */

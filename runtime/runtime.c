@@ -468,6 +468,9 @@ static void unmapped_keep_locked(struct fl_runtime *rt, struct fl_region *r,
 {
 	struct fl_unmapped *u = &rt->unmapped[rt->unmapped_next++ % FL_UNMAPPED_KEEP];
 
+	/* no REMAP took it back: its dropped pages are gone for good */
+	if (u->r)
+		far_range_gone(rt, u->r, u->start, u->end);
 	region_free(u->r);
 	*u = (struct fl_unmapped){ r, start, end };
 }
@@ -996,6 +999,10 @@ void event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 				if (st == PS_FILLING) {
 					nv = v | PS_DISCARD_PENDING;
 					STAT_INC(c->st, remove_races);
+				} else if (st == PS_EVICTED && (v & PS_RESCUED)) {
+					/* far memory: hold it while its rescued
+					 * copy goes (far_rescued_gone) */
+					nv = (v & ~PS_STATE_MASK) | PS_FILLING;
 				} else if (st == PS_DISCARDED ||
 					   (st == PS_ABSENT && r->pager == FL_PAGER_ZERO)) {
 					break;	/* reads zero already: no write */
@@ -1007,6 +1014,10 @@ void event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 			/* far memory: a page under eviction may have sleepers */
 			if (ps_state(v) == PS_EVICTING && (v & PS_WAITERS))
 				page_wake(w);
+			/* far memory: we hold the rescued page: its copy goes,
+			 * then it is DISCARDED (evict.c far_rescued_gone) */
+			if (ps_state(v) == PS_EVICTED && (v & PS_RESCUED))
+				far_rescued_gone(rt, r, p);
 		}
 	}
 	pthread_rwlock_unlock(&rt->index.lock);

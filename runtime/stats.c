@@ -31,6 +31,9 @@ void stats_sum(const struct fl_runtime *rt, struct fl_counters *sum)
 	/* a gauge, not a counter: fl_stats_reset() leaves it alone */
 	sum->metadata_bytes = (uint64_t)atomic_load_explicit(&rt->meta_bytes,
 							      memory_order_relaxed);
+	if (rt->far)
+		sum->far_rescued_pages = (uint64_t)atomic_load_explicit(
+			&rt->far->rescue.count, memory_order_relaxed);
 }
 
 FL_EXPORT int fl_stats_get(const struct fl_runtime *rt, struct fl_stats *out)

@@ -24,6 +24,8 @@ bool fl_test_fail(enum fl_test_site site)
 {
 	int n = atomic_load_explicit(&fl_test_fail_at[site], memory_order_relaxed);
 
+	if (n < 0)
+		return true;
 	while (n > 0)
 		if (atomic_compare_exchange_weak_explicit(&fl_test_fail_at[site], &n, n - 1,
 							  memory_order_relaxed,

@@ -19,7 +19,7 @@
  *   FL_PAUSE_WRITER_SYNCED	victims_quiesce_locked(): victims write-locked
  *				and a grace period passed
  * FL_TEST_FAIL(site): true when the test scheduled a failure for this call
- *	of @site (the n-th call from now, see fl_test_fail_at).
+ *	of @site (the n-th call from now, or all of them: fl_test_fail_at).
  */
 #ifndef FL_TESTHOOKS_H
 #define FL_TESTHOOKS_H
@@ -39,6 +39,8 @@ enum fl_test_point {
 enum fl_test_site {
 	FL_FAIL_REGION_ALLOC,		/* region_alloc() returns NULL */
 	FL_FAIL_INDEX_PUBLISH,		/* index_publish_locked() returns -ENOMEM */
+	FL_FAIL_PUT_BACK,		/* evict.c far_put_back(): the MOVE back
+					 * fails EAGAIN (an event pending) */
 	FL_FAIL_NR
 };
 
@@ -47,7 +49,8 @@ typedef void (*fl_test_pause_fn)(enum fl_test_point point, uintptr_t addr);
 
 /* the test's hook; NULL: no pauses. Called from handler and writer threads. */
 extern _Atomic(fl_test_pause_fn) fl_test_pause_hook;
-/* n > 0: the n-th next call at that site fails (1: the next one) */
+/* n > 0: the n-th next call at that site fails (1: the next one);
+ * n < 0: every call fails until it is set to 0 */
 extern _Atomic int fl_test_fail_at[FL_FAIL_NR];
 
 /* numa.c: pretend there are this many nodes (0: the real count), every
