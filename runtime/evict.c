@@ -66,11 +66,11 @@
  *
  * Budget: resident is counted at install (+), eviction and zaps (-); the
  * count drifts with REMOVE events and unregisters, and is reset from the
- * words at the end of a CLOCK sweep that evicted nothing and saw the count
- * unchanged from start to end (installs behind the hand are not seen). The evictor wakes
- * above high and evicts down to low; a fault that finds the count above the
- * budget waits while the evictor brings it down (far_throttle(), bounded;
- * counted in far_throttled).
+ * words at the end of a whole CLOCK sweep that evicted nothing, with no
+ * index writer and the count unchanged meanwhile (evictor_main() says why).
+ * The evictor wakes above high and evicts down to low; a fault that finds
+ * the count above the budget waits while the evictor brings it down
+ * (far_throttle(), bounded; counted in far_throttled).
  *
  * Reference information (CLOCK): PS_REF is set when a page is read back
  * from the store, when the first write after that dirties it (WP fault) and
@@ -765,8 +765,10 @@ static int evict_batch(struct fl_runtime *rt, size_t want)
 		 * the error path (far_put_back) must never allocate */
 		unsigned int spares = far_rescue_reserve(&f->rescue, rt->page_size, FAR_BATCH);
 
-		if (!spares)
+		if (!spares) {
+			f->sweep_partial = true;
 			return -1;	/* no memory: end the sweep, back off */
+		}
 		if (want > spares)
 			want = spares;
 	}

@@ -126,8 +126,9 @@ static size_t window_pages(struct fl_fault_ctx *c, const struct snap *s,
 
 /*
  * fa_hint_next() - a run of @win pages ended before page @next: hint it, if
- * it is still to be produced (or read back from the store: read-ahead). A lost race (the page got claimed meanwhile)
- * only costs the next fault a smaller window.
+ * it is still to be produced (or read back from the store: read-ahead). A
+ * lost race (the page got claimed meanwhile) only costs the next fault a
+ * smaller window.
  */
 static void fa_hint_next(const struct fl_runtime *rt, const struct snap *s,
 			 size_t next, size_t win)
@@ -994,11 +995,12 @@ static enum res far_resolve(struct fl_fault_ctx *c, const struct snap *s,
 		}
 		if (st != PS_EVICTED)
 			return resolve(c, s, addr, write, true);
-		if (!c->no_throttle && far_over_budget(rt)) {
+		rescued = v & PS_RESCUED;
+		/* a rescued page is counted already: its install adds nothing */
+		if (!rescued && !c->no_throttle && far_over_budget(rt)) {
 			far_aio_drain(c);
 			far_throttle(c);
 		}
-		rescued = v & PS_RESCUED;
 		/* read-ahead: the adaptive window, over evicted neighbours only */
 		win = rescued ? 1 : far_window(c, s, pg);
 		if (async && !rescued && !aio_room(c->aio, win << rt->page_shift)) {
