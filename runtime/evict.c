@@ -64,10 +64,12 @@
  *   Known window: the program's own munmap/mremap of the range (handled on
  *   handler threads, which cannot take @gate) racing step 4.
  *
- * Budget: resident is counted at install (+), eviction and zaps (-); the
- * count drifts with REMOVE events and unregisters, and is reset from the
- * words at the end of a whole CLOCK sweep that evicted nothing, with no
- * index writer and the count unchanged meanwhile (evictor_main() says why).
+ * Budget: resident is counted at install (+), eviction, the program's zaps
+ * (REMOVE events) and unregisters (-); the count drifts only with zaps that
+ * race a fill (DISCARD_PENDING) and with UNMAPs kept for a REMAP, and is
+ * reset from the words at the end of a whole CLOCK sweep that evicted
+ * nothing, with no index writer and the count unchanged meanwhile
+ * (evictor_main() says why).
  * The evictor wakes above high and evicts down to low; a fault that finds
  * the count above the budget waits while the evictor brings it down
  * (far_throttle(), bounded; counted in far_throttled).
@@ -129,10 +131,18 @@ int far_region_init(struct fl_runtime *rt, struct fl_region *r)
 	return 0;
 }
 
+/* @pages resident pages left the runtime's hands (zapped, unregistered) */
+void far_note_gone(struct fl_runtime *rt, long pages)
+{
+	if (rt->far && pages)
+		atomic_fetch_sub_explicit(&rt->far->resident, pages, memory_order_relaxed);
+}
+
 /*
  * Pages [a, b) of @r are gone for good (the region left the runtime, or an
  * UNMAP dropped them and no REMAP took them back): so are their bytes in the
- * store and their rescued copies (rescue.c), which stop counting as resident.
+ * store and their rescued copies (rescue.c), and they stop counting as
+ * resident. Context: index writer; @r quiesced or detached.
  */
 void far_range_gone(struct fl_runtime *rt, const struct fl_region *r, uintptr_t a, uintptr_t b)
 {
@@ -145,8 +155,11 @@ void far_range_gone(struct fl_runtime *rt, const struct fl_region *r, uintptr_t 
 	off = r->store_off + (a - r->start);
 	store_discard(f->store, off, b - a);
 	n = far_rescue_drop(&f->rescue, off, off + (b - a));
-	if (n)
-		atomic_fetch_sub_explicit(&f->resident, n, memory_order_relaxed);
+	/* and its resident pages: quiesced, none is in transit */
+	for (uintptr_t p = a; p < b; p += rt->page_size)
+		n += ps_state(atomic_load_explicit(&r->pstate[(p - r->start) >> rt->page_shift],
+						   memory_order_relaxed)) == PS_RESIDENT;
+	far_note_gone(rt, n);
 }
 
 /*

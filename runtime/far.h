@@ -122,6 +122,7 @@ bool far_own_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end);
 
 /* fault.c */
 void far_note_installed(struct fl_runtime *rt, long pages);
+void far_note_gone(struct fl_runtime *rt, long pages);
 bool far_over_budget(const struct fl_runtime *rt);
 void far_throttle(struct fl_fault_ctx *c);
 

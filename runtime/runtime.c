@@ -975,6 +975,7 @@ void event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 {
 	struct fl_runtime *rt = c->rt;
 	const struct fl_index *x;
+	long zapped = 0;
 
 	if (far_own_remove(c, start, end))
 		return;	/* far memory: the evictor's zap, the pages stay EVICTED */
@@ -1014,6 +1015,8 @@ void event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 			/* far memory: a page under eviction may have sleepers */
 			if (ps_state(v) == PS_EVICTING && (v & PS_WAITERS))
 				page_wake(w);
+			/* far memory: the kernel frees it; off the budget's count */
+			zapped += ps_state(v) == PS_RESIDENT;
 			/* far memory: we hold the rescued page: its copy goes,
 			 * then it is DISCARDED (evict.c far_rescued_gone) */
 			if (ps_state(v) == PS_EVICTED && (v & PS_RESCUED))
@@ -1021,6 +1024,7 @@ void event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 		}
 	}
 	pthread_rwlock_unlock(&rt->index.lock);
+	far_note_gone(rt, zapped);
 	/* a fault on a zapped page may have been taken for a duplicate of a
 	 * RESIDENT page and dropped before we got here: let it fault again */
 	uffd_wake(&rt->uffd, start, end - start);

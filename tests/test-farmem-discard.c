@@ -55,7 +55,7 @@ int main(int argc, char **argv)
 	uint8_t *m;
 
 	pgsz = (size_t)sysconf(_SC_PAGESIZE);
-	tap_plan(6);
+	tap_plan(11);
 	rt = tap_far_runtime(BUDGET * pgsz, argc, argv, &store, &ft);
 
 	m = fill_and_evict(rt);
@@ -78,6 +78,36 @@ int main(int argc, char **argv)
 	tap_ok(after > before, "a plain unregister reads the evicted pages back (%llu page-ins)",
 	       (unsigned long long)(after - before));
 	munmap(m, PAGES * pgsz);
+
+	/*
+	 * The pages a discard drops leave the budget's count: a region filled
+	 * right after to below the budget evicts nothing. (The count kept
+	 * them once: the evictor then took the new region's pages out.)
+	 */
+	m = fill_and_evict(rt);
+	tap_ok(m != NULL, "again: %d pages filled under a %d-page budget", PAGES, BUDGET);
+	if (!m)
+		return tap_done();
+	{
+		struct fl_stats st = { .size = sizeof(st) }, st0 = { .size = sizeof(st0) };
+		size_t small = BUDGET * 3 / 4;
+		uint8_t *n = mmap(NULL, small * pgsz, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		usleep(100 * 1000);	/* the evictor done: at the low mark, asleep */
+		TAP_EQ(fl_region_register(rt, n, small * pgsz, NULL), 0);
+		TAP_EQ(fl_region_unregister_discard(rt, m), 0);
+		munmap(m, PAGES * pgsz);
+		fl_stats_get(rt, &st0);
+		memset(n, 7, small * pgsz);
+		usleep(100 * 1000);	/* the evictor wakes within 20 ms */
+		fl_stats_get(rt, &st);
+		tap_ok(st.far_evictions == st0.far_evictions,
+		       "%zu pages under a %d-page budget after the discard: %llu evicted",
+		       small, BUDGET, (unsigned long long)(st.far_evictions - st0.far_evictions));
+		TAP_EQ(fl_region_unregister(rt, n), 0);
+		munmap(n, small * pgsz);
+	}
 	fl_runtime_destroy(rt);
 	fl_store_destroy(store);
 	return tap_done();
