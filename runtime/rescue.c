@@ -19,12 +19,15 @@
  * batch is cut to the spares it has), so the error path, which runs under
  * the region read lock, never allocates.
  *
- * Lifetime of an entry: put before the word is settled EVICTED|RESCUED (a
- * REMOVE that turns the word DISCARDED right after must find it to drop
- * it); dropped by whoever takes the word out of RESCUED: the page-in that
- * installed it, event_remove() (the program zapped the page), the region
- * going away (far_region_gone()). An entry is only ever read by the
- * handler that holds its page FILLING.
+ * Lifetime of an entry: it belongs to its page's word while the word says
+ * EVICTED|RESCUED, and only whoever holds the page touches it: the evictor
+ * puts it while the page is EVICTING, before the settle (a REMOVE right
+ * after must find it); a filler (fault.c far_rescue_in()) or event_remove()
+ * (evict.c far_rescued_gone()) first claims the word FILLING and then takes
+ * it; the region going away (far_range_gone()) drops it with no page in
+ * transit. So one page never has two entries, and nobody drops a newer
+ * copy than the one it meant (an earlier cut dropped by offset after the
+ * word was released, and could).
  *
  * A mutex and a chained hash: entries exist only after store errors, and
  * every path here is an error path or the page-in of a rescued page.
