@@ -9,8 +9,11 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tap.h"
 
@@ -97,6 +100,20 @@ static inline void stats_now(const struct fl_runtime *rt, struct fl_stats *st)
 		ms_sleep(1);						\
 	}								\
 } while (0)
+
+/* pages of [m, m + @pages pages) not in memory, as the kernel sees it
+ * (mincore(2)): evicted and really gone, not merely counted so */
+static inline size_t pages_out(const void *m, size_t pages)
+{
+	unsigned char *vec = malloc(pages);
+	size_t out = 0;
+
+	if (vec && !mincore((void *)m, pages * (size_t)sysconf(_SC_PAGESIZE), vec))
+		for (size_t pg = 0; pg < pages; pg++)
+			out += !(vec[pg] & 1);
+	free(vec);
+	return out;
+}
 
 /* ---- SIGBUS: touch an address and report whether the access faulted ---- */
 

@@ -92,19 +92,6 @@ static void on_sigbus(int sig)
 }
 
 /* read each page's first byte; count SIGBUS and wrong bytes */
-/* pages of @m not in memory (evicted and zapped), as the kernel sees it */
-static size_t pages_out(const char *m)
-{
-	unsigned char vec[PAGES];
-	size_t out = 0;
-
-	if (mincore((void *)m, PAGES * pgsz, vec))
-		return 0;
-	for (size_t pg = 0; pg < PAGES; pg++)
-		out += !(vec[pg] & 1);
-	return out;
-}
-
 static void probe(const char *m, size_t *sigbus, size_t *wrong)
 {
 	volatile size_t pg;
@@ -183,7 +170,7 @@ int main(int argc, char **argv)
 	 * stays present (write-protected, readable) until its zap lands. What
 	 * the next step needs is pages really out of memory: ask mincore(2).
 	 */
-	for (int i = 0; i < 10000 && pages_out(m) == 0; i++)
+	for (int i = 0; i < 10000 && pages_out(m, PAGES) == 0; i++)
 		usleep(1000);
 
 	/* 4. read errors: SIGBUS, never a wrong byte */

@@ -94,19 +94,6 @@ static size_t verify(const char *m, size_t lo, size_t hi, unsigned int seed, boo
 	return bad;
 }
 
-/* pages of [m, m + pages) not in memory, as the kernel sees it */
-static size_t pages_out(const char *m, size_t pages)
-{
-	unsigned char vec[PAGES];
-	size_t out = 0;
-
-	if (mincore((void *)m, pages * pgsz, vec))
-		return 0;
-	for (size_t pg = 0; pg < pages; pg++)
-		out += !(vec[pg] & 1);
-	return out;
-}
-
 struct reader {
 	const char *m;
 	size_t pg;
