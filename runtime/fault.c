@@ -680,6 +680,16 @@ static void far_rescue_in(struct fl_fault_ctx *c, const struct snap *s, size_t p
  * Parking (park_fault) takes park_lock only for a few instructions and the
  * retrier never waits on a handler, so it needs no drain. Reads in flight
  * per handler are bounded (FAR_AIO_MAX); at the bound the handler drains.
+ *
+ * Alone, a read is synchronous (aio_sync_begin()): when no page-in read is
+ * in flight anywhere, the faulting thread is most likely the only one (one
+ * thread faults one page at a time), and its handler would only sleep until
+ * the read completes. Reading synchronously saves the poll(2) round and the
+ * eventfd: one io_uring_enter() submits and waits (the file store). The
+ * rule holds trivially: the handler has no read of its own in flight (it
+ * has nothing to install before it blocks); and while it reads, every other
+ * handler reads asynchronously, so a slow read never stops the faults of
+ * other threads. With one handler, reads are always asynchronous.
  */
 #define FAR_AIO_MAX	32
 #define FAR_AIO_SMALL	(64u << 10)	/* a slot's own buffer; larger runs share one */
@@ -871,6 +881,7 @@ void far_aio_complete(struct fl_fault_ctx *c)
 		p = rev;
 		rev = rev->next;
 		aio_finish(c, p);
+		atomic_fetch_sub_explicit(&c->rt->far_reads, 1, memory_order_relaxed);
 	}
 	/* back to the node of the fault in hand, if any (a drain mid-fault) */
 	numa_fault_begin(c, c->fault_ptid);
@@ -901,9 +912,31 @@ static bool aio_room(const struct fl_aio *aio, size_t len)
 }
 
 /*
- * Start the read of run [lo, hi) (claimed) asynchronously. Return: true if
- * started (the region read ref now belongs to the read); false: the caller
- * reads it synchronously.
+ * Read synchronously? Only if no page-in read is in flight in any handler
+ * (then none of ours either) and another handler is there to take the next
+ * fault; counts this read in rt->far_reads if so (aio_sync_end() uncounts).
+ * Race: two handlers may both see reads in flight and both go asynchronous:
+ * harmless; the compare-exchange lets at most one read synchronously.
+ */
+static bool aio_sync_begin(struct fl_fault_ctx *c)
+{
+	unsigned int none = 0;
+
+	return c->rt->nhandlers > 1 &&
+	       atomic_compare_exchange_strong_explicit(&c->rt->far_reads, &none, 1,
+						       memory_order_relaxed, memory_order_relaxed);
+}
+
+static void aio_sync_end(struct fl_fault_ctx *c)
+{
+	atomic_fetch_sub_explicit(&c->rt->far_reads, 1, memory_order_relaxed);
+}
+
+/*
+ * Start the read of run [lo, hi) (claimed): asynchronously, or alone
+ * synchronously, installed before this returns (see "asynchronous
+ * page-in"). Return: true if done or started (the region read ref now
+ * belongs to the read); false: the caller reads it synchronously.
  */
 static bool aio_start(struct fl_fault_ctx *c, const struct snap *s, size_t lo,
 		      size_t hi, uintptr_t addr, uint64_t cmode)
@@ -933,8 +966,16 @@ static bool aio_start(struct fl_fault_ctx *c, const struct snap *s, size_t lo,
 	p->a.efd = aio->efd;
 	if (p->big)
 		aio->big_busy = true;
+	if (!aio->npending && aio_sync_begin(c)) {
+		aio->npending++;
+		p->a.req.res = store_io(aio->store, &p->a.req, 1);
+		aio_sync_end(c);
+		aio_finish(c, p);	/* installs, drops the region ref */
+		return true;
+	}
 	aio->npending++;
 	if (store_read_async(aio->store, &p->a) == 0) {
+		atomic_fetch_add_explicit(&rt->far_reads, 1, memory_order_relaxed);
 		STAT_INC(c->st, far_aio_reads);
 		return true;
 	}

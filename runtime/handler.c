@@ -154,7 +154,11 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
 
 /*
  * Asynchronous page-in: sleep until the (non-blocking) uffd has something,
- * installing the reads that complete meanwhile.
+ * installing the reads that complete meanwhile. With no read of ours in
+ * flight the uffd is polled alone: nothing can complete, and a signal left
+ * on the eventfd (the file store's ring signals it for synchronous reads
+ * too) would only wake us for nothing. It stays set and is cleared the next
+ * time a read is in flight, before that read is looked for (far_aio_clear()).
  */
 static void wait_uffd_or_reads(struct fl_handler *h)
 {
@@ -163,11 +167,13 @@ static void wait_uffd_or_reads(struct fl_handler *h)
 			{ .fd = h->rt->uffd.fd, .events = POLLIN },
 			{ .fd = far_aio_fd(&h->ctx), .events = POLLIN },
 		};
+		nfds_t n;
 
 		far_aio_complete(&h->ctx);
-		if (poll(p, 2, -1) < 0)
+		n = far_aio_pending(&h->ctx) ? 2 : 1;
+		if (poll(p, n, -1) < 0)
 			return;		/* EINTR: the caller's read(2) decides */
-		if (p[1].revents & POLLIN) {
+		if (n == 2 && (p[1].revents & POLLIN)) {
 			far_aio_clear(&h->ctx);
 			far_aio_complete(&h->ctx);
 		}

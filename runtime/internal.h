@@ -100,6 +100,8 @@ struct fl_runtime {
 
 	unsigned int nhandlers;
 	struct fl_handler *handlers;
+	/* far memory: store reads of page-ins in flight, all handlers (fault.c) */
+	_Atomic unsigned int far_reads;
 
 	/* doorbell pages: touching page i makes one handler exit */
 	void *doorbell;
