@@ -44,7 +44,8 @@
  *   1. CAS RESIDENT -> EVICTING.
  *   2. UFFDIO_WRITEPROTECT the page (clean pages are still protected from
  *      their page-in), copy it to runtime memory, write it back.
- *   3. CAS EVICTING -> EVICTED|INSTORE. A write between 2 and 3 raised a WP
+ *   3. CAS EVICTING -> EVICTED|INSTORE, off the budget's count (before the
+ *      zap, which may never come). A write between 2 and 3 raised a WP
  *      fault whose handler CASed EVICTING -> RESIDENT and lifted the
  *      protection: our CAS fails, the eviction is abandoned, nothing is lost
  *      (the copy in the store is simply not trusted: INSTORE stays clear).
@@ -639,12 +640,28 @@ static void evict_copy_locked(struct fl_runtime *rt, struct fl_region *r,
 		uffd_writeprotect(&rt->uffd, x->addr, rt->page_size, false, false);
 	}
 	for (size_t i = 0; i < n; i++) {
+		_Atomic uint32_t *w = &r->pstate[v[i].pg];
+
 		if (!v[i].taken)
 			continue;
-		if (!settle(&r->pstate[v[i].pg], PS_EVICTED, PS_INSTORE, PS_REF)) {
-			v[i].taken = false;	/* a write abandoned it */
-			STAT_INC(f->st, far_evict_aborts);
+		if (settle(w, PS_EVICTED, PS_INSTORE, PS_REF)) {
+			/*
+			 * Off the count now, not at the zap: a zap that never
+			 * comes (the region went first, or a read-back found
+			 * the page present and counted it again) would leave
+			 * it counted for good, and far_range_gone() counts
+			 * only RESIDENT words (seen: 128 pages stuck in the
+			 * count after a discard, the evictor then taking the
+			 * next region's pages).
+			 */
+			evicted_one(f, !v[i].dirty);
+			continue;
 		}
+		v[i].taken = false;
+		if (ps_state(atomic_load_explicit(w, memory_order_relaxed)) == PS_DISCARDED)
+			far_note_gone(rt, 1);	/* the program zapped it */
+		else
+			STAT_INC(f->st, far_evict_aborts);	/* a write abandoned it */
 	}
 }
 
@@ -701,8 +718,6 @@ static void zap_victims(struct fl_runtime *rt, struct victim *v, size_t n)
 		while (j < n && ok[j] && v[j].addr == v[j - 1].addr + rt->page_size)
 			j++;
 		zap_range_gated(rt, v[i].addr, (j - i) * rt->page_size);
-		for (size_t k = i; k < j; k++)
-			evicted_one(f, !v[k].dirty);
 		i = j;
 	}
 	pthread_mutex_unlock(&f->gate);
