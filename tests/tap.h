@@ -116,21 +116,19 @@ static inline struct fl_runtime *tap_runtime(const struct fl_runtime_opts *o)
 }
 
 /*
- * A far-memory runtime for a test: a memory store and a budget of @budget
+ * A far-memory runtime for a test over @store with a budget of @budget
  * bytes; the non-MOVE eviction path when argv[1] is "no-move". Skips when
  * the kernel can evict nothing (neither UFFDIO_MOVE nor write-protect).
  */
-static inline struct fl_runtime *tap_far_runtime(size_t budget, int argc, char **argv,
-						 struct fl_store **store,
-						 struct fl_features *ft)
+static inline struct fl_runtime *tap_far_runtime_on(struct fl_store *store, size_t budget,
+						    int argc, char **argv,
+						    struct fl_features *ft)
 {
 	struct fl_runtime_opts o;
 	struct fl_runtime *rt;
 
-	if (fl_store_memory_create(store))
-		tap_skip_all("no memory store");
 	fl_runtime_opts_init(&o);
-	o.store = *store;
+	o.store = store;
 	o.budget = budget;
 	if (argc > 1 && !strcmp(argv[1], "no-move"))
 		o.flags |= FL_RT_EVICT_NO_MOVE;
@@ -140,6 +138,16 @@ static inline struct fl_runtime *tap_far_runtime(size_t budget, int argc, char *
 	if (!ft->move && !ft->wp)
 		tap_skip_all("kernel has neither UFFDIO_MOVE nor WP: nothing can be evicted");
 	return rt;
+}
+
+/* the same over a new memory store (*@store, for fl_store_destroy) */
+static inline struct fl_runtime *tap_far_runtime(size_t budget, int argc, char **argv,
+						 struct fl_store **store,
+						 struct fl_features *ft)
+{
+	if (fl_store_memory_create(store))
+		tap_skip_all("no memory store");
+	return tap_far_runtime_on(*store, budget, argc, argv, ft);
 }
 
 #endif /* FL_TAP_H */

@@ -110,7 +110,6 @@ static void probe(const char *m, size_t *sigbus, size_t *wrong)
 int main(int argc, char **argv)
 {
 	struct fl_store_ops ops = { .size = sizeof(ops), .read = st_read, .write = st_write };
-	struct fl_runtime_opts o;
 	struct fl_features ft = { .size = sizeof(ft) };
 	struct fl_runtime *rt;
 	struct fl_store *store;
@@ -123,15 +122,7 @@ int main(int argc, char **argv)
 	tap_plan(13);
 	backing = calloc(PAGES, pgsz);
 	TAP_EQ(fl_store_callbacks_create(&ops, NULL, &store), 0);
-	fl_runtime_opts_init(&o);
-	o.store = store;
-	o.budget = BUDGET * pgsz;
-	if (argc > 1 && !strcmp(argv[1], "no-move"))
-		o.flags |= FL_RT_EVICT_NO_MOVE;
-	rt = tap_runtime(&o);
-	fl_features(rt, &ft);
-	if (!ft.move && !ft.wp)
-		tap_skip_all("kernel has neither UFFDIO_MOVE nor WP: nothing can be evicted");
+	rt = tap_far_runtime_on(store, BUDGET * pgsz, argc, argv, &ft);
 	TAP_EQ(fl_region_map(rt, PAGES * pgsz, NULL, (void **)&m), 0);
 
 	/* 1. every write fails with EIO: nothing is evicted, nothing lost */

@@ -84,7 +84,6 @@ static void *flapper(void *arg)
 int main(int argc, char **argv)
 {
 	struct fl_store_ops ops = { .size = sizeof(ops), .read = st_read, .write = st_write };
-	struct fl_runtime_opts o;
 	struct fl_features ft = { .size = sizeof(ft) };
 	struct fl_runtime *rt;
 	struct fl_store *store;
@@ -97,15 +96,7 @@ int main(int argc, char **argv)
 	tap_plan(2 + ROUNDS + 2);
 	backing = calloc(PAGES, pgsz);
 	TAP_EQ(fl_store_callbacks_create(&ops, NULL, &store), 0);
-	fl_runtime_opts_init(&o);
-	o.store = store;
-	o.budget = BUDGET * pgsz;
-	if (argc > 1 && !strcmp(argv[1], "no-move"))
-		o.flags |= FL_RT_EVICT_NO_MOVE;
-	rt = tap_runtime(&o);
-	fl_features(rt, &ft);
-	if (!ft.move && !ft.wp)
-		tap_skip_all("kernel has neither UFFDIO_MOVE nor WP: nothing can be evicted");
+	rt = tap_far_runtime_on(store, BUDGET * pgsz, argc, argv, &ft);
 	TAP_EQ(fl_region_map(rt, PAGES * pgsz, NULL, (void **)&m), 0);
 
 	for (unsigned int round = 0; round < ROUNDS; round++) {
