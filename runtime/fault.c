@@ -881,7 +881,7 @@ void far_aio_complete(struct fl_fault_ctx *c)
 		p = rev;
 		rev = rev->next;
 		aio_finish(c, p);
-		atomic_fetch_sub_explicit(&c->rt->far_reads, 1, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&c->rt->far_reads.n, 1, memory_order_relaxed);
 	}
 	/* back to the node of the fault in hand, if any (a drain mid-fault) */
 	numa_fault_begin(c, c->fault_ptid);
@@ -923,13 +923,13 @@ static bool aio_sync_begin(struct fl_fault_ctx *c)
 	unsigned int none = 0;
 
 	return c->rt->nhandlers > 1 &&
-	       atomic_compare_exchange_strong_explicit(&c->rt->far_reads, &none, 1,
+	       atomic_compare_exchange_strong_explicit(&c->rt->far_reads.n, &none, 1,
 						       memory_order_relaxed, memory_order_relaxed);
 }
 
 static void aio_sync_end(struct fl_fault_ctx *c)
 {
-	atomic_fetch_sub_explicit(&c->rt->far_reads, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&c->rt->far_reads.n, 1, memory_order_relaxed);
 }
 
 /*
@@ -975,7 +975,7 @@ static bool aio_start(struct fl_fault_ctx *c, const struct snap *s, size_t lo,
 	}
 	aio->npending++;
 	if (store_read_async(aio->store, &p->a) == 0) {
-		atomic_fetch_add_explicit(&rt->far_reads, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&rt->far_reads.n, 1, memory_order_relaxed);
 		STAT_INC(c->st, far_aio_reads);
 		return true;
 	}

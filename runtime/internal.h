@@ -100,8 +100,11 @@ struct fl_runtime {
 
 	unsigned int nhandlers;
 	struct fl_handler *handlers;
-	/* far memory: store reads of page-ins in flight, all handlers (fault.c) */
-	_Atomic unsigned int far_reads;
+	/* far memory: store reads of page-ins in flight, all handlers (fault.c);
+	 * a line of its own: every read start and completion writes it */
+	struct {
+		_Alignas(64) _Atomic unsigned int n;
+	} far_reads;
 
 	/* doorbell pages: touching page i makes one handler exit */
 	void *doorbell;
