@@ -548,9 +548,10 @@ int fl_features_print(const struct fl_runtime *rt, FILE *f);
 	X(far_aio_reads,	"far memory: store reads a handler started and went on serving faults") \
 	X(far_aio_drain_waits,	"far memory: waits of a handler for its own reads before it blocked") \
 	X(far_rescues,		"far memory: pages whose write-back failed and that could not be put back: kept in runtime memory") \
-	X(far_rescued_pages,	"far memory (gauge): pages held in runtime memory after a failed write-back")
+	X(far_rescued_pages,	"far memory (gauge): pages held in runtime memory after a failed write-back") \
+	X(far_event_waits,	"far memory: page-ins held back until an event read before them was applied")
 
-#define FL_STATS_VERSION 8
+#define FL_STATS_VERSION 9
 
 /**
  * struct fl_stats - a snapshot of the counters, summed over threads.

@@ -257,6 +257,29 @@ void far_note_installed(struct fl_runtime *rt, long pages)
 	}
 }
 
+/*
+ * far_zap_coming() - is a non-MOVE zap about to land on pages [lo, hi) of
+ * the region whose words are @pstate and which starts at @start?
+ * Context: a filler that has just claimed those pages (-> FILLING); it
+ * un-claims them and parks the fault if so (see zap_victims()).
+ */
+bool far_zap_coming(const struct fl_runtime *rt, _Atomic uint32_t *pstate, uintptr_t start,
+		    size_t lo, size_t hi)
+{
+	const struct fl_far *f = rt->far;
+
+	if (!f || f->move)
+		return false;
+	/* our claims enter the single total order before the look (a seq_cst
+	 * read-modify-write of each word: the evictor reads those words) */
+	for (size_t p = lo; p < hi; p++)
+		atomic_fetch_or_explicit(&pstate[p], 0, memory_order_seq_cst);
+	return atomic_load_explicit(&f->zap_hi, memory_order_seq_cst) >
+		       start + (lo << rt->page_shift) &&
+	       atomic_load_explicit(&f->zap_lo, memory_order_seq_cst) <
+		       start + (hi << rt->page_shift);
+}
+
 bool far_over_budget(const struct fl_runtime *rt)
 {
 	const struct fl_far *f = rt->far;
@@ -413,7 +436,6 @@ bool far_own_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 	    atomic_load_explicit(&f->zap_end, memory_order_relaxed) != end)
 		return false;
 	atomic_store_explicit(&f->zap_pending, 0, memory_order_release);
-	futex_wake_all(&f->zap_pending);
 	/* writers parked on the EVICTED page fault again, now MISSING */
 	uffd_wake(&c->rt->uffd, start, end - start);
 	return true;
@@ -673,14 +695,16 @@ static void zap_range_gated(struct fl_runtime *rt, uintptr_t addr, size_t len)
 	atomic_store_explicit(&f->zap_start, addr, memory_order_relaxed);
 	atomic_store_explicit(&f->zap_end, addr + len, memory_order_relaxed);
 	atomic_store_explicit(&f->zap_pending, 1, memory_order_release);
-	if (madvise((void *)addr, len, MADV_DONTNEED) == 0 &&
-	    uffd_has(&rt->uffd, UFFD_FEATURE_EVENT_REMOVE)) {
-		/* the handler that reads our event clears it (bounded: a
-		 * range no longer registered makes no event) */
-		for (int t = 0; t < 200 &&
-		     atomic_load_explicit(&f->zap_pending, memory_order_acquire); t++)
-			futex_wait_ms(&f->zap_pending, 1, 10);
-	}
+	/*
+	 * madvise() returns once a handler has read our REMOVE event (a
+	 * range no longer registered makes none); that handler clears
+	 * zap_pending when it applies it (far_own_remove()). Wait for that
+	 * exactly, never for a while: an event of ours applied after we gave
+	 * up would be taken for the program's zap, and the evicted pages
+	 * would read zeros.
+	 */
+	if (madvise((void *)addr, len, MADV_DONTNEED) == 0)
+		events_wait_applied(rt, addr, addr + len);
 	atomic_store_explicit(&f->zap_pending, 0, memory_order_release);
 }
 
@@ -695,6 +719,16 @@ static void zap_victims(struct fl_runtime *rt, struct victim *v, size_t n)
 	struct fl_region *r;
 
 	pthread_mutex_lock(&f->gate);
+	/*
+	 * Race: a victim the program zapped itself meanwhile is DISCARDED,
+	 * and a fault may refill it (zeros, then the program's writes): our
+	 * zap must not land on that. Announce the span first, then look at
+	 * the words; a filler claims, then looks at the span (all seq_cst:
+	 * far_zap_coming()). Either our look sees its claim (not EVICTED: not
+	 * zapped) or its look sees the span, and it waits for the zap.
+	 */
+	atomic_store_explicit(&f->zap_lo, v[0].addr, memory_order_seq_cst);
+	atomic_store_explicit(&f->zap_hi, v[n - 1].addr + rt->page_size, memory_order_seq_cst);
 	/* which victims still belong to a region that says EVICTED */
 	fl_rcu_read_lock();
 	for (size_t i = 0; i < n; i++) {
@@ -705,7 +739,7 @@ static void zap_victims(struct fl_runtime *rt, struct victim *v, size_t n)
 		if (r)
 			ok[i] = ps_state(atomic_load_explicit(
 				&r->pstate[(v[i].addr - r->start) >> rt->page_shift],
-				memory_order_acquire)) == PS_EVICTED;
+				memory_order_seq_cst)) == PS_EVICTED;
 	}
 	fl_rcu_read_unlock();	/* madvise waits for a handler: never inside RCU */
 	for (size_t i = 0; i < n; ) {
@@ -720,6 +754,8 @@ static void zap_victims(struct fl_runtime *rt, struct victim *v, size_t n)
 		zap_range_gated(rt, v[i].addr, (j - i) * rt->page_size);
 		i = j;
 	}
+	atomic_store_explicit(&f->zap_hi, 0, memory_order_release);
+	atomic_store_explicit(&f->zap_lo, 0, memory_order_release);
 	pthread_mutex_unlock(&f->gate);
 }
 

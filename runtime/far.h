@@ -95,6 +95,8 @@ struct fl_far {
 	pthread_mutex_t batch_lock;
 	_Atomic uintptr_t zap_start, zap_end;
 	_Atomic uint32_t zap_pending;
+	/* the span of the batch being zapped (far_zap_coming()); 0, 0: none */
+	_Atomic uintptr_t zap_lo, zap_hi;
 
 	struct far_rescue rescue;
 
@@ -124,6 +126,8 @@ bool far_own_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end);
 void far_note_installed(struct fl_runtime *rt, long pages);
 void far_note_gone(struct fl_runtime *rt, long pages);
 bool far_over_budget(const struct fl_runtime *rt);
+bool far_zap_coming(const struct fl_runtime *rt, _Atomic uint32_t *pstate, uintptr_t start,
+		    size_t lo, size_t hi);
 void far_throttle(struct fl_fault_ctx *c);
 
 #endif /* FL_FAR_H */

@@ -410,6 +410,13 @@ static enum res resolve(struct fl_fault_ctx *c, const struct snap *s,
 	/* the run: claimed neighbours of the same kind inside the window */
 	win = k == K_PARTIAL ? 1 : window_pages(c, s, page_down(rt, addr));
 	claim_run(rt, s, pg, win, k, &lo, &hi);
+	/* far memory without MOVE: a page the program zapped after it was
+	 * evicted may still be in the evictor's own zap (zap_victims()) */
+	if (unlikely(rt->far) && far_zap_coming(rt, s->pstate, s->start, lo, hi)) {
+		finish_run(s, lo, hi, k == K_ZERO ? PS_DISCARDED : PS_ABSENT);
+		park_fault(c, page_down(rt, addr), rt->page_size);
+		return RES_DONE;
+	}
 	if (hi - lo > 1) {
 		STAT_INC(c->st, fault_around);
 		STAT_ADD(c->st, fault_around_pages, hi - lo - 1);
@@ -1048,6 +1055,16 @@ static enum res far_resolve(struct fl_fault_ctx *c, const struct snap *s,
 			/* at the bound: finish ours, then claim (never while claimed) */
 			far_aio_drain(c);
 			continue;
+		}
+		/* the program may have dropped these pages with an event that
+		 * was read before this fault and is not applied yet */
+		if (!c->events_ordered) {
+			uintptr_t wlo = s->start + ((pg & ~(win - 1)) << rt->page_shift);
+
+			if (!events_read_applied(c, wlo, wlo + (win << rt->page_shift))) {
+				park_fault(c, page_down(rt, addr), rt->page_size);
+				return RES_DONE;
+			}
 		}
 		if (atomic_compare_exchange_weak_explicit(w, &v,
 				(v & ~PS_STATE_MASK) | PS_FILLING,

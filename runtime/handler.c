@@ -35,6 +35,7 @@
 
 #include "internal.h"
 #include "rcu.h"
+#include "testhooks.h"
 
 #define FL_MSG_BATCH 16
 
@@ -182,29 +183,81 @@ static void wait_uffd_or_reads(struct fl_handler *h)
 	}
 }
 
+/*
+ * The batch's events: their ranges, published before the read window
+ * closes (events_read_applied()); a REMAP covers both its old and new place.
+ */
+static void announce_events(struct fl_handler *h, const struct uffd_msg *msgs, ssize_t n)
+{
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+
+	for (ssize_t i = 0; i < n; i++) {
+		const struct uffd_msg *m = &msgs[i];
+		uintptr_t a, b;
+
+		if (m->event == UFFD_EVENT_PAGEFAULT)
+			continue;
+		if (m->event == UFFD_EVENT_REMAP) {
+			a = (uintptr_t)m->arg.remap.from;
+			b = (uintptr_t)m->arg.remap.to;
+			if (b < a) {
+				uintptr_t t = a;
+
+				a = b;
+				b = t;
+			}
+			b += (uintptr_t)m->arg.remap.len;
+		} else if (m->event == UFFD_EVENT_REMOVE || m->event == UFFD_EVENT_UNMAP) {
+			a = (uintptr_t)m->arg.remove.start;
+			b = (uintptr_t)m->arg.remove.end;
+		} else {
+			a = 0;		/* FORK, or one we do not know: everything */
+			b = UINTPTR_MAX;
+		}
+		lo = a < lo ? a : lo;
+		hi = b > hi ? b : hi;
+	}
+	if (hi) {
+		atomic_store_explicit(&h->ev_lo, lo, memory_order_relaxed);
+		atomic_store_explicit(&h->ev_hi, hi, memory_order_relaxed);
+	}
+}
+
 static void *handler_main(void *arg)
 {
 	struct fl_handler *h = arg;
 	struct fl_runtime *rt = h->rt;
 	struct uffd_msg msgs[FL_MSG_BATCH];
 	bool stop = false, full = false;
+	uint32_t window = 0;
 
 	fl_rcu_register_thread();
 	far_aio_bind(&h->ctx);
 	while (!stop) {
+		bool events = false;
 		ssize_t n;
 
 		/*
-		 * Asynchronous page-in (non-blocking uffd): after a batch
-		 * shorter than the buffer the queue was most likely empty;
-		 * sleep first rather than pay a read(2) that says EAGAIN.
+		 * Polling handlers (non-blocking uffd): after a batch shorter
+		 * than the buffer the queue was most likely empty; sleep first
+		 * rather than pay a read(2) that says EAGAIN.
 		 */
-		if (h->ctx.aio && !full)
+		if (h->polls && !full)
 			wait_uffd_or_reads(h);
+		/*
+		 * The read window opens before read(2) can hand us an event
+		 * (seq_cst: the kernel's queue lock then orders it before any
+		 * later read of another handler) and closes once the batch's
+		 * events are announced: see events_read_applied().
+		 */
+		if (h->polls)
+			atomic_store_explicit(&h->reading, ++window, memory_order_seq_cst);
 		n = read(rt->uffd.fd, msgs, sizeof(msgs));
 		full = n == (ssize_t)sizeof(msgs);
 		if (n < 0) {
-			if (errno == EAGAIN && h->ctx.aio)
+			if (h->polls)
+				atomic_store_explicit(&h->reading, ++window, memory_order_release);
+			if (errno == EAGAIN && h->polls)
 				continue;	/* another handler took it: sleep again */
 			/* never die: the application would hang on its faults */
 			if (errno != EINTR && errno != EAGAIN)
@@ -213,23 +266,34 @@ static void *handler_main(void *arg)
 				break;
 			continue;
 		}
-		/* wp.c: collections wait for events read but not processed */
-		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
-			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
-				atomic_fetch_add_explicit(&rt->wp_events_pending, 1,
-							  memory_order_relaxed);
 		n /= (ssize_t)sizeof(msgs[0]);
 		/*
 		 * Announce the batch's events before resolving anything: a
 		 * fault that finds no region while an event is read but not
-		 * yet applied must wait for it (unknown_defer()).
+		 * yet applied must wait for it (unknown_defer()), and so must
+		 * a far page-in of a page in its range (events_read_applied()).
+		 * wp.c: collections wait for events read but not processed.
 		 */
 		for (ssize_t i = 0; i < n; i++)
-			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+			if (msgs[i].event != UFFD_EVENT_PAGEFAULT) {
+				events = true;
+				atomic_fetch_add_explicit(&rt->wp_events_pending, 1,
+							  memory_order_relaxed);
 				atomic_fetch_add_explicit(&rt->events_active, 1,
 							  memory_order_seq_cst);
+				FL_TEST_PAUSE(FL_PAUSE_EVENT_READ, msgs[i].arg.remove.start);
+			}
+		if (events)
+			announce_events(h, msgs, n);
+		if (h->polls)
+			atomic_store_explicit(&h->reading, ++window, memory_order_release);
 		for (ssize_t i = 0; i < n; i++)
 			stop |= handle_msg(h, &msgs[i]);
+		/* the batch's events are applied: a page-in in their range may go */
+		if (events) {
+			atomic_store_explicit(&h->ev_hi, 0, memory_order_release);
+			atomic_store_explicit(&h->ev_lo, 0, memory_order_release);
+		}
 		/* reads that completed meanwhile (the memory store: at once) */
 		far_aio_complete(&h->ctx);
 	}
@@ -323,6 +387,95 @@ bool unknown_defer(struct fl_fault_ctx *c, uintptr_t page)
 	return wait;
 }
 
+/*
+ * events_read_applied() - may a far page-in of [start, end) go ahead?
+ *
+ * Race: the program's MADV_DONTNEED (munmap, mremap) returns as soon as
+ * *a* handler has read its event, and the kernel zaps the range right
+ * after; the program may touch a page of it at once, and another handler
+ * can read that fault before the first one has applied the event to the
+ * page words. A page that far memory keeps outside the mapping (EVICTED:
+ * in the store, or rescued) still says EVICTED then, and a page-in would
+ * give the program back the bytes it just dropped. So wait out every other
+ * handler's read window (odd @reading: from before its read(2) to the
+ * announcement of the events that read returned; polling handlers read
+ * without blocking, so a window is a few instructions long unless the
+ * handler is preempted), then look at the ranges of the events read and
+ * not yet applied. The caller parks the fault if this says no (an event in
+ * range, or a window still open after a few yields): it comes back after
+ * the event (handle_msg() signals the retrier), or 1 ms later.
+ * An event read after our fault was read is not ordered before it by the
+ * program either (the fault was raised before the event's call returned):
+ * that is the install race of README "Known limits", which this does not
+ * close. Context: a far-memory resolving thread, no page claimed yet.
+ * Return: true if no event overlapping [start, end) is read and unapplied.
+ */
+/*
+ * Wait until @h is out of the read window it may be in, at most @spins
+ * yields (0: for as long as it takes). Return: false if it still is.
+ */
+static bool read_window_wait(const struct fl_handler *h, unsigned int spins)
+{
+	uint32_t s = atomic_load_explicit(&h->reading, memory_order_seq_cst);
+
+	if (!(s & 1))
+		return true;
+	for (unsigned int i = 0; !spins || i < spins; i++) {
+		if (atomic_load_explicit(&h->reading, memory_order_seq_cst) != s)
+			return true;
+		if (spins)
+			sched_yield();
+		else
+			usleep(20);
+	}
+	return false;
+}
+
+static bool events_overlap(const struct fl_handler *h, uintptr_t start, uintptr_t end)
+{
+	return atomic_load_explicit(&h->ev_hi, memory_order_acquire) > start &&
+	       atomic_load_explicit(&h->ev_lo, memory_order_acquire) < end;
+}
+
+#define FL_WINDOW_SPINS 64
+
+bool events_read_applied(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
+{
+	struct fl_runtime *rt = c->rt;
+
+	for (unsigned int i = 0; i < rt->nhandlers; i++) {
+		struct fl_handler *h = &rt->handlers[i];
+
+		/* our own batch: its faults come before its events */
+		if (&h->ctx == c)
+			continue;
+		/* a window is a non-blocking read(2) long, unless its
+		 * handler was preempted: then park rather than keep this
+		 * handler from reading events (the one holding up that
+		 * program thread may be next in the queue) */
+		if (!read_window_wait(h, FL_WINDOW_SPINS) || events_overlap(h, start, end)) {
+			STAT_INC(c->st, far_event_waits);
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * events_wait_applied() - wait until every event overlapping [start, end)
+ * that a handler has read so far is applied.
+ * Context: not a handler; no runtime lock held that applying an event
+ * takes (the index lock; region locks, whose readers it waits for).
+ */
+void events_wait_applied(struct fl_runtime *rt, uintptr_t start, uintptr_t end)
+{
+	for (unsigned int i = 0; i < rt->nhandlers; i++) {
+		read_window_wait(&rt->handlers[i], 0);
+		while (events_overlap(&rt->handlers[i], start, end))
+			usleep(50);
+	}
+}
+
 static void *park_main(void *arg)
 {
 	struct fl_runtime *rt = arg;
@@ -397,9 +550,11 @@ int handlers_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 		n = (unsigned int)CPU_COUNT(&set);
 	if (!n)
 		n = 1;
-	rt->handlers = calloc(n, sizeof(*rt->handlers));
+	/* each handler's read window has a cache line of its own */
+	rt->handlers = aligned_alloc(_Alignof(struct fl_handler), n * sizeof(*rt->handlers));
 	if (!rt->handlers)
 		return -ENOMEM;
+	memset(rt->handlers, 0, n * sizeof(*rt->handlers));
 	rt->nhandlers = n;
 
 	/* doorbells: runtime memory, registered so that a touch is a fault */
@@ -437,10 +592,12 @@ int handlers_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 			ret = far_aio_init(&h->ctx);
 		if (ret < 0)
 			return ret;
-		if (h->ctx.aio && !(fcntl(rt->uffd.fd, F_GETFL) & O_NONBLOCK)) {
-			/* asynchronous page-in: the handlers poll the uffd
-			 * (the kernel answers poll(2) on a blocking uffd with
-			 * POLLERR) */
+		/* far memory: asynchronous page-in, and short read windows
+		 * (events_read_applied()) */
+		h->polls = h->ctx.aio || rt->far;
+		if (h->polls && !(fcntl(rt->uffd.fd, F_GETFL) & O_NONBLOCK)) {
+			/* the handlers poll the uffd (the kernel answers
+			 * poll(2) on a blocking uffd with POLLERR) */
 			int fl = fcntl(rt->uffd.fd, F_GETFL);
 
 			if (fl < 0 || fcntl(rt->uffd.fd, F_SETFL, fl | O_NONBLOCK) < 0)

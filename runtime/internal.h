@@ -60,6 +60,9 @@ struct fl_fault_ctx {
 	bool no_throttle;		/* far memory: never wait for the evictor (fork) */
 	bool no_zap_coming;		/* far memory: the caller holds the evictor's gate
 					 * (or stopped it): no non-MOVE zap can land */
+	bool events_ordered;		/* far memory: not a handler; the caller waited
+					 * for the events read before it, or holds the
+					 * index writer lock that applying one needs */
 	struct fl_numa_ctx *numa;	/* handlers with NUMA placement on; else NULL */
 };
 
@@ -69,8 +72,17 @@ struct fl_handler {
 	unsigned int idx;
 	int cpu;			/* -1: unpinned */
 	bool started;
+	bool polls;			/* poll(2), then a non-blocking read(2) */
 	struct fl_fault_ctx ctx;
 	struct fl_counters st;
+	/*
+	 * The read window (events_read_applied()), written by this handler
+	 * only: @reading is odd from before its read(2) until the events that
+	 * read returned are announced, their ranges in [ev_lo, ev_hi) until
+	 * they are applied (0, 0: none).
+	 */
+	_Alignas(64) _Atomic uint32_t reading;
+	_Atomic uintptr_t ev_lo, ev_hi;
 };
 
 /* a fault in no region, held back a while: see unknown_defer() */
@@ -201,6 +213,8 @@ int handlers_start(struct fl_runtime *rt, const struct fl_runtime_opts *o);
 void handlers_stop(struct fl_runtime *rt);
 void park_fault(struct fl_fault_ctx *c, uintptr_t start, size_t len);
 bool unknown_defer(struct fl_fault_ctx *c, uintptr_t page);
+bool events_read_applied(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end);
+void events_wait_applied(struct fl_runtime *rt, uintptr_t start, uintptr_t end);
 int fault_ctx_init(struct fl_fault_ctx *c, struct fl_runtime *rt, struct fl_counters *st);
 void fault_ctx_fini(struct fl_fault_ctx *c);
 

@@ -89,11 +89,16 @@ static void atfork_prepare(void)
 		struct fl_index *x;
 		bool have_ctx;
 
+		/* a MADV_DONTNEED the program made before fork() is applied
+		 * before evicted pages are read back (events_read_applied());
+		 * applying it takes the index lock we are about to hold */
+		events_wait_applied(rt, 0, UINTPTR_MAX);
 		far_fork_prepare(rt);	/* evictor paused between batches */
 		index_write_begin(&rt->index);
 		x = rt->index.cur;
 		have_ctx = fault_ctx_init(&c, rt, &rt->wst) == 0;
 		c.no_throttle = true;
+		c.events_ordered = true;
 		/* far memory: evicted pages are not in the child's copy either */
 		for (size_t i = 0; have_ctx && i < x->n; i++)
 			if (x->e[i].r->pager != FL_PAGER_ZERO || rt->far)
@@ -626,6 +631,7 @@ static void far_readback_locked(struct fl_runtime *rt, struct fl_region *r)
 	}
 	c.no_throttle = true;
 	c.no_zap_coming = true;	/* callers hold the gate, or stopped the evictor */
+	c.events_ordered = true;	/* index writer: no event can be applied now */
 	region_make_resident_locked(&c, r);
 	fault_ctx_fini(&c);
 }

@@ -18,6 +18,10 @@
  *				without the victims, before region_write_lock
  *   FL_PAUSE_WRITER_SYNCED	victims_quiesce_locked(): victims write-locked
  *				and a grace period passed
+ *   FL_PAUSE_EVENT_READ	handler_main(): read(2) returned an event
+ *				(addr: a REMOVE's or UNMAP's start), its range
+ *				not yet announced (races the faults other
+ *				handlers read after it: events_read_applied())
  * FL_TEST_FAIL(site): true when the test scheduled a failure for this call
  *	of @site (the n-th call from now, or all of them: fl_test_fail_at).
  */
@@ -33,6 +37,7 @@ enum fl_test_point {
 	FL_PAUSE_REGION_RECHECK,
 	FL_PAUSE_WRITER_PUBLISHED,
 	FL_PAUSE_WRITER_SYNCED,
+	FL_PAUSE_EVENT_READ,
 	FL_PAUSE_NR
 };
 
