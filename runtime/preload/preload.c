@@ -280,7 +280,7 @@ static void shim_farmem_setup(struct fl_runtime_opts *ro)
 
 	if (!opt.budget)
 		return;	/* a store alone: shim_init() said it is ignored */
-	if (opt.store && *opt.store) {
+	if (opt.store[0]) {
 		ret = store_open_named(&shim_store, &why);
 		if (ret) {
 			shim_log(FL_OPT_LOG_WARN, "warning: FAULTLINE_STORE='%s': %s; using an "
@@ -1168,7 +1168,7 @@ static void stats_print(void)
 	size_t w = 0;
 	FILE *f = stderr;
 
-	if (opt.stats_file && *opt.stats_file) {
+	if (opt.stats_file[0]) {
 		for (const char *s = opt.stats_file; *s && w < sizeof(path) - 24; s++) {
 			if (s[0] == '%' && s[1] == 'p') {
 				w += (size_t)snprintf(path + w, sizeof(path) - w, "%d", (int)getpid());
@@ -1216,7 +1216,11 @@ static void shim_init(void)
 	shim_depth++;
 	if (pg > 0)
 		page_size = (size_t)pg;
-	/* getenv() is not safe this early: read environ directly */
+	/*
+	 * getenv() is not safe this early: read environ directly. The parser
+	 * copies string values into opt: the strings themselves may be
+	 * overwritten by the time we use them (a process title, see options.h).
+	 */
 	fl_opt_parse_env(&opt, environ, opt_warn, NULL);
 	min_region = page_up((size_t)opt.min_region);
 	if (!opt.children)
@@ -1243,7 +1247,7 @@ static void shim_init(void)
 	} else {
 		atomic_store(&shim_state, SHIM_ACTIVE);
 	}
-	if (!opt.budget && opt.store && *opt.store)
+	if (!opt.budget && opt.store[0])
 		shim_log(FL_OPT_LOG_WARN, "warning: FAULTLINE_STORE='%s' without "
 			 "FAULTLINE_BUDGET: no far memory, the store is not used", opt.store);
 	shim_depth--;
