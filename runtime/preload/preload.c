@@ -344,9 +344,20 @@ static struct fl_runtime *shim_runtime(void)
 		shim_farmem_drop(&ro);
 		ret = fl_runtime_create(&ro, &r);
 	}
+	/*
+	 * Both warnings below name the fix by uid, not by name: getpwuid()
+	 * may load NSS modules, and we may be inside the program's first
+	 * large malloc. `faultline setup --user` takes a uid.
+	 */
 	if (ret) {
-		shim_log(FL_OPT_LOG_WARN, "warning: cannot start the runtime: %s; "
-			 "memory is not managed", fl_strerror(ret));
+		if (ret == -EPERM || ret == -EACCES)
+			shim_log(FL_OPT_LOG_WARN, "warning: cannot start the runtime: %s; "
+				 "memory is not managed (no userfaultfd for this user; to let "
+				 "it open /dev/userfaultfd, as root: faultline setup --user %u)",
+				 fl_strerror(ret), (unsigned int)getuid());
+		else
+			shim_log(FL_OPT_LOG_WARN, "warning: cannot start the runtime: %s; "
+				 "memory is not managed", fl_strerror(ret));
 		atomic_store(&shim_state, SHIM_OFF);
 		goto out;
 	}
@@ -355,8 +366,9 @@ static struct fl_runtime *shim_runtime(void)
 		 * fail with EFAULT: unsafe for unmodified programs */
 		shim_log(FL_OPT_LOG_WARN, "warning: the userfaultfd is user-mode only: "
 			 "kernel-mode accesses (read(2) into a buffer, futexes) to managed "
-			 "memory would fail; memory is not managed (allow unprivileged "
-			 "userfaultfd or /dev/userfaultfd access to fix)");
+			 "memory would fail; memory is not managed (to let this user open "
+			 "/dev/userfaultfd, as root: faultline setup --user %u)",
+			 (unsigned int)getuid());
 		fl_runtime_destroy(r);
 		shim_farmem_drop(&ro);
 		r = NULL;
