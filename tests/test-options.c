@@ -36,7 +36,7 @@ int main(void)
 	char buf[64];
 	int bad = 0;
 
-	tap_plan(16);
+	tap_plan(18);
 	fl_opt_defaults(&d);
 	for (size_t i = 0; i < fl_opt_count; i++) {
 		struct fl_preload_options t;
@@ -70,8 +70,31 @@ int main(void)
 	tap_ok(!nwarn && o.stats == FL_OPT_STATS_TEXT, "STATS=1 means text");
 	parse1(&o, "FAULTLINE_STATS=json");
 	tap_ok(!nwarn && o.stats == FL_OPT_STATS_JSON, "STATS=json");
-	parse1(&o, "FAULTLINE_STATS_FILE=/tmp/st-%p.json");
-	tap_ok(!nwarn && !strcmp(o.stats_file, "/tmp/st-%p.json"), "string option points into the environment");
+	{
+		/* a process title overwrites the environment strings in place */
+		static char kv[] = "FAULTLINE_STATS_FILE=/tmp/st-%p.json";
+
+		parse1(&o, kv);
+		memset(kv, 0, sizeof(kv));
+		tap_ok(!nwarn && !strcmp(o.stats_file, "/tmp/st-%p.json"),
+		       "a string option is a copy: the environment string overwritten, the value kept");
+	}
+	{
+		static char kv[sizeof("FAULTLINE_STORE=") - 1 + FL_OPT_STRING_MAX + 1];
+		size_t k = sizeof("FAULTLINE_STORE=") - 1;
+
+		memcpy(kv, "FAULTLINE_STORE=", k);
+		memset(kv + k, 'a', FL_OPT_STRING_MAX - 1);		/* the longest that fits */
+		parse1(&o, kv);
+		tap_ok(!nwarn && strlen(o.store) == FL_OPT_STRING_MAX - 1,
+		       "a string of FL_OPT_STRING_MAX - 1 bytes is kept whole");
+		kv[k + FL_OPT_STRING_MAX - 1] = 'a';			/* one more */
+		parse1(&o, kv);
+		tap_ok(nwarn == 1 && strstr(last, "FAULTLINE_STORE='aaa") && strstr(last, "a...'") &&
+		       strstr(last, "at most 4095 bytes") && !o.store[0],
+		       "a string too long: warning names the variable and the limit, default kept (%.60s...)",
+		       last);
+	}
 	parse1(&o, "FAULTLINE_HANDLRES=2");
 	tap_ok(nwarn == 1 && strstr(last, "FAULTLINE_HANDLRES"), "unknown variable is reported");
 	parse1(&o, "FAULTLINE_LOG=debug");

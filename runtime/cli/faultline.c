@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * faultline - run a program under the LD_PRELOAD shim, show the options,
- * pretty-print statistics. See doc/faultline.1.scd.
+ * pretty-print statistics, set up /dev/userfaultfd access (setup.c). See
+ * doc/faultline.1.scd.
  *
  * Exit status: the program's own (run execs it); 2 for usage errors and
  * invalid option values; 1 for other errors; 126/127 when the program
@@ -19,16 +20,16 @@
 
 #include "faultline.h"
 #include "options.h"
+#include "cli.h"
 
 #ifndef FL_LIBDIR
 #define FL_LIBDIR "/usr/local/lib"
 #endif
 #define SHIM_NAME "libfaultline-preload.so"
 
-static const char *prog = "faultline";
+const char *prog = "faultline";
 
-__attribute__((noreturn, format(printf, 1, 2)))
-static void usage_error(const char *fmt, ...)
+void usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -46,8 +47,11 @@ static void usage(FILE *f)
 "Usage: %s run [OPTION]... [--] PROGRAM [ARG]...\n"
 "       %s env [--markdown]\n"
 "       %s stats FILE\n"
+"       %s setup --user NAME | --group GROUP | --undo | --check [--user NAME]\n"
 "Run PROGRAM with its large anonymous memory (mmap and big malloc blocks)\n"
 "managed by faultline's userfaultfd runtime, through LD_PRELOAD.\n"
+"setup (as root) lets a user or group open /dev/userfaultfd, which a program\n"
+"that does not run as root needs (`%s setup --help`).\n"
 "\n"
 "run options (each sets the FAULTLINE_* variable named; see `%s env`):\n"
 "  -b, --budget SIZE        resident budget, at least 1M; the coldest pages\n"
@@ -68,7 +72,7 @@ static void usage(FILE *f)
 "\n"
 "Sizes take K, M, G or T (powers of 1024). The exit status is PROGRAM's;\n"
 "2 means a usage error, 126/127 that PROGRAM could not be run / found.\n",
-		prog, prog, prog, prog);
+		prog, prog, prog, prog, prog, prog);
 }
 
 /* ---- finding the shim: beside us, in the build tree, or installed ---- */
@@ -552,7 +556,7 @@ int main(int argc, char **argv)
 	const char *cmd;
 
 	if (argc < 2)
-		usage_error("missing command (run, env or stats)");
+		usage_error("missing command (run, env, stats or setup)");
 	cmd = argv[1];
 	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
 		usage(stdout);
@@ -568,5 +572,7 @@ int main(int argc, char **argv)
 		return cmd_env(argc - 1, argv + 1);
 	if (!strcmp(cmd, "stats"))
 		return cmd_stats(argc - 1, argv + 1);
+	if (!strcmp(cmd, "setup"))
+		return cmd_setup(argc - 1, argv + 1);
 	usage_error("unknown command '%s'", cmd);
 }

@@ -170,10 +170,16 @@ int fl_opt_set(struct fl_preload_options *o, const struct fl_opt_desc *d,
 			return -EINVAL;
 		memcpy(field, &i, sizeof(i));
 		return 0;
-	case FL_OPT_STRING:
-		*why = "text";
-		memcpy(field, &value, sizeof(value));
+	case FL_OPT_STRING: {
+		size_t n = strnlen(value, FL_OPT_STRING_MAX);
+
+		_Static_assert(FL_OPT_STRING_MAX == 4096, "the message below says 4095");
+		*why = "text of at most 4095 bytes";
+		if (n >= FL_OPT_STRING_MAX)
+			return -EINVAL;
+		memcpy(field, value, n + 1);
 		return 0;
+	}
 	}
 	*why = "?";
 	return -EINVAL;
@@ -235,12 +241,8 @@ int fl_opt_format(const struct fl_preload_options *o, const struct fl_opt_desc *
 			return snprintf(buf, len, "?");
 		return snprintf(buf, len, "%.*s", (int)strcspn(c, "|"), c);
 	}
-	case FL_OPT_STRING: {
-		const char *s;
-
-		memcpy(&s, field, sizeof(s));
-		return snprintf(buf, len, "%s", s ? s : "");
-	}
+	case FL_OPT_STRING:
+		return snprintf(buf, len, "%s", field);
 	}
 	return snprintf(buf, len, "?");
 }
@@ -275,8 +277,8 @@ int fl_opt_parse_env(struct fl_preload_options *o, char *const *envp,
 		if (fl_opt_set(o, d, eq + 1, &why)) {
 			problems++;
 			if (warn) {
-				snprintf(msg, sizeof(msg), "%s='%.200s' is invalid (expected %s); using the default '%s'",
-					 d->name, eq + 1, why, d->def);
+				snprintf(msg, sizeof(msg), "%s='%.200s%s' is invalid (expected %s); using the default '%s'",
+					 d->name, eq + 1, strnlen(eq + 1, 201) > 200 ? "..." : "", why, d->def);
 				warn(arg, msg);
 			}
 		}

@@ -7,11 +7,18 @@
  * is the README's table) and the launcher's validation of its own flags.
  *
  * Nothing here allocates, locks or calls getenv(): the parser reads a
- * caller-supplied environment vector (the shim passes `environ`), keeps
- * pointers into it for string values, and reports problems through a
- * callback with a stack buffer. That makes it safe in a constructor that
- * runs before the program's malloc is usable, and easy to fuzz
- * (tests/fuzz-options.c).
+ * caller-supplied environment vector (the shim passes `environ`), copies
+ * string values into the options struct itself, and reports problems
+ * through a callback with a stack buffer. That makes it safe in a
+ * constructor that runs before the program's malloc is usable, and easy to
+ * fuzz (tests/fuzz-options.c).
+ *
+ * Strings are copied, not pointed to, because the shim reads them long
+ * after its constructor (FAULTLINE_STORE on the first managed mapping,
+ * FAULTLINE_STATS_FILE at exit), and by then a program that sets its
+ * process title (PostgreSQL, nginx, setproctitle()) has overwritten the
+ * environment strings: they sit right after argv, and that is the space it
+ * writes the title into.
  */
 #ifndef FL_PRELOAD_OPTIONS_H
 #define FL_PRELOAD_OPTIONS_H
@@ -25,8 +32,11 @@ enum fl_opt_type {
 	FL_OPT_SIZE,	/* bytes, with an optional K/M/G/T suffix (powers of 1024) */
 	FL_OPT_UINT,	/* a decimal count */
 	FL_OPT_ENUM,	/* one of the listed words */
-	FL_OPT_STRING,	/* any text */
+	FL_OPT_STRING,	/* any text, at most FL_OPT_STRING_MAX - 1 bytes */
 };
+
+/* a string option's room, with its NUL: a path (PATH_MAX) */
+#define FL_OPT_STRING_MAX	4096
 
 enum fl_opt_stats { FL_OPT_STATS_OFF, FL_OPT_STATS_TEXT, FL_OPT_STATS_JSON };
 enum fl_opt_log { FL_OPT_LOG_ERROR, FL_OPT_LOG_WARN, FL_OPT_LOG_INFO, FL_OPT_LOG_DEBUG };
@@ -65,15 +75,15 @@ enum fl_opt_log { FL_OPT_LOG_ERROR, FL_OPT_LOG_WARN, FL_OPT_LOG_INFO, FL_OPT_LOG
 	X(CHILDREN,	children,	BOOL,	"yes",	NULL, \
 	  "programs this one execs run under the shim too (no: the shim removes itself from LD_PRELOAD at start)")
 
-#define FL_OPT_FIELD_BOOL	bool
-#define FL_OPT_FIELD_SIZE	uint64_t
-#define FL_OPT_FIELD_UINT	uint64_t
-#define FL_OPT_FIELD_ENUM	int
-#define FL_OPT_FIELD_STRING	const char *
+#define FL_OPT_FIELD_BOOL(f)	bool f
+#define FL_OPT_FIELD_SIZE(f)	uint64_t f
+#define FL_OPT_FIELD_UINT(f)	uint64_t f
+#define FL_OPT_FIELD_ENUM(f)	int f
+#define FL_OPT_FIELD_STRING(f)	char f[FL_OPT_STRING_MAX]
 
-/* the parsed values; strings point into the environment (or the table) */
+/* the parsed values; strings are the struct's own copies (see above) */
 struct fl_preload_options {
-#define FL_OPT_DECLARE(sfx, field, type, def, choices, help) FL_OPT_FIELD_##type field;
+#define FL_OPT_DECLARE(sfx, field, type, def, choices, help) FL_OPT_FIELD_##type(field);
 	FL_PRELOAD_OPTIONS(FL_OPT_DECLARE)
 #undef FL_OPT_DECLARE
 };
@@ -120,9 +130,10 @@ int fl_opt_parse_env(struct fl_preload_options *o, char *const *envp,
 const struct fl_opt_desc *fl_opt_find(const char *name, size_t namelen);
 
 /**
- * fl_opt_set() - parse @value for @d into @o.
+ * fl_opt_set() - parse @value for @d into @o (a string: copied).
  * @why: on failure, what was expected ("a size such as 512M"), static.
- * Return: 0; -EINVAL (value invalid; @o unchanged).
+ * Return: 0; -EINVAL (value invalid, or a string of FL_OPT_STRING_MAX bytes
+ *	or more; @o unchanged).
  */
 int fl_opt_set(struct fl_preload_options *o, const struct fl_opt_desc *d,
 	       const char *value, const char **why);

@@ -280,7 +280,7 @@ static void shim_farmem_setup(struct fl_runtime_opts *ro)
 
 	if (!opt.budget)
 		return;	/* a store alone: shim_init() said it is ignored */
-	if (opt.store && *opt.store) {
+	if (opt.store[0]) {
 		ret = store_open_named(&shim_store, &why);
 		if (ret) {
 			shim_log(FL_OPT_LOG_WARN, "warning: FAULTLINE_STORE='%s': %s; using an "
@@ -344,9 +344,20 @@ static struct fl_runtime *shim_runtime(void)
 		shim_farmem_drop(&ro);
 		ret = fl_runtime_create(&ro, &r);
 	}
+	/*
+	 * Both warnings below name the fix by uid, not by name: getpwuid()
+	 * may load NSS modules, and we may be inside the program's first
+	 * large malloc. `faultline setup --user` takes a uid.
+	 */
 	if (ret) {
-		shim_log(FL_OPT_LOG_WARN, "warning: cannot start the runtime: %s; "
-			 "memory is not managed", fl_strerror(ret));
+		if (ret == -EPERM || ret == -EACCES)
+			shim_log(FL_OPT_LOG_WARN, "warning: cannot start the runtime: %s; "
+				 "memory is not managed (no userfaultfd for this user; to let "
+				 "it open /dev/userfaultfd, as root: faultline setup --user %u)",
+				 fl_strerror(ret), (unsigned int)getuid());
+		else
+			shim_log(FL_OPT_LOG_WARN, "warning: cannot start the runtime: %s; "
+				 "memory is not managed", fl_strerror(ret));
 		atomic_store(&shim_state, SHIM_OFF);
 		goto out;
 	}
@@ -355,8 +366,9 @@ static struct fl_runtime *shim_runtime(void)
 		 * fail with EFAULT: unsafe for unmodified programs */
 		shim_log(FL_OPT_LOG_WARN, "warning: the userfaultfd is user-mode only: "
 			 "kernel-mode accesses (read(2) into a buffer, futexes) to managed "
-			 "memory would fail; memory is not managed (allow unprivileged "
-			 "userfaultfd or /dev/userfaultfd access to fix)");
+			 "memory would fail; memory is not managed (to let this user open "
+			 "/dev/userfaultfd, as root: faultline setup --user %u)",
+			 (unsigned int)getuid());
 		fl_runtime_destroy(r);
 		shim_farmem_drop(&ro);
 		r = NULL;
@@ -1168,7 +1180,7 @@ static void stats_print(void)
 	size_t w = 0;
 	FILE *f = stderr;
 
-	if (opt.stats_file && *opt.stats_file) {
+	if (opt.stats_file[0]) {
 		for (const char *s = opt.stats_file; *s && w < sizeof(path) - 24; s++) {
 			if (s[0] == '%' && s[1] == 'p') {
 				w += (size_t)snprintf(path + w, sizeof(path) - w, "%d", (int)getpid());
@@ -1216,7 +1228,11 @@ static void shim_init(void)
 	shim_depth++;
 	if (pg > 0)
 		page_size = (size_t)pg;
-	/* getenv() is not safe this early: read environ directly */
+	/*
+	 * getenv() is not safe this early: read environ directly. The parser
+	 * copies string values into opt: the strings themselves may be
+	 * overwritten by the time we use them (a process title, see options.h).
+	 */
 	fl_opt_parse_env(&opt, environ, opt_warn, NULL);
 	min_region = page_up((size_t)opt.min_region);
 	if (!opt.children)
@@ -1243,7 +1259,7 @@ static void shim_init(void)
 	} else {
 		atomic_store(&shim_state, SHIM_ACTIVE);
 	}
-	if (!opt.budget && opt.store && *opt.store)
+	if (!opt.budget && opt.store[0])
 		shim_log(FL_OPT_LOG_WARN, "warning: FAULTLINE_STORE='%s' without "
 			 "FAULTLINE_BUDGET: no far memory, the store is not used", opt.store);
 	shim_depth--;
