@@ -52,12 +52,15 @@
  *      A write after 3 raises a WP fault that finds EVICTED: the handler
  *      parks it (retried after the next event) and the write waits.
  *   4. Drop the region lock; take @gate (API writers take it before the
- *      index lock, so the range cannot be unregistered under us); check the
- *      address still belongs to a region whose word says EVICTED; publish
- *      the zap range; MADV_DONTNEED. That blocks until a handler reads the
- *      REMOVE event; the handler recognises our range (far_own_remove),
- *      leaves the words EVICTED, and wakes the range: the parked writer
- *      faults MISSING and reads the page back from the store.
+ *      index lock, so the range cannot be unregistered under us); announce
+ *      the batch's span (a fault that refills a page of it, zapped by the
+ *      program meanwhile, parks: far_zap_coming()); check the address
+ *      still belongs to a region whose word says EVICTED; publish the zap
+ *      range; MADV_DONTNEED. That blocks until a handler reads the REMOVE
+ *      event; we wait until it is applied (events_wait_applied()): the
+ *      handler recognises our range (far_own_remove), leaves the words
+ *      EVICTED, and wakes the range: the parked writer faults MISSING and
+ *      reads the page back from the store.
  *   The evictor reads managed memory in 2 (the copy). If the program zapped
  *   the page meanwhile, that read faults: a MISSING fault on an EVICTING
  *   page is served a write-protected zero page at once (what the program's
