@@ -72,9 +72,14 @@ run_setup() {
 	# shellcheck disable=SC2086
 	meson test -C "$build" --setup "$setup" --no-rebuild --num-processes 2 --logbase "flaky-$BASHPID" \
 		$only >"$out/console.txt" 2>&1 || true
+	# meson names the log after the base and the setup
 	logdir=$build/meson-logs
-	mv "$logdir/flaky-$BASHPID.json" "$out/testlog.json" 2>/dev/null || true
-	mv "$logdir/flaky-$BASHPID.txt" "$out/testlog.txt" 2>/dev/null || true
+	for f in "$logdir/flaky-$BASHPID"*; do
+		case "$f" in
+		*.json) mv "$f" "$out/testlog.json" ;;
+		*) rm -f "$f" ;;
+		esac
+	done
 }
 
 loads=()

@@ -107,7 +107,11 @@ static size_t zap_held(struct fl_runtime *rt, char *m, const char *what)
 	atomic_store(&zap_addr, (uintptr_t)m);
 	atomic_store(&armed, 1);
 	TAP_EQ(madvise(m, PAGES / 2 * pgsz, MADV_DONTNEED), 0);
-	tap_ok(atomic_load(&held), "%s: madvise returned while its event's reader is held", what);
+	/* madvise returns once the event is read; its reader reaches the
+	 * pause point a moment later (or, preempted, a while later) */
+	for (int i = 0; i < 10000 && !atomic_load(&held); i++)
+		ms_sleep(1);
+	tap_ok(atomic_load(&held), "%s: the event's reader is held, the event unannounced", what);
 	pthread_create(&t, NULL, read_zeros, &rd);
 	/* the reader's page-ins wait for the event: give them time to be wrong */
 	WAIT_FOR(rt, st, atomic_load(&rd.done) || st.far_event_waits > st0.far_event_waits);
