@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -676,8 +677,8 @@ static void sort_memcg(size_t n, size_t budget, uint64_t seed, const struct benc
 	int pfd[2] = { -1, -1 }, go[2] = { -1, -1 }, status;
 	char dir[320];
 	struct sort_out so;
+	pid_t pid, parent;
 	long ooms;
-	pid_t pid;
 	int ret;
 
 	l->swap = bench_swap_kind_name(sw->kind);
@@ -698,6 +699,7 @@ static void sort_memcg(size_t n, size_t budget, uint64_t seed, const struct benc
 		snprintf(l->why, sizeof(l->why), "pipe");
 		goto out;
 	}
+	parent = getpid();
 	pid = fork();
 	if (pid < 0) {
 		l->err = -errno;
@@ -708,6 +710,12 @@ static void sort_memcg(size_t n, size_t budget, uint64_t seed, const struct benc
 		char c;
 		void *a;
 
+		/* die with the parent: nobody would read the result, and the child
+		 * holds the swap's lock (the descriptor came with fork) until it
+		 * exits; a parent that died before the prctl is seen by getppid() */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(2);
 		close(pfd[0]);
 		close(go[1]);
 		/* wait until the parent has put us into the group */
