@@ -737,12 +737,13 @@ static void wl_latency(void)
 /* far memory (farmem.c): --pages is the working set; --far-io the store's I/O */
 static enum far_io far_io_opt;
 static size_t far_pages_opt;
+static unsigned int far_swap_opt;	/* farmem-sort memcg: BENCH_SWAP_WANT_*; 0 = any */
 
 static void wl_farmem(void (*fn)(const struct farmem_opts *))
 {
 	struct farmem_opts o = {
 		.rep = &g.rep, .quick = g.quick, .repeat = g.repeat,
-		.pages = far_pages_opt, .io = far_io_opt,
+		.pages = far_pages_opt, .io = far_io_opt, .swap = far_swap_opt,
 	};
 
 	alarm(0);	/* the far-memory runs take their own time; no watchdog */
@@ -798,7 +799,8 @@ static void usage(FILE *f)
 "                depth 1, 4 and 32)\n"
 "  farmem-sort   far memory: in-place sort of an array 4x the budget: modes\n"
 "                faultline and memcg (a child in a memory cgroup limited to\n"
-"                the budget; makes a temporary swap file if there is no swap)\n"
+"                the budget; with no swap active, sets up zram or else a swap\n"
+"                file for the run, see --swap)\n"
 "\n"
 "modes: native native-thp bare spf region global adaptive\n"
 "\n"
@@ -816,6 +818,8 @@ static void usage(FILE *f)
 "  --far-io IO     far-memory store I/O, alike for every mode: cold (default:\n"
 "                  page cache written back and dropped before each scan), warm,\n"
 "                  direct (O_DIRECT)\n"
+"  --swap KIND     farmem-sort memcg: the swap to set up when none is active:\n"
+"                  zram, file (on /var/tmp) or any (default: zram, else a file)\n"
 "  -h, --help      this text\n"
 "\n"
 "JSON fields: workload mode order access page_size fault_around (bytes; 0 off,\n"
@@ -826,7 +830,9 @@ static void usage(FILE *f)
 "THP show as fewer faults than pages. Target ratios come last.\n"
 "farmem-* JSON fields: workload mode order page_size io queue_depth (raw-store)\n"
 "fault_threads (faultline scan) budget_pages pages seconds pages_per_sec (scan)\n"
-"pageins and metadata_bytes_per_page (faultline) repeats bad_words.\n");
+"pageins and metadata_bytes_per_page (faultline) swap (memcg: existing, zram,\n"
+"file or none) swap_device repeats failed_repeats failed_why bad_words;\n"
+"a failed line has error and strerror instead of the numbers.\n");
 }
 
 static unsigned long parse_num(const char *opt, const char *s, unsigned long lo,
@@ -955,6 +961,7 @@ int main(int argc, char **argv)
 		{ "churn", required_argument, NULL, 'C' },
 		{ "check-uffd", no_argument, NULL, 'c' },
 		{ "far-io", required_argument, NULL, 'F' },
+		{ "swap", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -990,6 +997,10 @@ int main(int argc, char **argv)
 			if (farmem_parse_io(optarg, &far_io_opt))
 				usage_error("bad value for --far-io: '%s' (cold, warm or direct)", optarg);
 			break;
+		case 'S':
+			if (farmem_parse_swap(optarg, &far_swap_opt))
+				usage_error("bad value for --swap: '%s' (zram, file or any)", optarg);
+			break;
 		case 'h': usage(stdout); return 0;
 		default: fputs("Try 'faultline-bench --help'.\n", stderr); return 2;
 		}
@@ -1003,7 +1014,7 @@ int main(int argc, char **argv)
 		g.workloads |= 1u << w;
 	}
 	if (!g.workloads)
-		/* farmem-sort changes the machine (a swap file, a memory cgroup)
+		/* farmem-sort changes the machine (swap, a memory cgroup)
 		 * while it runs: only when asked for by name */
 		g.workloads = ((1u << W_NR) - 1) & ~(1u << W_FARMEM_SORT);
 

@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <pthread.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -29,8 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/swap.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,6 +41,7 @@
 #include "farmem.h"
 #include "../sort-u64.h"
 #include "json.h"
+#include "memswap.h"
 
 #define RAW_QD_MAX 32
 #define FARMEM_MAX_SCANNERS 4	/* faulting threads of the multi-thread lines */
@@ -56,7 +58,10 @@ struct far_line {
 	double meta_per_page;		/* faultline: metadata_bytes / managed pages */
 	uint64_t bad;			/* wrong words seen */
 	int err;			/* 0, -errno, or 1 (skipped: see why) */
-	char why[160];
+	unsigned int failed;		/* repeats that failed (why) beside the good ones */
+	const char *swap;		/* memcg: the swap it pages to: bench_swap_kind_name() */
+	const char *swap_device;
+	char why[200];
 };
 
 static const char *const io_names[] = { "cold", "warm", "direct" };
@@ -69,6 +74,19 @@ int farmem_parse_io(const char *s, enum far_io *out)
 			return 0;
 		}
 	return -EINVAL;
+}
+
+int farmem_parse_swap(const char *s, unsigned int *want)
+{
+	if (!strcmp(s, "zram"))
+		*want = BENCH_SWAP_WANT_ZRAM;
+	else if (!strcmp(s, "file"))
+		*want = BENCH_SWAP_WANT_FILE;
+	else if (!strcmp(s, "any"))
+		*want = BENCH_SWAP_WANT_ANY;
+	else
+		return -EINVAL;
+	return 0;
 }
 
 static double now_s(void)
@@ -400,7 +418,7 @@ static const char *line_io(const struct farmem_opts *o, const struct far_line *l
 static void line_print(const struct farmem_opts *o, const struct far_line *l,
 		       unsigned int runs)
 {
-	char meta[24], qd[16];
+	char meta[24], qd[16], io[32];
 
 	if (o->rep->json) {
 		struct jw w;
@@ -416,6 +434,11 @@ static void line_print(const struct farmem_opts *o, const struct far_line *l,
 		else if (!strcmp(l->workload, "farmem-scan"))
 			jw_u64(&w, "fault_threads", l->qd);
 		jw_u64(&w, "budget_pages", l->budget_pages);
+		if (l->swap) {
+			jw_str(&w, "swap", l->swap);
+			if (l->swap_device && *l->swap_device)
+				jw_str(&w, "swap_device", l->swap_device);
+		}
 		if (l->err) {
 			jw_str(&w, "error", l->why);
 			if (l->err < 0)
@@ -432,13 +455,22 @@ static void line_print(const struct farmem_opts *o, const struct far_line *l,
 			jw_f64(&w, "metadata_bytes_per_page", l->meta_per_page);
 		}
 		jw_u64(&w, "repeats", runs);
+		if (l->failed) {
+			jw_u64(&w, "failed_repeats", l->failed);
+			jw_str(&w, "failed_why", l->why);
+		}
 		jw_u64(&w, "bad_words", l->bad);
 		jw_end(&w);
 		return;
 	}
 	if (l->err) {
-		printf("%-10s %-6s %3u  %s: %s\n", l->mode, l->order, l->qd, l->why,
-		       l->err < 0 ? strerror(-l->err) : "skipped");
+		if (strcmp(l->workload, "farmem-scan"))
+			snprintf(qd, sizeof(qd), "-");
+		else
+			snprintf(qd, sizeof(qd), "%u", l->qd);
+		printf("%-10s %-6s %3s  %s: %s%s%s\n", l->mode, l->order, qd, l->why,
+		       l->err < 0 ? strerror(-l->err) : "skipped", l->swap ? "; swap: " : "",
+		       l->swap ? l->swap : "");
 		return;
 	}
 	if (!strcmp(l->mode, "faultline"))
@@ -449,11 +481,18 @@ static void line_print(const struct farmem_opts *o, const struct far_line *l,
 		snprintf(qd, sizeof(qd), "-");
 	else
 		snprintf(qd, sizeof(qd), "%u", l->qd);
+	/* memcg: the swap it pages to */
+	if (l->swap)
+		snprintf(io, sizeof(io), "swap:%s", l->swap);
+	else
+		snprintf(io, sizeof(io), "%s", line_io(o, l));
 	printf("%-10s %-6s %3s %9zu %8zu %8.3f %10.0f %12.0f %9s %10s", l->mode, l->order,
 	       qd, l->pages, l->budget_pages, l->seconds, l->pages_per_sec, l->pageins,
-	       meta, line_io(o, l));
+	       meta, io);
 	if (l->bad)
 		printf("  BAD DATA: %llu words", (unsigned long long)l->bad);
+	if (l->failed)
+		printf("  (%u of %u repeats failed: %s)", l->failed, l->failed + runs, l->why);
 	putchar('\n');
 }
 
@@ -627,182 +666,56 @@ static void sort_faultline(const struct farmem_opts *o, size_t n, size_t budget,
 
 /* ---- memcg mode ---- */
 
-static int write_file(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC), ret = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, s, strlen(s)) < 0)
-		ret = -errno;
-	close(fd);
-	return ret;
-}
-
 /*
- * A memory cgroup for us: cgroup v2 where its memory controller is
- * available, else v1's memory hierarchy. @dir gets the new group's path,
- * @limit_file the file that takes the limit.
+ * The same sort in a forked child inside a memory cgroup limited to the
+ * budget, paging to @sw. Only the sort is timed, in the child.
  */
-static int memcg_make(char *dir, size_t dlen, const char **limit_file)
-{
-	FILE *m = fopen("/proc/self/mounts", "r");
-	char line[512], v1[256] = "", v2[256] = "";
-
-	if (!m)
-		return -errno;
-	while (fgets(line, sizeof(line), m)) {
-		char src[64], mnt[256], type[32], opts[256];
-
-		if (sscanf(line, "%63s %255s %31s %255s", src, mnt, type, opts) != 4)
-			continue;
-		if (!strcmp(type, "cgroup2") && !*v2) {
-			char p[300], ctl[256] = "";
-			FILE *c;
-
-			snprintf(p, sizeof(p), "%s/cgroup.controllers", mnt);
-			c = fopen(p, "r");
-			if (c) {
-				if (!fgets(ctl, sizeof(ctl), c))
-					ctl[0] = 0;
-				fclose(c);
-			}
-			if (strstr(ctl, "memory"))
-				snprintf(v2, sizeof(v2), "%s", mnt);
-		} else if (!strcmp(type, "cgroup") && strstr(opts, "memory") && !*v1) {
-			snprintf(v1, sizeof(v1), "%s", mnt);
-		}
-	}
-	fclose(m);
-	if (*v2) {
-		char p[300];
-
-		snprintf(p, sizeof(p), "%s/cgroup.subtree_control", v2);
-		(void)write_file(p, "+memory");
-		snprintf(dir, dlen, "%s/faultline-bench-%d", v2, (int)getpid());
-		*limit_file = "memory.max";
-	} else if (*v1) {
-		snprintf(dir, dlen, "%s/faultline-bench-%d", v1, (int)getpid());
-		*limit_file = "memory.limit_in_bytes";
-	} else {
-		return -ENOENT;
-	}
-	if (mkdir(dir, 0700) && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
-/*
- * A swap file for the run, when the machine has no swap at all: without
- * swap the kernel cannot keep a cgroup under a limit smaller than its
- * anonymous memory (it kills the sort). Removed again by swap_remove().
- */
-static bool swap_active(void)
-{
-	FILE *f = fopen("/proc/swaps", "r");
-	char line[256];
-	int n = 0;
-
-	if (!f)
-		return false;
-	while (fgets(line, sizeof(line), f))
-		n++;
-	fclose(f);
-	return n > 1;	/* a header line, then one per swap area */
-}
-
-static int swap_make(const char *path, size_t bytes, char *why, size_t wlen)
-{
-	static char zeros[1 << 20];
-	char cmd[400];
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-
-	if (fd < 0) {
-		snprintf(why, wlen, "create swap file %s", path);
-		return -errno;
-	}
-	for (size_t done = 0; done < bytes; done += sizeof(zeros))
-		if (write(fd, zeros, sizeof(zeros)) != (ssize_t)sizeof(zeros)) {
-			int e = errno ? -errno : -EIO;
-
-			close(fd);
-			unlink(path);
-			snprintf(why, wlen, "write swap file");
-			return e;
-		}
-	fsync(fd);
-	close(fd);
-	snprintf(cmd, sizeof(cmd), "mkswap %s >/dev/null 2>&1", path);
-	if (system(cmd) != 0) {
-		unlink(path);
-		snprintf(why, wlen, "mkswap failed (util-linux installed?)");
-		return -ENOEXEC;
-	}
-	if (swapon(path, 0)) {
-		int e = -errno;
-
-		unlink(path);
-		snprintf(why, wlen, "swapon %s", path);
-		return e;
-	}
-	return 0;
-}
-
-static void swap_remove(const char *path)
-{
-	if (swapoff(path))
-		fprintf(stderr, "faultline-bench: swapoff %s: %s\n", path, strerror(errno));
-	unlink(path);
-}
-
-static void sort_memcg(size_t n, size_t budget, uint64_t seed, struct far_line *l)
+static void sort_memcg(size_t n, size_t budget, uint64_t seed, const struct bench_swap *sw,
+		       struct far_line *l)
 {
 	size_t len = n * sizeof(uint64_t);
-	char dir[320], p[400], num[32], swap_path[80] = "";
-	const char *limit_file = NULL;
-	int pfd[2], go[2], status;
+	int pfd[2] = { -1, -1 }, go[2] = { -1, -1 }, status;
+	char dir[320];
 	struct sort_out so;
-	pid_t pid;
+	pid_t pid, parent;
+	long ooms;
 	int ret;
 
-	ret = memcg_make(dir, sizeof(dir), &limit_file);
-	if (ret) {
-		l->err = ret;
-		snprintf(l->why, sizeof(l->why), "no memory cgroup (v2 memory controller or v1 memory hierarchy)");
+	l->swap = bench_swap_kind_name(sw->kind);
+	l->swap_device = sw->device;
+	if (sw->kind == BENCH_SWAP_NONE) {
+		/* without swap the kernel cannot hold the child under the limit: it kills it */
+		l->err = sw->err ? sw->err : -ENODEV;
+		snprintf(l->why, sizeof(l->why), "no swap for the cgroup: %.170s", sw->why);
 		return;
 	}
-	snprintf(p, sizeof(p), "%s/%s", dir, limit_file);
-	snprintf(num, sizeof(num), "%zu", budget);
-	ret = write_file(p, num);
+	ret = memcg_make(budget, dir, sizeof(dir), l->why, sizeof(l->why));
 	if (ret) {
 		l->err = ret;
-		snprintf(l->why, sizeof(l->why), "write the cgroup's %s", limit_file);
-		goto out_rmdir;
+		return;
 	}
-	if (!swap_active()) {
-		snprintf(swap_path, sizeof(swap_path), "/var/tmp/faultline-bench-swap-%d", (int)getpid());
-		ret = swap_make(swap_path, len + (64u << 20), l->why, sizeof(l->why));
-		if (ret) {
-			swap_path[0] = 0;
-			l->err = ret;
-			goto out_rmdir;
-		}
-	}
-	if (pipe(pfd) || pipe(go)) {
+	if (pipe2(pfd, O_CLOEXEC) || pipe2(go, O_CLOEXEC)) {
 		l->err = -errno;
 		snprintf(l->why, sizeof(l->why), "pipe");
-		goto out_swap;
+		goto out;
 	}
+	parent = getpid();
 	pid = fork();
 	if (pid < 0) {
 		l->err = -errno;
 		snprintf(l->why, sizeof(l->why), "fork");
-		goto out_pipes;
+		goto out;
 	}
 	if (pid == 0) {
 		char c;
 		void *a;
 
+		/* die with the parent: nobody would read the result, and the child
+		 * holds the swap's lock (the descriptor came with fork) until it
+		 * exits; a parent that died before the prctl is seen by getppid() */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(2);
 		close(pfd[0]);
 		close(go[1]);
 		/* wait until the parent has put us into the group */
@@ -820,52 +733,109 @@ static void sort_memcg(size_t n, size_t budget, uint64_t seed, struct far_line *
 	close(pfd[1]);
 	close(go[0]);
 	pfd[1] = go[0] = -1;
-	snprintf(p, sizeof(p), "%s/cgroup.procs", dir);
-	snprintf(num, sizeof(num), "%d", (int)pid);
-	ret = write_file(p, num);
+	ret = memcg_attach(dir, (int)pid);
 	if (ret) {
 		l->err = ret;
-		snprintf(l->why, sizeof(l->why), "write the cgroup's cgroup.procs");
+		snprintf(l->why, sizeof(l->why), "write %.150s/cgroup.procs", dir);
 		kill(pid, SIGKILL);
 	} else if (write(go[1], "g", 1) != 1) {
 		kill(pid, SIGKILL);
 	}
+	/* the group's statistics kept current while the child sorts: see
+	 * memcg_stat_refresh() for the OOM kill that this prevents */
+	for (;;) {
+		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+		int r = poll(&p, 1, MEMCG_REFRESH_MS);
+
+		if (r > 0 || (r < 0 && errno != EINTR))
+			break;
+		memcg_stat_refresh(dir);
+	}
 	if (read(pfd[0], &so, sizeof(so)) == (ssize_t)sizeof(so)) {
 		l->seconds = so.seconds;
 		l->bad = so.bad;
-	} else if (!l->err) {
-		l->err = -ECHILD;
-		snprintf(l->why, sizeof(l->why), "the sort child died (OOM-killed in the cgroup? see dmesg)");
 	}
 	waitpid(pid, &status, 0);
-out_pipes:
-	close(pfd[0]);
-	if (pfd[1] >= 0)
-		close(pfd[1]);
-	if (go[0] >= 0)
-		close(go[0]);
-	close(go[1]);
-out_swap:
-	if (swap_path[0])
-		swap_remove(swap_path);
-out_rmdir:
+	if (!l->err && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+		ooms = memcg_oom_kills(dir);
+		l->err = ooms > 0 ? -ENOMEM : -ECHILD;
+		if (ooms > 0)
+			snprintf(l->why, sizeof(l->why),
+				 "the sort child was OOM-killed in the cgroup (limit %zu MiB, swap %s %.40s)",
+				 budget >> 20, l->swap, sw->device);
+		else if (WIFSIGNALED(status))
+			snprintf(l->why, sizeof(l->why), "the sort child died of signal %d (%s)",
+				 WTERMSIG(status), strsignal(WTERMSIG(status)));
+		else
+			snprintf(l->why, sizeof(l->why), "the sort child exited with status %d",
+				 WEXITSTATUS(status));
+	}
+out:
+	for (int i = 0; i < 2; i++) {
+		if (pfd[i] >= 0)
+			close(pfd[i]);
+		if (go[i] >= 0)
+			close(go[i]);
+	}
 	rmdir(dir);
+}
+
+/* the ratio as a target line (JSON) and a note; without one of the two, @why */
+static void sort_target(const struct farmem_opts *o, double faultline_s, double memcg_s,
+			const char *why)
+{
+	static const char detail[] = "farmem-sort: faultline / memcg seconds (medians)";
+	bool have = faultline_s > 0 && memcg_s > 0;
+	double ratio = have ? faultline_s / memcg_s : 0;
+
+	if (o->rep->json) {
+		struct jw w;
+
+		jw_begin(&w, stdout);
+		jw_str(&w, "target", "farmem_sort_vs_memcg");
+		jw_str(&w, "detail", detail);
+		if (have)
+			jw_f64(&w, "ratio", ratio);
+		else
+			jw_str(&w, "ratio", "n/a");
+		jw_f64(&w, "goal", 1.0);
+		jw_str(&w, "goal_op", "<=");
+		jw_bool(&w, "met", have && ratio <= 1.0);
+		if (!have)
+			jw_str(&w, "error", why);
+		jw_end(&w);
+	}
+	if (have)
+		report_note(o->rep, "farmem-sort: faultline / memcg seconds = %.2f (target: <= 1.0)",
+			    ratio);
+	else
+		report_note(o->rep, "farmem-sort: NO faultline / memcg ratio: %s", why);
 }
 
 void farmem_sort(const struct farmem_opts *o)
 {
 	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
-	/* smaller than 32 MiB budgets get the memcg child OOM-killed here (v1,
-	 * 6.18): the swap cache and the program's own pages count too */
+	/* 32768 pages, a 32 MiB budget, with --quick: small groups turn their
+	 * LRU over fastest, see memcg_stat_refresh() */
 	size_t npages = o->pages ? o->pages : o->quick ? 32768 : 65536;
 	size_t n = npages * ps / sizeof(uint64_t), budget = npages / 4 * ps;
 	unsigned int rep = o->repeat ? o->repeat : 1;
 	struct far_line *rr = calloc((size_t)rep * 2, sizeof(*rr));
+	char fail_why[2][sizeof(rr->why) + 16] = { "", "" };
 	double med[2] = { 0, 0 };
+	struct bench_swap sw;
 
 	if (!rr)
 		return;
+	/* twice the array: room for the copies the swap cache keeps */
+	bench_swap_up(&sw, 2 * (uint64_t)npages * ps, o->swap ? o->swap : BENCH_SWAP_WANT_ANY);
 	line_header(o, "farmem-sort");
+	if (*sw.note)
+		report_note(o->rep, "farmem-sort: %s", sw.note);
+	if (sw.kind != BENCH_SWAP_NONE)
+		report_note(o->rep, "farmem-sort: memcg swap: %s %s (%s)%s", bench_swap_kind_name(sw.kind),
+			    sw.device, sw.detail,
+			    sw.kind == BENCH_SWAP_EXISTING ? "" : ", removed again at the end");
 	for (unsigned int k = 0; k < rep; k++)
 		for (int m = 0; m < 2; m++) {
 			struct far_line *l = &rr[(size_t)m * rep + k];
@@ -877,20 +847,32 @@ void farmem_sort(const struct farmem_opts *o)
 			l->pages = npages;
 			l->budget_pages = budget / ps;
 			if (m)
-				sort_memcg(n, budget, 0x50e7 + k, l);
+				sort_memcg(n, budget, 0x50e7 + k, &sw, l);
 			else
 				sort_faultline(o, n, budget, 0x50e7 + k, l);
 			l->pages_per_sec = l->seconds > 0 ? (double)npages / l->seconds : 0;
 		}
 	for (int m = 0; m < 2; m++) {
 		struct far_line *x = &rr[(size_t)m * rep];
-		unsigned int ok = reduce_lines(x, rep);
+		char why[sizeof(x->why)] = "";
+		unsigned int ok;
 
+		/* the last failure's reason, before reduce_lines() keeps the good runs */
+		for (unsigned int k = 0; k < rep; k++)
+			if (x[k].err)
+				snprintf(why, sizeof(why), "%s", x[k].why);
+		ok = reduce_lines(x, rep);
+		if (ok && ok < rep) {
+			/* a repeat that failed is not dropped silently */
+			x->failed = rep - ok;
+			snprintf(x->why, sizeof(x->why), "%s", why);
+		}
+		if (ok < rep)
+			snprintf(fail_why[m], sizeof(fail_why[m]), "%s: %s", x->mode, why);
 		line_print(o, x, ok);
 		med[m] = ok ? x->seconds : 0;
 	}
-	if (med[0] > 0 && med[1] > 0)
-		report_note(o->rep, "farmem-sort: faultline / memcg seconds = %.2f (target: <= 1.0)",
-			    med[0] / med[1]);
+	sort_target(o, med[0], med[1], med[0] > 0 ? fail_why[1] : fail_why[0]);
+	bench_swap_down(&sw);
 	free(rr);
 }

@@ -11,7 +11,8 @@
  *   farmem-sort  an in-place quicksort of an array 4x the budget: mode
  *                faultline (region under the budget, file store) and mode
  *                memcg (the same sort in a child in a memory cgroup whose
- *                limit is the budget, with swap). Runs only when named.
+ *                limit is the budget, with swap: memswap.h). Runs only
+ *                when named.
  */
 #ifndef FL_BENCH_FARMEM_H
 #define FL_BENCH_FARMEM_H
@@ -34,10 +35,14 @@ struct farmem_opts {
 	unsigned int repeat;
 	size_t pages;		/* --pages: working-set pages (0: default) */
 	enum far_io io;
+	unsigned int swap;	/* --swap: BENCH_SWAP_WANT_* for the memcg mode; 0: any */
 };
 
 /* parse --far-io: 0, or -EINVAL */
 int farmem_parse_io(const char *s, enum far_io *out);
+
+/* parse --swap (zram, file, any) into BENCH_SWAP_WANT_* bits: 0, or -EINVAL */
+int farmem_parse_swap(const char *s, unsigned int *want);
 
 void farmem_scan(const struct farmem_opts *o);
 void farmem_sort(const struct farmem_opts *o);

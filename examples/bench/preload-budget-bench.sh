@@ -19,13 +19,19 @@
 # file is written to the disk. tmpfs vs zram is the closer pair.
 #   cgroup + swap file    memory limit, swap on a file on the root file
 #                         system (made here, removed at exit)
-#   cgroup + zram         memory limit, swap on /dev/zram0 (lz4), if the
-#                         kernel has zram and it is unused
+#   cgroup + zram         memory limit, swap on a zram device of its own
+#                         (lz4), if the kernel has zram
 # The cgroup is v2's memory.max when the memory controller is on the v2
 # hierarchy, else v1's memory.limit_in_bytes (hybrid mounts): both make the
 # kernel reclaim the group's anonymous pages to swap above the limit.
 # Without swap the kernel cannot go over the limit and OOM-kills, so the
-# swap is set up here if none is active (and an active one is used as is).
+# swap is set up here if none is active (and an active one is used as is),
+# by faultline-bench-swap (examples/bench/memswap.c, as faultline-bench's
+# farmem-sort does): one benchmark swap at a time, and a swap an interrupted
+# run left behind is removed first. While it holds the swap the tool also
+# reads the group's memory.stat every 10 ms: the kernel's reclaim otherwise
+# decides from statistics up to ~2 s old and can OOM-kill a small group with
+# most of it in swap (see memcg_stat_refresh() in memswap.h).
 set -euo pipefail
 build=${1:-build}
 mib=${2:-1024}
@@ -33,22 +39,41 @@ budget=${3:-256}
 runs=${4:-3}
 touch=$(readlink -f "$build/examples/touch-pages")
 cli=$(readlink -f "$build/runtime/cli/faultline")
+swaptool=$(readlink -f "$build/examples/bench/faultline-bench-swap")
 name=fl-bench-$$
-swapfile=/var/tmp/$name.swap
 cg=
-rssfile=
-zram_used=false
-swap_made=
+tmp=
+swap_pid=
+swap_in=
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
+# hold_swap KIND: swap for the cgroup runs, 2x the working set, held by
+# faultline-bench-swap until release_swap closes its standard input (or this
+# script ends, which closes it too); sets swap_kind (existing, file, zram or
+# none), swap_dev and swap_detail (for none: why)
+hold_swap() {
+	rm -f "$tmp/swap.in" "$tmp/swap.out"
+	mkfifo "$tmp/swap.in"
+	"$swaptool" --memcg "$cg" "$1" $((2 * mib)) < "$tmp/swap.in" > "$tmp/swap.out" &
+	swap_pid=$!
+	exec {swap_in}> "$tmp/swap.in"
+	while [ ! -s "$tmp/swap.out" ] && kill -0 "$swap_pid" 2>/dev/null; do
+		sleep 0.1
+	done
+	swap_kind=none swap_dev= swap_detail="faultline-bench-swap said nothing"
+	read -r swap_kind swap_dev swap_detail < "$tmp/swap.out" || true
+}
+release_swap() {
+	[ -n "$swap_pid" ] || return 0
+	exec {swap_in}>&-
+	wait "$swap_pid" || true
+	swap_pid=
+}
+
 cleanup() {
-	[ -n "$swap_made" ] && swapoff "$swap_made" 2>/dev/null || true
-	rm -f "$swapfile" "$rssfile"
-	if $zram_used; then
-		swapoff /dev/zram0 2>/dev/null || true
-		echo 1 > /sys/block/zram0/reset 2>/dev/null || true
-	fi
+	release_swap
+	[ -n "$tmp" ] && rm -rf "$tmp"
 	[ -n "$cg" ] && rmdir "$cg" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -74,7 +99,8 @@ fi
 
 # the peak RSS (VmHWM, from GNU time) says whether the limit held: the
 # cgroup enforces it; the shim's budget is the runtime's own count
-rssfile=$(mktemp)
+tmp=$(mktemp -d)
+rssfile=$tmp/rss
 run() {	# label, command... (the command runs touch-pages)
 	local label=$1 i t0 t1 out wall=() inner=() rss=()
 	shift
@@ -106,30 +132,32 @@ run "shim, store in RAM (/dev/shm)" $(shim /dev/shm); shim_ram=$last
 run "shim, /var/tmp, fault-around 64K" $(shim /var/tmp --fault-around 64K); shim_64k=$last
 run "shim, /dev/shm, fault-around 64K" $(shim /dev/shm --fault-around 64K); shim_ram64k=$last
 
-if [ -n "$(swapon --show --noheadings)" ]; then
-	echo "# swap already active: $(swapon --show --noheadings | tr '\n' ' ')"
+hold_swap file
+case $swap_kind in
+existing)
+	echo "# swap already active: $swap_dev ($swap_detail)"
 	run "cgroup + existing swap" "${in_cgroup[@]}"; cg_file=$last; cg_zram=
-else
-	fallocate -l $((2 * mib))M "$swapfile" 2>/dev/null ||
-		dd if=/dev/zero of="$swapfile" bs=1M count=$((2 * mib)) status=none
-	chmod 600 "$swapfile"
-	mkswap -q "$swapfile" >/dev/null
-	swapon "$swapfile"; swap_made=$swapfile
-	echo "# swap file $swapfile ($((2 * mib)) MiB on $(df --output=source "$swapfile" | tail -1))"
+	release_swap
+	;;
+file)
+	echo "# swap file $swap_dev ($swap_detail, on $(df --output=source "$swap_dev" | tail -1))"
 	run "cgroup + swap file" "${in_cgroup[@]}"; cg_file=$last
-	swapoff "$swapfile"; swap_made=; rm -f "$swapfile"
+	release_swap
 	cg_zram=
-	if [ -e /sys/block/zram0 ] && [ "$(cat /sys/block/zram0/disksize)" = 0 ]; then
-		zram_used=true
-		echo lz4 > /sys/block/zram0/comp_algorithm 2>/dev/null || true
-		echo $((2 * mib))M > /sys/block/zram0/disksize
-		mkswap -q /dev/zram0 >/dev/null
-		swapon /dev/zram0; swap_made=/dev/zram0
-		echo "# zram swap /dev/zram0 ($((2 * mib)) MiB, $(sed 's/.*\[\(.*\)\].*/\1/' /sys/block/zram0/comp_algorithm))"
+	hold_swap zram
+	if [ "$swap_kind" = zram ]; then
+		echo "# zram swap $swap_dev ($swap_detail)"
 		run "cgroup + zram swap" "${in_cgroup[@]}"; cg_zram=$last
-		swapoff /dev/zram0; swap_made=
+	else
+		echo "# no zram swap: $swap_dev $swap_detail"
 	fi
-fi
+	release_swap
+	;;
+*)
+	echo "no swap for the cgroup runs: $swap_dev $swap_detail" >&2
+	exit 1
+	;;
+esac
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 echo "# ratios of wall medians (lower is faster)"
 echo "shim disk store / cgroup swap file: $(ratio "$shim_disk" "$cg_file")"

@@ -1,11 +1,12 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# smoke.sh FAULTLINE_BENCH - run `faultline-bench --quick --json first-touch`
-# and a small `farmem-scan`,
-# and check that every line has every field, that the measured numbers are
-# positive and that every page held the right bytes. No timing assertion:
-# the numbers are whatever this machine gives.
+# smoke.sh FAULTLINE_BENCH - run `faultline-bench --quick --json first-touch`,
+# a small `farmem-scan` and a small `farmem-sort`, and check that every line
+# has every field, that the measured numbers are positive and that every
+# page held the right bytes; as root, that farmem-sort's kernel baseline
+# (memcg) ran and named its swap, else that it says why it did not. No
+# timing assertion: the numbers are whatever this machine gives.
 #
 # Exit: 0 pass, 1 fail, 77 skip (with the reason printed).
 
@@ -175,4 +176,83 @@ for m in fails:
 if fails:
     sys.exit(1)
 print("ok: farmem-scan, %d mode/order pairs" % len(seen))
+PYEOF
+rc=$?
+[ $rc -ne 0 ] && exit $rc
+
+# farmem-sort: faultline against the kernel's own baseline (memcg: the same
+# sort in a child in a memory cgroup limited to the budget, with swap). As
+# root the baseline must run and name its swap; otherwise its row and the
+# target line must say why there is none. 16384 pages: a 16 MiB budget, a
+# group small enough to turn its LRU over fast (memswap.h says why that
+# matters), in ~10-30 s on 2 busy vCPUs.
+root=no
+[ "$(id -u)" = 0 ] && root=yes
+"$bench" --json --pages 16384 farmem-sort >"$out" 2>"$err"
+rc=$?
+if [ $rc -ne 0 ]; then
+	echo "FAIL: faultline-bench --json --pages 16384 farmem-sort exited $rc"
+	cat "$err"
+	exit 1
+fi
+python3 - "$out" "$root" <<'PYEOF'
+import json, sys
+
+root = sys.argv[2] == "yes"
+fails, rows, target = [], {}, None
+for n, text in enumerate(open(sys.argv[1]), 1):
+    o = json.loads(text)
+    if o.get("target") == "farmem_sort_vs_memcg":
+        target = o
+    elif o.get("workload") == "farmem-sort":
+        rows[o.get("mode")] = o
+f, m = rows.get("faultline"), rows.get("memcg")
+if not f:
+    fails.append("no farmem-sort faultline line")
+elif "error" in f:
+    fails.append("farmem-sort faultline: run failed: %s" % f["error"])
+else:
+    for k in ("pages", "seconds", "budget_pages", "pageins"):
+        if not isinstance(f.get(k), (int, float)) or f[k] <= 0:
+            fails.append("farmem-sort faultline: %s = %r, want a positive number" % (k, f.get(k)))
+    if f.get("bad_words") != 0:
+        fails.append("farmem-sort faultline: bad_words = %r: the sort went wrong" % f.get("bad_words"))
+if not m:
+    fails.append("no farmem-sort memcg line")
+elif m.get("swap") not in ("existing", "zram", "file", "none"):
+    fails.append("farmem-sort memcg: swap = %r, want existing, zram, file or none" % m.get("swap"))
+elif root:
+    if "error" in m:
+        fails.append("farmem-sort memcg (as root): the baseline failed: %s (swap %s %s)"
+                     % (m["error"], m.get("swap"), m.get("swap_device", "")))
+    elif m.get("swap") == "none" or not m.get("swap_device"):
+        fails.append("farmem-sort memcg: ran without naming its swap: %r" % m)
+    else:
+        if not isinstance(m.get("seconds"), (int, float)) or m["seconds"] <= 0:
+            fails.append("farmem-sort memcg: seconds = %r" % m.get("seconds"))
+        if m.get("bad_words") != 0:
+            fails.append("farmem-sort memcg: bad_words = %r" % m.get("bad_words"))
+else:
+    if not m.get("error"):
+        fails.append("farmem-sort memcg (not root): no error saying why there is no baseline")
+    else:
+        print("skip: the memcg baseline needs root; its row says: %s" % m["error"])
+if not target:
+    fails.append("no farmem_sort_vs_memcg target line")
+elif not ({"detail", "ratio", "goal", "met"} <= target.keys()):
+    fails.append("farmem_sort_vs_memcg: fields missing: %r" % target)
+elif isinstance(target["ratio"], (int, float)):
+    if target["ratio"] <= 0 or "error" in target:
+        fails.append("farmem_sort_vs_memcg: %r" % target)
+elif target["ratio"] != "n/a" or not target.get("error") or target["met"] is not False:
+    fails.append("farmem_sort_vs_memcg without a ratio must say n/a, why, met false: %r" % target)
+elif root:
+    fails.append("farmem_sort_vs_memcg (as root): no ratio: %s" % target.get("error"))
+for x in fails:
+    print("FAIL:", x)
+if fails:
+    sys.exit(1)
+print("ok: farmem-sort, faultline %.2f s, memcg %s (swap %s %s)" % (
+    f["seconds"], "%.2f s" % m["seconds"] if "seconds" in m else "none",
+    m.get("swap"), m.get("swap_device", "")))
 PYEOF
