@@ -17,7 +17,31 @@
 #ifndef FL_RCU_H
 #define FL_RCU_H
 
-#ifndef _LGPL_SOURCE
+/*
+ * _LGPL_SOURCE inlines the read side (rcu_read_lock/unlock) into our code,
+ * except under TSan. Inlined, liburcu's own words become accesses that TSan
+ * checks as ours: rcu_read_unlock reads urcu_mb_gp.futex and, if a writer
+ * sleeps in synchronize_rcu (futex == -1), stores 0 and wakes it. TSan takes
+ * these volatile accesses for plain ones and never sees the writer's -1 (in
+ * the library), so two readers leaving their sections together race on the
+ * word, in frames of far_wp_fault, evict_batch, tier1... In liburcu they are
+ * relaxed accesses its fences order: the reader stores its counter, fences,
+ * reads futex; the writer stores -1, fences, reads the counters. Either the
+ * writer sees the reader gone or the reader sees -1 and wakes it; two
+ * readers both storing 0 and waking it is harmless.
+ *
+ * Out of line, the read side runs in the uninstrumented library and TSan
+ * sees none of liburcu's words, while every access of ours inside a section
+ * is still checked. (Not __tsan_acquire/__tsan_release on &urcu_mb_gp around
+ * the inlined code: that would order every reader's past after every later
+ * reader's future and hide races between our own threads. Not a suppression
+ * by function name: it relies on inlined frames and covers the whole
+ * function.) Cost, TSan builds only: none, the call is cheaper than the
+ * instrumented inline code (~120 against ~170 ns per lock+unlock).
+ */
+#if defined(__SANITIZE_THREAD__)
+#undef _LGPL_SOURCE
+#elif !defined(_LGPL_SOURCE)
 #define _LGPL_SOURCE
 #endif
 #include <urcu/urcu-mb.h>
@@ -40,7 +64,8 @@
  * liburcu is not instrumented, so TSan cannot see that a grace period
  * orders every read-side section before the code after synchronize_rcu().
  * Tell it: each reader releases a token as it leaves its section, and the
- * writer acquires it once the grace period is over.
+ * writer acquires it once the grace period is over. Readers never acquire
+ * it, so it orders no reader after another.
  */
 #include <sanitizer/tsan_interface.h>
 extern char fl_rcu_tsan_token;
