@@ -135,6 +135,14 @@ int main(int argc, char **argv)
 	fl_runtime_opts_init(&o);
 	o.store = store;
 	o.budget = PAGES / 8 * pgsz;
+	/*
+	 * One handler: a read that would be the only one in flight is
+	 * synchronous when another handler can take the next fault, so with
+	 * more handlers whether any read goes asynchronous depends on two
+	 * reads overlapping, which a loaded machine need not give. With one,
+	 * every read is asynchronous, under the index writers' churn.
+	 */
+	o.handlers = 1;
 	if (no_move) {
 		/* slow there (writes to evicted pages park until the zap's
 		 * event; as slow before asynchronous page-in): a quarter */
