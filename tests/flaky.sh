@@ -104,7 +104,9 @@ for ((r = 1; r <= rounds; r++)); do
 		done
 	fi
 	loads+=("$(cut -d' ' -f1 /proc/loadavg)")
-	printf 'round %d/%d done, load %s\n' "$r" "$rounds" "${loads[-1]}" >&2
+	# as it goes: a run cut short still leaves each round's verdict
+	printf 'round %d/%d done, load %s%s\n' "$r" "$rounds" "${loads[-1]}" \
+		"$([ $ci = 1 ] && printf ': %s' "$(cat "$rdir/verdict.txt")")" >&2
 done
 
 python3 - "$work" "$keep" "$rounds" "${loads[*]}" <<'EOF'
