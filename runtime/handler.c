@@ -281,7 +281,9 @@ static void *handler_main(void *arg)
 							  memory_order_relaxed);
 				atomic_fetch_add_explicit(&rt->events_active, 1,
 							  memory_order_seq_cst);
-				FL_TEST_PAUSE(FL_PAUSE_EVENT_READ, msgs[i].arg.remove.start);
+				FL_TEST_PAUSE(FL_PAUSE_EVENT_READ,
+					      msgs[i].event == UFFD_EVENT_REMAP ?
+					      msgs[i].arg.remap.to : msgs[i].arg.remove.start);
 			}
 		if (events)
 			announce_events(h, msgs, n);

@@ -654,7 +654,7 @@ static void remove_region_locked(struct fl_runtime *rt, struct fl_region *r,
 			usleep(1000);
 		index_synchronize_locked(&rt->index);
 	}
-	wp_forget(rt, a, a + len);	/* wp.c: protections end with the region */
+	wp_forget(rt, a, a + len, false);	/* wp.c: protections end with the region */
 	if (kernel_ops) {
 		if (readback)
 			far_readback_locked(rt, r);	/* before the range stops being ours */
@@ -750,7 +750,7 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 	}
 	if (new_len < old_len) {
 		/* the tail's faults drained above: unregister, then unmap */
-		wp_forget(rt, a + new_len, a + old_len);	/* wp.c */
+		wp_forget(rt, a + new_len, a + old_len, false);	/* wp.c */
 		uffd_unregister(&rt->uffd, a + new_len, old_len - new_len);
 		if (r->flags & R_OWNED)
 			munmap((void *)(a + new_len), old_len - new_len);
@@ -845,7 +845,7 @@ void event_unmap(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 	struct fl_region *v[8], *fresh[2];
 
 	index_write_begin(&rt->index);
-	wp_forget(rt, start, end);	/* wp.c: the kernel dropped the memory */
+	wp_forget(rt, start, end, true);	/* wp.c: the kernel dropped the memory */
 	for (;;) {
 		size_t nv = overlapping_locked(rt, start, end, v, 1), nf = 0;
 		struct fl_region *r = v[0];

@@ -19,7 +19,8 @@
  *   FL_PAUSE_WRITER_SYNCED	victims_quiesce_locked(): victims write-locked
  *				and a grace period passed
  *   FL_PAUSE_EVENT_READ	handler_main(): read(2) returned an event
- *				(addr: a REMOVE's or UNMAP's start), its range
+ *				(addr: a REMOVE's or UNMAP's start, a REMAP's
+ *				destination), its range
  *				not yet announced (races the faults other
  *				handlers read after it: events_read_applied())
  * FL_TEST_FAIL(site): true when the test scheduled a failure for this call

@@ -62,6 +62,12 @@ struct wp_root {
 	struct wp_range **v;
 	size_t n, cap;
 	int pagemap_fd;		/* -1 until the first async collection */
+	/* ranges an UNMAP dropped, kept for a REMAP on its way (wp_forget) */
+	struct wp_gone {
+		struct wp_range *r;
+		uintptr_t start, end;	/* the UNMAP's range */
+	} gone[FL_UNMAPPED_KEEP];
+	unsigned int gone_next;
 	/* counters of application threads (collect, checkpoints) */
 	pthread_mutex_t st_lock;
 	struct fl_counters st;
@@ -97,6 +103,8 @@ void wp_fini(struct fl_runtime *rt)
 		return;
 	for (size_t i = 0; i < w->n; i++)
 		range_free(w->v[i]);
+	for (unsigned int i = 0; i < FL_UNMAPPED_KEEP; i++)
+		range_free(w->gone[i].r);
 	free(w->v);
 	if (w->pagemap_fd >= 0)
 		close(w->pagemap_fd);
@@ -156,6 +164,22 @@ static size_t find_start_locked(const struct wp_root *w, uintptr_t a)
 static void remove_at_locked(struct wp_root *w, size_t i)
 {
 	w->v[i] = w->v[--w->n];
+}
+
+/* room for one more range; -ENOMEM */
+static int grow_locked(struct wp_root *w)
+{
+	size_t cap = w->cap ? 2 * w->cap : 8;
+	struct wp_range **v;
+
+	if (w->n < w->cap)
+		return 0;
+	v = realloc(w->v, cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	w->v = v;
+	w->cap = cap;
+	return 0;
 }
 
 /*
@@ -221,7 +245,17 @@ void wp_fault(struct fl_fault_ctx *c, uintptr_t addr)
 		/* WRITTEN already: a stale WP bit (a run installed with MODE_WP
 		 * around an armed page) or a duplicate: release it */
 	} else {
+		/*
+		 * Race: the page may be on its way here, with its protection,
+		 * by an mremap() whose REMAP event another handler read but has
+		 * not applied yet: wait for it as a missing fault in no region
+		 * does, or this write would go unseen.
+		 */
+		pthread_rwlock_unlock(&w->lock);
+		if (unknown_defer(c, pg))
+			return;
 		STAT_INC(c->st, wp_unknown);
+		pthread_rwlock_rdlock(&w->lock);
 	}
 	ret = uffd_writeprotect(&rt->uffd, pg, rt->page_size, false, false);
 	pthread_rwlock_unlock(&w->lock);
@@ -274,8 +308,16 @@ bool wp_install_protected(struct fl_fault_ctx *c, uintptr_t a, size_t len)
 
 /* ---- events ---- */
 
-/* Context: index write lock held (unregister, resize, UNMAP event) */
-void wp_forget(struct fl_runtime *rt, uintptr_t start, uintptr_t end)
+/*
+ * Protections in [start, end) end with the memory. @unmap (an UNMAP event):
+ * a range wholly inside is kept aside instead, the oldest kept one freed.
+ * Race: mremap() sends REMAP(from -> to), then UNMAP(from), and two
+ * handlers can apply them in the other order; the REMAP then takes back
+ * what the UNMAP of exactly its old range dropped (wp_event_remap), as the
+ * index does with its regions (runtime.c unmapped_keep_locked).
+ * Context: index write lock held (unregister, resize, UNMAP event).
+ */
+void wp_forget(struct fl_runtime *rt, uintptr_t start, uintptr_t end, bool unmap)
 {
 	struct wp_root *w = rt->wp;
 
@@ -283,11 +325,20 @@ void wp_forget(struct fl_runtime *rt, uintptr_t start, uintptr_t end)
 		return;
 	pthread_rwlock_wrlock(&w->lock);
 	for (size_t i = 0; i < w->n;) {
-		if (w->v[i]->start < end && w->v[i]->end > start) {
-			range_free(w->v[i]);
-			remove_at_locked(w, i);
-		} else {
+		struct wp_range *r = w->v[i];
+
+		if (r->start >= end || r->end <= start) {
 			i++;
+			continue;
+		}
+		remove_at_locked(w, i);
+		if (unmap && r->start >= start && r->end <= end) {
+			struct wp_gone *g = &w->gone[w->gone_next++ % FL_UNMAPPED_KEEP];
+
+			range_free(g->r);
+			*g = (struct wp_gone){ r, start, end };
+		} else {
+			range_free(r);
 		}
 	}
 	pthread_rwlock_unlock(&w->lock);
@@ -338,6 +389,7 @@ void wp_event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 void wp_event_remap(struct fl_fault_ctx *c, uintptr_t from, uintptr_t to, size_t len)
 {
 	struct wp_root *w = c->rt->wp;
+	bool moved = false;
 
 	pthread_rwlock_wrlock(&w->lock);
 	for (size_t i = 0; i < w->n;) {
@@ -346,6 +398,7 @@ void wp_event_remap(struct fl_fault_ctx *c, uintptr_t from, uintptr_t to, size_t
 		if (r->start >= from && r->end <= from + len) {
 			r->end = to + (r->end - from);
 			r->start = to + (r->start - from);
+			moved = true;
 			i++;
 		} else if (r->start < from + len && r->end > from) {
 			range_free(r);
@@ -353,6 +406,23 @@ void wp_event_remap(struct fl_fault_ctx *c, uintptr_t from, uintptr_t to, size_t
 		} else {
 			i++;
 		}
+	}
+	/* the UNMAP of the old range came first: take back what it dropped
+	 * (wp_forget); exactly that range, never a reused one's */
+	for (unsigned int i = 0; i < FL_UNMAPPED_KEEP && !moved; i++) {
+		struct wp_gone *g = &w->gone[i];
+		struct wp_range *r = g->r;
+
+		if (!r || g->start != from || g->end != from + len)
+			continue;
+		if (grow_locked(w)) {
+			range_free(r);		/* no room: it ends, as a cut one does */
+		} else {
+			r->end = to + (r->end - from);
+			r->start = to + (r->start - from);
+			w->v[w->n++] = r;
+		}
+		*g = (struct wp_gone){ NULL, 0, 0 };
 	}
 	pthread_rwlock_unlock(&w->lock);
 }
@@ -423,17 +493,9 @@ again:
 			ret = -EEXIST;
 			goto out;
 		}
-	if (w->n == w->cap) {
-		size_t cap = w->cap ? 2 * w->cap : 8;
-		struct wp_range **v = realloc(w->v, cap * sizeof(*v));
-
-		if (!v) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		w->v = v;
-		w->cap = cap;
-	}
+	ret = grow_locked(w);
+	if (ret)
+		goto out;
 	/*
 	 * Publish (all pages ARMED) before protecting: a page being filled
 	 * right now asks wp_install_protected() after we drop the lock, or

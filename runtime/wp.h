@@ -35,7 +35,7 @@ void wp_fault(struct fl_fault_ctx *c, uintptr_t addr);
 bool wp_install_protected(struct fl_fault_ctx *c, uintptr_t a, size_t len);
 
 /* Events and unregistration: protected ranges follow, or end with, the memory. */
-void wp_forget(struct fl_runtime *rt, uintptr_t start, uintptr_t end);
+void wp_forget(struct fl_runtime *rt, uintptr_t start, uintptr_t end, bool unmap);
 void wp_event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end);
 void wp_event_remap(struct fl_fault_ctx *c, uintptr_t from, uintptr_t to, size_t len);
 

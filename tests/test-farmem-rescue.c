@@ -71,11 +71,16 @@ static uint8_t byte_of(unsigned int seed, size_t pg, size_t i)
 	return (uint8_t)(pg * 31 + i * 7 + seed * 13 + 1);
 }
 
+static _Atomic size_t pages_filled;	/* by the last fill(), so far */
+
 static void fill(char *m, size_t pages, unsigned int seed)
 {
-	for (size_t pg = 0; pg < pages; pg++)
+	atomic_store(&pages_filled, 0);
+	for (size_t pg = 0; pg < pages; pg++) {
 		for (size_t i = 0; i < pgsz; i += 64)
 			m[pg * pgsz + i] = (char)byte_of(seed, pg, i);
+		atomic_store(&pages_filled, pg + 1);
+	}
 }
 
 /* wrong bytes of pages [lo, hi); @seed 0 with zero set: expect zeros */
@@ -124,6 +129,12 @@ static bool wait_flag(_Atomic bool *flag, unsigned int ms)
 	return atomic_load(flag);
 }
 
+static void *fill_region(void *arg)
+{
+	fill(arg, PAGES, 1);
+	return NULL;
+}
+
 /*
  * Part 1. Returns false (and says why) if the interleaving was not reached:
  * the caller tries again.
@@ -131,25 +142,36 @@ static bool wait_flag(_Atomic bool *flag, unsigned int ms)
 static bool race_once(struct fl_runtime *rt, char *m, char *q, bool *lost)
 {
 	struct reader rd = { .m = m };
-	pthread_t reader, zapper;
+	pthread_t filler, reader, zapper;
 	struct fl_stats st, st0;
 	uint64_t off;
+	bool whole;
 
 	*lost = false;
 	stats_now(rt, &st0);
 	atomic_store(&held_off, 0);
 	atomic_store(&hold, 1);
 	fail_write = -EIO;
-	fill(m, PAGES, 1);		/* over budget: the evictor starts a batch */
+	/*
+	 * Over budget: the evictor starts a batch. From a thread of its own:
+	 * the batch may hold the page the filler is writing, and then the
+	 * filler waits for the held write like the reader below (and the
+	 * only handler sleeps on its page instead: the same race).
+	 */
+	pthread_create(&filler, NULL, fill_region, m);
 	WAIT_FOR(rt, st, atomic_load(&held_off) != 0);
 	off = atomic_load(&held_off);
 	if (!off) {
 		atomic_store(&hold, 0);
+		pthread_join(filler, NULL);
 		tap_diag("no write-back started");
 		return false;
 	}
 	/* the evictor waits in our write with a batch moved out (EVICTING) */
 	rd.pg = (size_t)(off - 1) / pgsz;	/* the first region's extent starts at 0 */
+	/* the filler may be stuck inside that very page: then the reader
+	 * sees it half written, and only the bytes after the join count */
+	whole = rd.pg < atomic_load(&pages_filled);
 	stats_now(rt, &st0);
 	pthread_create(&reader, NULL, read_page, &rd);
 	/* the only handler takes the reader's fault and sleeps on the word */
@@ -166,6 +188,7 @@ static bool race_once(struct fl_runtime *rt, char *m, char *q, bool *lost)
 		*lost = true;
 		return true;
 	}
+	pthread_join(filler, NULL);
 	pthread_join(reader, NULL);
 	pthread_join(zapper, NULL);
 	fail_write = 0;
@@ -174,6 +197,8 @@ static bool race_once(struct fl_runtime *rt, char *m, char *q, bool *lost)
 		tap_diag("the put-back did not fail (reader page %zu): no rescue", rd.pg);
 		return false;
 	}
+	if (!whole)
+		rd.bad = verify(m, rd.pg, rd.pg + 1, 1, false);
 	/* before the rescue: zeros here (the frame was emptied) */
 	tap_ok(rd.bad == 0, "the page the handler slept on read back right (%zu bad)", rd.bad);
 	return true;
