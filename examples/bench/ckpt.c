@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * ckpt.c - faultline-bench's checkpoint workloads (issue 5).
+ * ckpt.c - faultline-bench's checkpoint workloads.
  *
  *   dirty-collect  a 1 GiB region, 0.1 / 1 / 10 % of its pages written, then
  *                  one fl_dirty_collect() (get the dirty set and re-arm it):

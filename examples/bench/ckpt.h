@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * ckpt.h - faultline-bench's checkpoint workloads (issue 5): dirty-set
+ * ckpt.h - faultline-bench's checkpoint workloads: dirty-set
  * collection, image write throughput against a raw write, lazy against
  * eager restore, and a program's slowdown during a live snapshot.
  */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * farmem.h - faultline-bench's far-memory workloads (issue 4), farmem.c:
+ * farmem.h - faultline-bench's far-memory workloads, farmem.c:
  *
  *   farmem-scan  a region 4x its budget, every page written and evicted
  *                to a file store, then read (one word per page) in seq or
