@@ -2,7 +2,8 @@
 /*
  * farmem.c - far-memory workloads of faultline-bench (see farmem.h).
  *
- * Fairness rules, since the ratios are what the issue's targets are about:
+ * Fairness rules, since the ratios are what the far-memory targets (seq
+ * >= 0.8x, random >= 0.7x the raw store's IOPS) are about:
  * - Both scan modes read the very same file (the runtime's store file, by
  *   name), in the same process run, one right after the other, 4 KiB pages.
  * - Both use the page cache the same way (--far-io): cold (default as root:

@@ -131,7 +131,8 @@ rc=$?
 [ $rc -ne 0 ] && exit $rc
 
 # far memory: a small farmem-scan (warm: the page cache is left alone), every
-# field present, every word right, the metadata figure within the 8 B
+# field present, every word right, the metadata figure within its target
+# (8 B per page)
 "$bench" --json --timeout 60 --pages 1024 --far-io warm farmem-scan >"$out" 2>"$err"
 rc=$?
 if [ $rc -ne 0 ]; then
