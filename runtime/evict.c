@@ -493,7 +493,8 @@ static void far_put_back(struct fl_runtime *rt, struct fl_region *r, const struc
 		 * DISCARDED): it asked for zeros, and we just mapped the old
 		 * bytes again. Take them back out; ENOENT: the zap got them
 		 * first. (A read between the zap and this move sees the old
-		 * bytes: the install race of README "Known limits".)
+		 * bytes: the install race of doc/architecture.md, "Races the
+		 * kernel leaves open".)
 		 */
 		uffd_move(&rt->uffd, (uintptr_t)frame, x->addr, rt->page_size,
 			  UFFDIO_MOVE_MODE_DONTWAKE, &done);

@@ -195,7 +195,7 @@ static void claim_run(const struct fl_runtime *rt, const struct snap *s, size_t 
  * Finish pages [lo, hi) of a run: FILLING -> @to. A REMOVE event that
  * overlapped the fill (PS_DISCARD_PENDING, counted in remove_races) turns
  * the page DISCARDED. Its zap may have landed before our install: see
- * README "Known limits".
+ * doc/architecture.md, "Races the kernel leaves open".
  */
 static void finish_run(const struct snap *s, size_t lo, size_t hi, unsigned int to)
 {

@@ -408,8 +408,9 @@ bool unknown_defer(struct fl_fault_ctx *c, uintptr_t page)
  * the event (handle_msg() signals the retrier), or 1 ms later.
  * An event read after our fault was read is not ordered before it by the
  * program either (the fault was raised before the event's call returned):
- * that is the install race of README "Known limits", which this does not
- * close. Context: a far-memory resolving thread, no page claimed yet.
+ * that is the install race of doc/architecture.md ("Races the kernel
+ * leaves open"), which this does not close. Context: a far-memory
+ * resolving thread, no page claimed yet.
  * Return: true if no event overlapping [start, end) is read and unapplied.
  */
 /*

@@ -706,7 +706,8 @@ int wp_collect(struct fl_runtime *rt, uintptr_t start, uint64_t *bm, size_t nbit
 	 * once wp_event_remove() marked the pages: wait (bounded, ~100 ms) for
 	 * events read but not processed, or this collection would miss pages
 	 * the caller zapped before calling it. The few instructions between a
-	 * handler's read(2) and its count stay a window: see the README.
+	 * handler's read(2) and its count stay a window: see
+	 * doc/architecture.md, "Events".
 	 */
 	for (int k = 0; k < 100000 &&
 	     atomic_load_explicit(&rt->wp_events_pending, memory_order_acquire); k++)

@@ -128,7 +128,7 @@ echo "# $cgkind"
 run "native (no limit)" "$touch" "$mib"; native=$last
 run "shim, store on disk (/var/tmp)" $(shim /var/tmp); shim_disk=$last
 run "shim, store in RAM (/dev/shm)" $(shim /dev/shm); shim_ram=$last
-# fault-around 64K: smaller runs let the evictor keep up (see the README)
+# fault-around 64K: smaller runs let the evictor keep up (see doc/performance.md)
 run "shim, /var/tmp, fault-around 64K" $(shim /var/tmp --fault-around 64K); shim_64k=$last
 run "shim, /dev/shm, fault-around 64K" $(shim /dev/shm --fault-around 64K); shim_ram64k=$last
 

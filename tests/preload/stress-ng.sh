@@ -17,8 +17,8 @@ ok $? "stress-ng --vm --verify passes under the shim (exit $rc)"
 [ -s "$WORK/st.json" ] && json_get "$WORK/st.json" 's["pid"]' >/dev/null
 ok $? "statistics written at exit"
 # under a budget: stress-ng's workers are fork()ed children, which run
-# without a budget (README: fork), so this checks only that the parent's far
-# memory set-up and its fork() keep the workers correct
+# without a budget (README, Known limits), so this checks only that the
+# parent's far memory set-up and its fork() keep the workers correct
 "$FL_CLI" run --budget 8M --stats-file="$WORK/far.json" -- \
 	stress-ng --vm 2 --vm-bytes 64M --vm-method all --verify --vm-ops 4000 \
 	--timeout 20s --metrics-brief > "$WORK/far.out" 2>&1
