@@ -305,6 +305,12 @@ bool far_over_budget(const struct fl_runtime *rt)
  * count above the budget for good; so after FAR_THROTTLE_STALL_MS without
  * the count falling (or FAR_THROTTLE_MAX_MS in all) the fault goes ahead and
  * the overshoot shows in far_resident_peak.
+ *
+ * The handler's own page-in reads keep completing meanwhile: each round
+ * installs what has completed (far_aio_complete(), never blocks), so the
+ * threads waiting for them are not held for the throttle's length, and a
+ * read that never completes (a store held back) holds the throttle no
+ * longer than its bound.
  */
 #define FAR_THROTTLE_STALL_MS	4
 #define FAR_THROTTLE_MAX_MS	1000
@@ -324,6 +330,7 @@ void far_throttle(struct fl_fault_ctx *c)
 		atomic_fetch_add_explicit(&f->kick, 1, memory_order_release);
 		futex_wake_all(&f->kick);
 		futex_wait_ms(&f->progress, p, 1);
+		far_aio_complete(c);
 		now = atomic_load_explicit(&f->resident, memory_order_relaxed);
 		if (now < best) {
 			best = now;

@@ -398,8 +398,7 @@ static enum res resolve(struct fl_fault_ctx *c, const struct snap *s,
 			/* far memory over budget: give the evictor a moment */
 			if (!may_block)
 				return RES_BLOCK;
-			far_aio_drain(c);	/* the rule: see "asynchronous page-in" */
-			far_throttle(c);
+			far_throttle(c);	/* installs our reads meanwhile */
 		}
 		if (atomic_compare_exchange_weak_explicit(w, &v,
 				(v & ~PS_STATE_MASK) | PS_FILLING,
@@ -679,13 +678,18 @@ static void far_rescue_in(struct fl_fault_ctx *c, const struct snap *s, size_t p
  *  - processing an event (REMOVE, UNMAP, REMAP): each is an index writer
  *    and would wait in region_write_lock() for our own reference, and the
  *    program thread that raised it sleeps until it is processed;
- *  - page_wait() on an EVICTING page, far_throttle() (waits up to 1 s for
- *    the evictor), a blocking fill callback: our reads would sit
- *    uninstalled, their faulting threads and any writer waiting with them;
+ *  - a blocking fill callback: our reads would sit uninstalled, their
+ *    faulting threads and any writer waiting with them;
  *  - the doorbell stop and runtime destroy: the handler exits, and nobody
  *    else would ever install its reads or drop its references.
  * Parking (park_fault) takes park_lock only for a few instructions and the
- * retrier never waits on a handler, so it needs no drain. Reads in flight
+ * retrier never waits on a handler, so it needs no drain. Two waits for
+ * the evictor do not drain either: the throttle (far_throttle(), over the
+ * budget) and a page-in that finds its page EVICTING (far_aio_wait_page())
+ * install our reads as they complete while they wait, a round a
+ * millisecond, so a store read that is slow, or held back, keeps the
+ * handler from the next fault no longer than the evictor takes
+ * (test-farmem-async-slow: a drain at either waited 20 s for a held read). Reads in flight
  * per handler are bounded (FAR_AIO_MAX); at the bound the handler drains.
  *
  * Alone, a read is synchronous (aio_sync_begin()): when no page-in read is
@@ -912,6 +916,20 @@ void far_aio_drain(struct fl_fault_ctx *c)
 	}
 }
 
+/*
+ * Sleep until the page word @w leaves @state, installing this handler's
+ * reads as they complete (the rule). Without reads in flight, one sleep.
+ */
+void far_aio_wait_page(struct fl_fault_ctx *c, _Atomic uint32_t *w, unsigned int state)
+{
+	while (c->aio && c->aio->npending &&
+	       ps_state(atomic_load_explicit(w, memory_order_acquire)) == state) {
+		page_wait_ms(w, state, 1);
+		far_aio_complete(c);
+	}
+	page_wait(w, state);
+}
+
 /* room for one more read of @len bytes? */
 static bool aio_room(const struct fl_aio *aio, size_t len)
 {
@@ -1035,20 +1053,17 @@ static enum res far_resolve(struct fl_fault_ctx *c, const struct snap *s,
 		if (!may_block)
 			return RES_BLOCK;
 		if (st == PS_EVICTING) {
-			/* MOVE step 2-5 in progress: sleep on the page's word
-			 * (the rule: our own reads first) */
-			far_aio_drain(c);
-			page_wait(w, PS_EVICTING);
+			/* MOVE step 2-5 in progress: sleep on the page's word,
+			 * installing our own reads as they complete (the rule) */
+			far_aio_wait_page(c, w, PS_EVICTING);
 			continue;
 		}
 		if (st != PS_EVICTED)
 			return resolve(c, s, addr, write, true);
 		rescued = v & PS_RESCUED;
 		/* a rescued page is counted already: its install adds nothing */
-		if (!rescued && !c->no_throttle && far_over_budget(rt)) {
-			far_aio_drain(c);
-			far_throttle(c);
-		}
+		if (!rescued && !c->no_throttle && far_over_budget(rt))
+			far_throttle(c);	/* installs our reads meanwhile */
 		/* read-ahead: the adaptive window, over evicted neighbours only */
 		win = rescued ? 1 : far_window(c, s, pg);
 		if (async && !rescued && !aio_room(c->aio, win << rt->page_shift)) {

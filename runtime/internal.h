@@ -206,6 +206,8 @@ int far_aio_fd(const struct fl_fault_ctx *c);
 unsigned int far_aio_pending(const struct fl_fault_ctx *c);
 void far_aio_complete(struct fl_fault_ctx *c);
 void far_aio_clear(struct fl_fault_ctx *c);	/* the eventfd, before a complete */
+/* far_aio_wait_page() - page_wait() that installs our reads meanwhile */
+void far_aio_wait_page(struct fl_fault_ctx *c, _Atomic uint32_t *w, unsigned int state);
 void far_aio_drain(struct fl_fault_ctx *c);
 
 /* handler.c */

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "region.h"
@@ -24,9 +25,15 @@ static struct fl_region *pool_head;
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic uint64_t gen_next = 1;
 
+static long futex_timed(_Atomic uint32_t *uaddr, int op, uint32_t val,
+			const struct timespec *ts)
+{
+	return syscall(SYS_futex, (uint32_t *)uaddr, op, val, ts, NULL, 0);
+}
+
 static long futex(_Atomic uint32_t *uaddr, int op, uint32_t val)
 {
-	return syscall(SYS_futex, (uint32_t *)uaddr, op, val, NULL, NULL, 0);
+	return futex_timed(uaddr, op, val, NULL);
 }
 
 struct fl_region *region_alloc(size_t npages, _Atomic int64_t *meta)
@@ -172,19 +179,34 @@ void region_detach_locked(struct fl_region *r)
 	atomic_store_explicit(&r->refcnt, REF_DETACHED, memory_order_release);
 }
 
-void page_wait(_Atomic uint32_t *w, unsigned state)
+/* one sleep on @w while its state is @state: @ts bounds it (NULL: none) */
+static void page_sleep(_Atomic uint32_t *w, unsigned state, const struct timespec *ts)
 {
 	uint32_t v = atomic_load_explicit(w, memory_order_acquire);
 
 	while (ps_state(v) == state) {
+		/* announce the sleeper first: the settler wakes only then */
 		if (!(v & PS_WAITERS) &&
 		    !atomic_compare_exchange_weak_explicit(w, &v, v | PS_WAITERS,
 							   memory_order_acquire,
 							   memory_order_acquire))
 			continue;
-		futex(w, FUTEX_WAIT_PRIVATE, v | PS_WAITERS);
-		v = atomic_load_explicit(w, memory_order_acquire);
+		futex_timed(w, FUTEX_WAIT_PRIVATE, v | PS_WAITERS, ts);
+		return;
 	}
+}
+
+void page_wait(_Atomic uint32_t *w, unsigned state)
+{
+	while (ps_state(atomic_load_explicit(w, memory_order_acquire)) == state)
+		page_sleep(w, state, NULL);
+}
+
+void page_wait_ms(_Atomic uint32_t *w, unsigned state, long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	page_sleep(w, state, &ts);
 }
 
 void page_wake(_Atomic uint32_t *w)

@@ -155,6 +155,8 @@ void region_detach_locked(struct fl_region *r);
  * new word and wakes the word's sleepers if any.
  */
 void page_wait(_Atomic uint32_t *w, unsigned state);
+/* page_wait_ms() - one sleep of at most @ms; returns early, never loops */
+void page_wait_ms(_Atomic uint32_t *w, unsigned state, long ms);
 void page_wake(_Atomic uint32_t *w);
 
 /*
