@@ -127,7 +127,9 @@ void fl_runtime_opts_init(struct fl_runtime_opts *o);
  *
  * Context: any thread; not from a handler thread or a fill callback.
  * Return: 0; -EINVAL (bad options); -EPERM (no way to open a userfaultfd);
- *	-ENOSYS (kernel without userfaultfd); -ENOMEM; -EAGAIN (threads).
+ *	-ENOSYS (kernel without userfaultfd); -EOPNOTSUPP (a feature @o asks
+ *	for, e.g. FL_RT_WP_ASYNC, that the kernel lacks); -EMFILE (no file
+ *	descriptor left); -ENOMEM; -EAGAIN (threads).
  */
 int fl_runtime_create(const struct fl_runtime_opts *o, struct fl_runtime **out);
 
@@ -166,11 +168,15 @@ enum fl_pager {
  * @dst: a runtime buffer (not managed memory), @len bytes.
  * @len: a multiple of the page size.
  *
- * Context: a handler thread. It must not touch managed memory (that would
- *	deadlock: the handler would wait on a fault only it can resolve) and
- *	must not call fl_region_*() (writers wait for fills in flight).
- * Return: 0, or a negative errno: the faulting access then fails (SIGBUS)
- *	and the error is counted in fill_errors.
+ * Context: a handler thread; also the thread that calls fork() (the child's
+ *	copy is produced first), and with far memory a thread that
+ *	unregisters, shrinks or destroys the region (its evicted pages are
+ *	read back). It must not touch managed memory (that would deadlock:
+ *	the handler would wait on a fault only it can resolve) and must not
+ *	call into the runtime (writers wait for fills in flight).
+ * Return: 0, or a negative errno, counted in fill_errors: with
+ *	UFFDIO_POISON (6.6) the faulting access then fails with SIGBUS;
+ *	without it the fill is retried on the next fault.
  */
 typedef int (*fl_fill_fn)(void *arg, uint64_t offset, void *dst, size_t len);
 
@@ -229,7 +235,8 @@ void fl_region_opts_init(struct fl_region_opts *o);
  * Context: any thread but a handler thread; takes the index writer lock and
  *	waits for an RCU grace period only on failure paths. May block.
  * Return: 0; -EINVAL (bad argument); -ENOMEM (address space, memory);
- *	-EOVERFLOW (absurd length); -ENODEV (runtime unusable after fork).
+ *	-EOVERFLOW (absurd length); -EOPNOTSUPP (FL_REGION_WP without the
+ *	kernel's uffd-wp); -ENODEV (runtime unusable after fork).
  */
 int fl_region_map(struct fl_runtime *rt, size_t len,
 		  const struct fl_region_opts *o, void **addr);
@@ -239,10 +246,17 @@ int fl_region_map(struct fl_runtime *rt, size_t len,
  * [@addr, @addr + @len) under the runtime. Pages already present stay as
  * they are; only missing pages are produced by the pager.
  *
+ * The mapping must be anonymous and private. This is not checked: the
+ * kernel registers shared anonymous (shmem) memory as well, and the runtime
+ * does not look up the mapping's kind; such a region is not supported.
+ *
  * Context: as fl_region_map().
- * Return: 0; -EINVAL (unaligned, zero length, not an anonymous private
- *	mapping, @o invalid); -EEXIST (overlaps a region); -ENOMEM (part of
- *	the range is not mapped); -EOVERFLOW (@addr + @len wraps).
+ * Return: 0; -EINVAL (unaligned, zero length, @o invalid, or a range the
+ *	kernel refuses to register, e.g. a file mapping); -EEXIST (overlaps a
+ *	region); -ENOMEM (part of the range is not mapped); -EOVERFLOW
+ *	(@addr + @len wraps); -EOPNOTSUPP (FL_REGION_WP without uffd-wp);
+ *	-EBUSY (the range is registered with another userfaultfd); -ENODEV
+ *	(runtime unusable after fork).
  */
 int fl_region_register(struct fl_runtime *rt, void *addr, size_t len,
 		       const struct fl_region_opts *o);
@@ -257,7 +271,8 @@ int fl_region_register(struct fl_runtime *rt, void *addr, size_t len,
  * Context: any thread but a handler thread or a fill callback. Blocks for
  *	a grace period.
  * Return: 0; -EINVAL (@addr not page aligned); -ENOENT (no region starts
- *	at @addr, including a second unregister of the same region).
+ *	at @addr, including a second unregister of the same region); -ENODEV
+ *	(runtime unusable after fork).
  */
 int fl_region_unregister(struct fl_runtime *rt, void *addr);
 
@@ -285,13 +300,15 @@ int fl_region_unregister_discard(struct fl_runtime *rt, void *addr);
  * Context: as fl_region_unregister().
  * Return: 0; -EINVAL (unaligned, zero length); -ENOENT (no region at
  *	@addr); -EEXIST (growth would overlap another region); -ENOMEM (no
- *	room to grow in place, or extension not mapped); -EOVERFLOW.
+ *	room to grow in place, or extension not mapped); -ENOSPC (far memory:
+ *	growth beyond the region's store extent); -EOVERFLOW; -ENODEV.
  */
 int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len);
 
 /**
  * fl_region_count() - number of registered regions.
- * Context: any. Return: the count (>= 0).
+ * Context: any thread but a fill or store callback (takes the index read
+ *	lock). Return: the count (>= 0); -EINVAL (@rt NULL).
  */
 int fl_region_count(const struct fl_runtime *rt);
 
@@ -325,9 +342,13 @@ int fl_region_count(const struct fl_runtime *rt);
  * @flush: optional: make written data durable (never needed for paging).
  * @destroy: optional: called once by fl_store_destroy().
  *
- * Context of every callback: handler threads (@read) and the evictor thread
- * (@write, @discard), concurrently; @off and @len are page multiples. They
- * must not touch managed memory or call into the runtime, and may block.
+ * Context of every callback: concurrently, from the runtime's threads and
+ * from the callbacks store's own worker threads (up to four, which run
+ * page-in reads so that a handler never waits for @read); @read also from
+ * application threads that read evicted pages back (fl_region_unregister(),
+ * fl_region_resize(), fl_runtime_destroy(), fork()), @discard also from
+ * handlers applying an munmap. @off and @len are page multiples. They must
+ * not touch managed memory or call into the runtime, and may block.
  */
 struct fl_store_ops {
 	size_t size;
@@ -396,7 +417,8 @@ int fl_pin(struct fl_runtime *rt, void *addr, size_t len);
 
 /**
  * fl_unpin() - drop one pin of each page of [@addr, @addr + @len).
- * Context: any thread. Never blocks.
+ * Context: any thread. Never waits for I/O; may wait briefly for an index
+ *	writer that is replacing the region.
  * Return: 0; -EINVAL (a page was not pinned: the others are unpinned);
  *	-ENOENT.
  */
@@ -432,7 +454,9 @@ enum fl_open_method {
  *	false when the uffd is user-mode-only and such accesses fail EFAULT.
  * @wp, @wp_unpopulated, @wp_async, @minor_shmem, @move, @poison,
  *	@thread_id, @event_fork, @event_remap, @event_remove, @event_unmap,
- *	@sigbus: the individual capabilities, each true only when usable.
+ *	@sigbus: the individual capabilities: @wp_async, @event_fork and
+ *	@sigbus say what the kernel offers (the runtime enables them only
+ *	where asked to), the others are true only when enabled and usable.
  * @zero_write: how a write fault on a zero-pager page is resolved
  *	("copy" of a zero buffer).
  * @numa_nodes: configured NUMA nodes (0: the kernel has no NUMA support).
@@ -582,7 +606,8 @@ enum fl_stats_format {
 
 /**
  * fl_stats_print() - print a snapshot.
- * Context: any. Return: 0; -EINVAL; -EIO (write error).
+ * Context: any thread but a fill or store callback (reads the region count
+ *	under the index read lock). Return: 0; -EINVAL; -EIO (write error).
  */
 int fl_stats_print(const struct fl_runtime *rt, FILE *f, enum fl_stats_format fmt);
 
@@ -625,7 +650,8 @@ typedef void (*fl_wp_fn)(void *arg, void *page, size_t len);
  * Context: any thread but a handler thread or a callback; may block.
  * Return: 0; -EINVAL (unaligned, zero length, not inside one FL_REGION_WP
  *	region); -EEXIST (overlaps a protected range); -EOPNOTSUPP (no
- *	uffd-wp, or @cb on an FL_RT_WP_ASYNC runtime); -ENOMEM.
+ *	uffd-wp, or @cb on an FL_RT_WP_ASYNC runtime); -ENODEV (in a child
+ *	after fork(): the child's runtime manages nothing); -ENOMEM.
  */
 int fl_protect(struct fl_runtime *rt, void *addr, size_t len, fl_wp_fn cb, void *arg);
 
@@ -737,7 +763,9 @@ void fl_ckpt_destroy(struct fl_ckpt *ck);
  * Context: any. Return: 0; -ENODATA (truncated); -EBADMSG (corrupt: bad
  *	magic, checksum or structure); -EPROTONOSUPPORT (unknown version);
  *	-EINVAL (another page size); -ESTALE (a parent that is not the one
- *	the child was made from); -ELOOP (chain too long); -errno of open/read.
+ *	the child was made from); -ELOOP (chain too long, or a symbolic
+ *	link: images are opened O_NOFOLLOW); -EOPNOTSUPP (an image of more
+ *	than one region); -errno of open/read.
  */
 int fl_image_check(const char *path, size_t *len);
 
@@ -763,7 +791,9 @@ int fl_restore(const char *path, void *addr, size_t len);
  * @addr: out: the region.
  * Context: any thread but a handler thread.
  * Return: 0; the errors of fl_image_check() and fl_region_map(); a bad
- *	working-set file is -EBADMSG (the restore does not start).
+ *	working-set file is -EBADMSG, one that cannot be opened -errno of
+ *	open(2) (the restore does not start either way); -EOVERFLOW (more
+ *	than 2^32 pages).
  */
 int fl_restore_lazy(struct fl_runtime *rt, const char *path, const char *ws_path,
 		    unsigned int flags, struct fl_lazy **out, void **addr);
