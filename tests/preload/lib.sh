@@ -39,6 +39,37 @@ s=json.loads(lines[-1])
 print(eval(sys.argv[2]))' "$1" "$2"
 }
 
+# watched SECS OUT CMD...: run CMD, its stdout to OUT, and say how long it took;
+# if it is still running after SECS, print every thread's kernel stack and
+# wait channel of its processes (the TAP log of a stalled run then shows
+# where it stood), kill it and return 124. The caller's test timeout must
+# leave room for SECS.
+watched() {
+	local secs=$1 out=$2 pid rc t0=$SECONDS p t
+	shift 2
+	"$@" > "$out" &
+	pid=$!
+	while kill -0 "$pid" 2>/dev/null && [ $((SECONDS - t0)) -lt "$secs" ]; do
+		sleep 1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		diag "still running after ${secs} s: $*"
+		for p in $pid $(pgrep -P "$pid") $(pgrep -P "$(pgrep -P "$pid" | head -1)" 2>/dev/null); do
+			for t in /proc/"$p"/task/*; do
+				diag "pid $p tid ${t##*/} $(cat "$t/comm" 2>/dev/null) state $(awk '{print $3}' "$t/stat" 2>/dev/null) wchan $(cat "$t/wchan" 2>/dev/null)"
+				diag "$(cat "$t/stack" 2>/dev/null | head -12)"
+			done
+		done
+		kill -9 "$pid" $(pgrep -P "$pid") 2>/dev/null
+		wait "$pid" 2>/dev/null
+		return 124
+	fi
+	wait "$pid"
+	rc=$?
+	diag "$((SECONDS - t0)) s: $*"
+	return $rc
+}
+
 # managed FILE: the stats show managed memory and faults
 check_managed() {
 	local f=$1 what=$2 regions faults
