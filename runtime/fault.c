@@ -689,8 +689,9 @@ static void far_rescue_in(struct fl_fault_ctx *c, const struct snap *s, size_t p
  * install our reads as they complete while they wait, a round a
  * millisecond, so a store read that is slow, or held back, keeps the
  * handler from the next fault no longer than the evictor takes
- * (test-farmem-async-slow: a drain at either waited 20 s for a held read). Reads in flight
- * per handler are bounded (FAR_AIO_MAX); at the bound the handler drains.
+ * (test-farmem-async-slow: a drain at either waited 20 s for a held
+ * read). Reads in flight per handler are bounded (FAR_AIO_MAX); at the
+ * bound the handler drains.
  *
  * Alone, a read is synchronous (aio_sync_begin()): when no page-in read is
  * in flight anywhere, the faulting thread is most likely the only one (one
@@ -918,7 +919,8 @@ void far_aio_drain(struct fl_fault_ctx *c)
 
 /*
  * Sleep until the page word @w leaves @state, installing this handler's
- * reads as they complete (the rule). Without reads in flight, one sleep.
+ * reads as they complete (the rule): a millisecond at a time while any is
+ * in flight, then page_wait().
  */
 void far_aio_wait_page(struct fl_fault_ctx *c, _Atomic uint32_t *w, unsigned int state)
 {
