@@ -41,7 +41,8 @@ print(eval(sys.argv[2]))' "$1" "$2"
 
 # watched SECS OUT CMD...: run CMD, its stdout to OUT, and say how long it took;
 # if it is still running after SECS, print every thread's kernel stack and
-# wait channel of its processes (the TAP log of a stalled run then shows
+# wait channel of it and its children (`faultline run` and env exec, so CMD's
+# pid is the program's; the TAP log of a stalled run then shows
 # where it stood), kill it and return 124. The caller's test timeout must
 # leave room for SECS.
 watched() {
@@ -54,7 +55,7 @@ watched() {
 	done
 	if kill -0 "$pid" 2>/dev/null; then
 		diag "still running after ${secs} s: $*"
-		for p in $pid $(pgrep -P "$pid") $(pgrep -P "$(pgrep -P "$pid" | head -1)" 2>/dev/null); do
+		for p in $pid $(pgrep -P "$pid"); do
 			for t in /proc/"$p"/task/*; do
 				diag "pid $p tid ${t##*/} $(cat "$t/comm" 2>/dev/null) state $(awk '{print $3}' "$t/stat" 2>/dev/null) wchan $(cat "$t/wchan" 2>/dev/null)"
 				diag "$(cat "$t/stack" 2>/dev/null | head -12)"
