@@ -19,7 +19,7 @@ BUILD=${BUILD:-build}
 # what a fresh Debian 12 lacks for building and testing (gcc, make, git and
 # python3 are assumed); the stock-kernel runner installs its own (qemu, ...)
 # sqlite3, stress-ng, python3: the preload tests run them (tests/preload/);
-# spin model-checks runtime/faultpath.pml; clang + libclang-rt: the libFuzzer tests;
+# spin model-checks runtime/core/faultpath.pml; clang + libclang-rt: the libFuzzer tests;
 # scdoc: the manual pages (doc/)
 PKGS=(meson ninja-build pkg-config gcc liburing-dev liburcu-dev libnuma-dev libc6-dev
 	python3 sqlite3 stress-ng spin clang libclang-rt-14-dev scdoc)

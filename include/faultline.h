@@ -618,7 +618,7 @@ int fl_stats_print(const struct fl_runtime *rt, FILE *f, enum fl_stats_format fm
 void fl_stats_reset(struct fl_runtime *rt);
 
 /* ------------------------------------------------------------------------ */
-/* Write protection and dirty tracking (runtime/wp.c)                        */
+/* Write protection and dirty tracking (runtime/ckpt/wp.c)                        */
 
 /**
  * typedef fl_wp_fn - called once on the first write to a protected page.
@@ -709,7 +709,7 @@ int fl_dirty_collect(struct fl_runtime *rt, void *addr, uint64_t *bitmap,
 		     size_t nbits, size_t *ndirty);
 
 /* ------------------------------------------------------------------------ */
-/* Checkpoints and restore (runtime/checkpoint.c, format in runtime/image.h) */
+/* Checkpoints and restore (runtime/ckpt/checkpoint.c, format in runtime/ckpt/image.h) */
 
 struct fl_ckpt;
 struct fl_lazy;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * fuzz-image - libFuzzer target for the image parser (runtime/image.c).
+ * fuzz-image - libFuzzer target for the image parser (runtime/ckpt/image.c).
  * Each input is parsed twice: as an image by itself, and as a patch over a
  * valid built-in image (byte 0: bit 0 re-seals the header CRC, bit 1 the
  * metadata CRC, so mutations reach the checks behind them; bytes 1-2: patch
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "image.h"
+#include "ckpt/image.h"
 
 #define PS 4096
 #define NP 3

@@ -16,7 +16,7 @@ bin=$work/fuzz-image
 if ! "$clang" -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -I"$src/include" -I"$src/runtime" \
 	$(pkg-config --cflags liburing 2>/dev/null) \
-	"$src/tests/fuzz-image.c" "$src/runtime/image.c" -o "$bin" -lpthread \
+	"$src/tests/fuzz-image.c" "$src/runtime/ckpt/image.c" -o "$bin" -lpthread \
 	> "$work/cc.log" 2>&1; then
 	sed 's/^/# /' "$work/cc.log"
 	echo "1..0 # SKIP clang cannot build a libFuzzer target here"

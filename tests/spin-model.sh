@@ -1,7 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# spin-model.sh - model-check runtime/faultpath.pml (the fault tiers, the
+# spin-model.sh - model-check runtime/core/faultpath.pml (the fault tiers, the
 # region refcount lock, the sequence count and the grace period) with spin:
 # the real protocol must verify (safety: every assertion; liveness: the
 # writer always finishes, under weak fairness), and each mutant must be
@@ -10,7 +10,7 @@
 # usage: spin-model.sh [path/to/faultpath.pml]
 set -u
 
-PML=${1:-$(dirname "$0")/../runtime/faultpath.pml}
+PML=${1:-$(dirname "$0")/../runtime/core/faultpath.pml}
 CC=${CC:-gcc}
 
 if ! command -v spin >/dev/null 2>&1; then

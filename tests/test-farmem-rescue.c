@@ -24,7 +24,7 @@
 #include <time.h>
 
 #include "common.h"
-#include "testhooks.h"
+#include "core/testhooks.h"
 
 #define PAGES	512
 #define BUDGET	64

@@ -22,7 +22,7 @@
 #include <sys/mman.h>
 
 #include "common.h"
-#include "testhooks.h"
+#include "core/testhooks.h"
 
 #define PAGES	512
 #define BUDGET	64

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 
 #include "ckpt-util.h"
-#include "image.h"
+#include "ckpt/image.h"
 #include "tap.h"
 
 #define NPAGES 16

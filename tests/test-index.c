@@ -25,9 +25,9 @@
 #include <stdint.h>
 
 #include "tap.h"
-#include "index.h"
-#include "rcu.h"
-#include "region.h"
+#include "core/index.h"
+#include "core/rcu.h"
+#include "core/region.h"
 
 #define NREG	5000
 #define PG	4096u

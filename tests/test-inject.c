@@ -22,8 +22,8 @@
 #include <time.h>
 
 #include "tap.h"
-#include "internal.h"
-#include "testhooks.h"
+#include "core/internal.h"
+#include "core/testhooks.h"
 
 static struct fl_runtime *rt;
 static size_t page_size;

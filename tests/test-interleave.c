@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * test-interleave - the fault protocol's hard cases, forced deterministically
- * through the pause points of runtime/testhooks.h (FL_TEST_HOOKS builds only):
+ * through the pause points of runtime/core/testhooks.h (FL_TEST_HOOKS builds only):
  *
  *  a. a speculative fault that found the old region, paused inside its RCU
  *     read section, races the removal of the range and its re-registration
@@ -25,8 +25,8 @@
 #include <time.h>
 
 #include "tap.h"
-#include "internal.h"
-#include "testhooks.h"
+#include "core/internal.h"
+#include "core/testhooks.h"
 
 /* ---- gates: a pause point that blocks one thread until released ---- */
 

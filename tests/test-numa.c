@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * test-numa - NUMA placement (runtime/numa.c), on whatever nodes this
+ * test-numa - NUMA placement (runtime/core/numa.c), on whatever nodes this
  * machine has (usually one):
  *
  *  a. the real probe: fl_features reports libnuma's node count and says
@@ -25,8 +25,8 @@
 #include <unistd.h>
 
 #include "common.h"
-#include "internal.h"
-#include "testhooks.h"
+#include "core/internal.h"
+#include "core/testhooks.h"
 
 #define PAGES 512u
 #define THREADS 2

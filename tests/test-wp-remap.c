@@ -19,7 +19,7 @@
 #include <sys/mman.h>
 
 #include "common.h"
-#include "testhooks.h"
+#include "core/testhooks.h"
 
 #define NPAGES	64
 

@@ -8,7 +8,7 @@
  * on Debian, and a switch for every user of the machine); otherwise only a
  * UFFD_USER_MODE_ONLY one, with which the shim manages nothing.
  * /dev/userfaultfd (Linux 6.1 and later) hands a full userfaultfd to whoever
- * may open it, and the runtime tries it first (runtime/uffd.c); devtmpfs
+ * may open it, and the runtime tries it first (runtime/core/uffd.c); devtmpfs
  * creates it root:root 0600. Letting one group open it is the narrow fix.
  *
  * What `setup` changes, and `setup --undo` reverts:

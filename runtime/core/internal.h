@@ -15,8 +15,8 @@
 #include "index.h"
 #include "region.h"
 #include "uffd.h"
-#include "wp.h"
-#include "far.h"
+#include "ckpt/wp.h"
+#include "far/far.h"
 #include "numa-place.h"
 
 #define FL_EXPORT __attribute__((visibility("default")))

@@ -56,7 +56,7 @@
 #include <unistd.h>
 
 #include "image.h"
-#include "internal.h"
+#include "core/internal.h"
 
 /* ---- helpers ---- */
 

@@ -43,7 +43,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "core/internal.h"
 #include "wp.h"
 
 enum { WPS_ARMED = 0, WPS_BUSY = 1, WPS_WRITTEN = 2 };

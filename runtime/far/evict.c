@@ -93,9 +93,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
-#include "rcu.h"
-#include "testhooks.h"
+#include "core/internal.h"
+#include "core/rcu.h"
+#include "core/testhooks.h"
 
 #define EXTENT_ALIGN ((uint64_t)1 << 30)
 

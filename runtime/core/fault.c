@@ -1166,7 +1166,7 @@ static enum tier_ret tier1(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 			STAT_INC(c->st, spf_abort_seq_changed);
 		/*
 		 * Not ours, or not any more: tier 3 serves it under index_lock.
-		 * Race (runtime/faultpath.pml, mutant UNKNOWN_UNLOCKED): a message
+		 * Race (runtime/core/faultpath.pml, mutant UNKNOWN_UNLOCKED): a message
 		 * read late finds its region already unregistered; serving zeros
 		 * here, outside any lock, lets fl_region_map() register a new
 		 * region on the same range between our lookup and our ZEROPAGE
