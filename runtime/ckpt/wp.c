@@ -83,6 +83,9 @@ int wp_init(struct fl_runtime *rt)
 	pthread_mutex_init(&w->st_lock, NULL);
 	w->pagemap_fd = -1;
 	rt->wp = w;
+	/* the core's fault path: before the handlers start (core/hooks.h) */
+	rt->hooks.wp_fault = wp_fault;
+	rt->hooks.install_protected = wp_install_protected;
 	return 0;
 }
 

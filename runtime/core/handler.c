@@ -16,8 +16,8 @@
  * asynchronous page-in the hot loop stays a single blocking read(2).
  *
  * EAGAIN: while an event (REMOVE, UNMAP, REMAP) sits unread, the kernel
- * refuses every resolving ioctl. The fault's range is parked and this
- * handler goes back to read(2), where it finds the event; the retrier thread
+ * refuses every resolving ioctl. The fault's range is parked (park.c) and
+ * this handler goes back to read(2), where it finds the event; the retrier
  * wakes parked ranges after events were processed (or after 1 ms at most),
  * and the faulting threads fault again. Handlers never spin and never sleep
  * on something only they could deliver.
@@ -59,7 +59,8 @@ static int ctx_init(struct fl_fault_ctx *c, struct fl_runtime *rt,
 
 static void ctx_fini(struct fl_fault_ctx *c)
 {
-	far_aio_fini(c);
+	if (c->aio)
+		c->rt->hooks.aio_fini(c);
 	if (c->bounce)
 		munmap(c->bounce, FL_FAULT_AROUND_MAX);
 	c->bounce = NULL;
@@ -87,9 +88,9 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
 		if (unlikely(is_doorbell(rt, a))) {
 			int ret;
 
-			/* the rule (fault.c): this handler is about to exit,
-			 * nobody else would install its reads */
-			far_aio_drain(c);
+			/* the rule (far/pagein.c): this handler is about to
+			 * exit, nobody else would install its reads */
+			fault_reads_drain(c);
 			ret = uffd_zeropage(&rt->uffd, page_down(rt, a),
 						rt->page_size, 0, &done);
 
@@ -106,8 +107,12 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
 		if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
 			/* far memory first (dirty tracking, the non-MOVE
 			 * eviction race); a far runtime offers no fl_protect() */
-			if (!far_wp_fault(c, a))
-				wp_fault(c, a);		/* write protection: wp.c */
+			if (rt->hooks.dirty_fault && rt->hooks.dirty_fault(c, a))
+				return false;
+			if (rt->hooks.wp_fault)
+				rt->hooks.wp_fault(c, a);	/* write protection */
+			else
+				uffd_wake(&rt->uffd, page_down(rt, a), rt->page_size);
 			return false;
 		}
 		/* numa.c: the page goes to the faulting thread's node */
@@ -117,11 +122,12 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
 		return false;
 	default:
 		/*
-		 * The rule (fault.c): every event is applied by an index writer
-		 * that waits for region readers, our reads' references among
-		 * them; and the program thread that raised it sleeps meanwhile.
+		 * The rule (far/pagein.c): every event is applied by an index
+		 * writer that waits for region readers, our reads' references
+		 * among them; and the program thread that raised it sleeps
+		 * meanwhile.
 		 */
-		far_aio_drain(c);
+		fault_reads_drain(c);
 		break;
 	}
 	switch (m->event) {
@@ -146,10 +152,7 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
 	atomic_fetch_add_explicit(&rt->events_seen, 1, memory_order_release);
 	atomic_fetch_sub_explicit(&rt->events_active, 1, memory_order_release);
 	atomic_fetch_sub_explicit(&rt->wp_events_pending, 1, memory_order_release);
-	pthread_mutex_lock(&rt->park_lock);
-	if (rt->nparked)
-		pthread_cond_signal(&rt->park_cond);
-	pthread_mutex_unlock(&rt->park_lock);
+	park_event_done(rt);
 	return false;
 }
 
@@ -159,24 +162,27 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
  * flight the uffd is polled alone: nothing can complete, and a signal left
  * on the eventfd (the file store's ring signals it for synchronous reads
  * too) would only wake us for nothing. It stays set and is cleared the next
- * time a read is in flight, before that read is looked for (far_aio_clear()).
+ * time a read is in flight, before that read is looked for
+ * (fault_reads_clear()).
  */
 static void wait_uffd_or_reads(struct fl_handler *h)
 {
+	struct fl_fault_ctx *c = &h->ctx;
+
 	for (;;) {
 		struct pollfd p[2] = {
 			{ .fd = h->rt->uffd.fd, .events = POLLIN },
-			{ .fd = far_aio_fd(&h->ctx), .events = POLLIN },
+			{ .fd = c->aio ? c->aio->efd : -1, .events = POLLIN },
 		};
 		nfds_t n;
 
-		far_aio_complete(&h->ctx);
-		n = far_aio_pending(&h->ctx) ? 2 : 1;
+		fault_reads_complete(c);
+		n = c->aio && c->aio->npending ? 2 : 1;
 		if (poll(p, n, -1) < 0)
 			return;		/* EINTR: the caller's read(2) decides */
 		if (n == 2 && (p[1].revents & POLLIN)) {
-			far_aio_clear(&h->ctx);
-			far_aio_complete(&h->ctx);
+			fault_reads_clear(c);
+			fault_reads_complete(c);
 		}
 		if (p[0].revents)	/* POLLIN; POLLERR/POLLNVAL: read(2) says why */
 			return;
@@ -232,7 +238,6 @@ static void *handler_main(void *arg)
 	uint32_t window = 0;
 
 	fl_rcu_register_thread();
-	far_aio_bind(&h->ctx);
 	while (!stop) {
 		bool events = false;
 		ssize_t n;
@@ -297,231 +302,10 @@ static void *handler_main(void *arg)
 			atomic_store_explicit(&h->ev_lo, 0, memory_order_release);
 		}
 		/* reads that completed meanwhile (the memory store: at once) */
-		far_aio_complete(&h->ctx);
+		fault_reads_complete(&h->ctx);
 	}
-	far_aio_drain(&h->ctx);		/* EBADF: never leave reads behind */
+	fault_reads_drain(&h->ctx);	/* EBADF: never leave reads behind */
 	fl_rcu_unregister_thread();
-	return NULL;
-}
-
-/* ---- parked faults ---- */
-
-void park_fault(struct fl_fault_ctx *c, uintptr_t start, size_t len)
-{
-	struct fl_runtime *rt = c->rt;
-
-	pthread_mutex_lock(&rt->park_lock);
-	if (rt->nparked == rt->parked_cap) {
-		size_t cap = rt->parked_cap ? 2 * rt->parked_cap : 64;
-		struct fl_parked *p = realloc(rt->parked, cap * sizeof(*p));
-
-		if (!p) {
-			/* cannot remember it: wake it now, it faults again */
-			pthread_mutex_unlock(&rt->park_lock);
-			uffd_wake(&rt->uffd, start, len);
-			return;
-		}
-		rt->parked = p;
-		rt->parked_cap = cap;
-	}
-	rt->parked[rt->nparked++] = (struct fl_parked){ start, len };
-	pthread_cond_signal(&rt->park_cond);
-	pthread_mutex_unlock(&rt->park_lock);
-}
-
-/*
- * unknown_defer() - should a fault on @page, found in no region, wait?
- *
- * Race: the program's mremap() returns as soon as *a* handler has read the
- * REMAP event, and it may touch the new address at once; another handler
- * can read that fault before the first one has applied the event to the
- * index. The address is then in no region with an even, unchanged count,
- * and serving it zeros would lose the moved pages. Handlers count the
- * events they read (events_active) before resolving anything else, so a
- * fault in no region is parked (woken after the next event or 1 ms, when it
- * faults again) for as long as any event is being applied, and at least
- * FL_UNKNOWN_WAIT_NS from its first sighting: that covers the few
- * instructions between read(2) returning the event and the count going up.
- * Only then is it served zeros. Stale messages (their range already
- * unregistered) just age out.
- * Context: any resolving thread; takes park_lock. Return: true if parked.
- */
-#define FL_UNKNOWN_WAIT_NS (5ull * 1000 * 1000)
-/* a page not seen again within this long starts a new episode: its range
- * may have been reused since (parked faults come back within ~1 ms) */
-#define FL_UNKNOWN_GAP_NS (10ull * 1000 * 1000)
-
-bool unknown_defer(struct fl_fault_ctx *c, uintptr_t page)
-{
-	struct fl_runtime *rt = c->rt;
-	struct fl_unknown *slot = NULL, *oldest = &rt->unknown[0];
-	struct timespec ts;
-	uint64_t now;
-	bool wait = true;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-	pthread_mutex_lock(&rt->park_lock);
-	for (unsigned int i = 0; i < FL_UNKNOWN_SLOTS; i++) {
-		struct fl_unknown *u = &rt->unknown[i];
-
-		if (u->page == page && u->last_ns && now - u->last_ns < FL_UNKNOWN_GAP_NS) {
-			slot = u;
-			break;
-		}
-		if (u->last_ns < oldest->last_ns)
-			oldest = u;
-	}
-	if (!slot) {
-		*oldest = (struct fl_unknown){ page, now, now };
-	} else if (now - slot->first_ns >= FL_UNKNOWN_WAIT_NS &&
-		   !atomic_load_explicit(&rt->events_active, memory_order_seq_cst)) {
-		*slot = (struct fl_unknown){ 0, 0, 0 };
-		wait = false;
-	} else {
-		slot->last_ns = now;
-	}
-	pthread_mutex_unlock(&rt->park_lock);
-	if (wait) {
-		STAT_INC(c->st, faults_unknown_waits);
-		park_fault(c, page, rt->page_size);
-	}
-	return wait;
-}
-
-/*
- * events_read_applied() - may a far page-in of [start, end) go ahead?
- *
- * Race: the program's MADV_DONTNEED (munmap, mremap) returns as soon as
- * *a* handler has read its event, and the kernel zaps the range right
- * after; the program may touch a page of it at once, and another handler
- * can read that fault before the first one has applied the event to the
- * page words. A page that far memory keeps outside the mapping (EVICTED:
- * in the store, or rescued) still says EVICTED then, and a page-in would
- * give the program back the bytes it just dropped. So wait out every other
- * handler's read window (odd @reading: from before its read(2) to the
- * announcement of the events that read returned; polling handlers read
- * without blocking, so a window is a few instructions long unless the
- * handler is preempted), then look at the ranges of the events read and
- * not yet applied. The caller parks the fault if this says no (an event in
- * range, or a window still open after a few yields): it comes back after
- * the event (handle_msg() signals the retrier), or 1 ms later.
- * An event read after our fault was read is not ordered before it by the
- * program either (the fault was raised before the event's call returned):
- * that is the install race of doc/architecture.md ("Races the kernel
- * leaves open"), which this does not close. Context: a far-memory
- * resolving thread, no page claimed yet.
- * Return: true if no event overlapping [start, end) is read and unapplied.
- */
-/*
- * Wait until @h is out of the read window it may be in, at most @spins
- * yields (0: for as long as it takes). Return: false if it still is.
- */
-static bool read_window_wait(const struct fl_handler *h, unsigned int spins)
-{
-	uint32_t s = atomic_load_explicit(&h->reading, memory_order_seq_cst);
-
-	if (!(s & 1))
-		return true;
-	for (unsigned int i = 0; !spins || i < spins; i++) {
-		if (atomic_load_explicit(&h->reading, memory_order_seq_cst) != s)
-			return true;
-		if (spins)
-			sched_yield();
-		else
-			usleep(20);
-	}
-	return false;
-}
-
-static bool events_overlap(const struct fl_handler *h, uintptr_t start, uintptr_t end)
-{
-	return atomic_load_explicit(&h->ev_hi, memory_order_acquire) > start &&
-	       atomic_load_explicit(&h->ev_lo, memory_order_acquire) < end;
-}
-
-#define FL_WINDOW_SPINS 64
-
-bool events_read_applied(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
-{
-	struct fl_runtime *rt = c->rt;
-
-	for (unsigned int i = 0; i < rt->nhandlers; i++) {
-		struct fl_handler *h = &rt->handlers[i];
-
-		/* our own batch: its faults come before its events */
-		if (&h->ctx == c)
-			continue;
-		/* a window is a non-blocking read(2) long, unless its
-		 * handler was preempted: then park rather than keep this
-		 * handler from reading events (the one holding up that
-		 * program thread may be next in the queue) */
-		if (!read_window_wait(h, FL_WINDOW_SPINS) || events_overlap(h, start, end)) {
-			STAT_INC(c->st, far_event_waits);
-			return false;
-		}
-	}
-	return true;
-}
-
-/*
- * events_wait_applied() - wait until every event overlapping [start, end)
- * that a handler has read so far is applied.
- * Context: not a handler; no runtime lock held that applying an event
- * takes (the index lock; region locks, whose readers it waits for).
- */
-void events_wait_applied(struct fl_runtime *rt, uintptr_t start, uintptr_t end)
-{
-	for (unsigned int i = 0; i < rt->nhandlers; i++) {
-		read_window_wait(&rt->handlers[i], 0);
-		while (events_overlap(&rt->handlers[i], start, end))
-			usleep(50);
-	}
-}
-
-static void *park_main(void *arg)
-{
-	struct fl_runtime *rt = arg;
-	struct fl_parked batch[64];
-
-	pthread_mutex_lock(&rt->park_lock);
-	while (!rt->park_stop) {
-		uint64_t seen;
-		struct timespec ts;
-		size_t n;
-
-		if (!rt->nparked) {
-			pthread_cond_wait(&rt->park_cond, &rt->park_lock);
-			continue;
-		}
-		/*
-		 * Wait until a handler processed an event, or 1 ms: the event
-		 * that caused EAGAIN may have been read before we parked, and
-		 * the kernel clears mmap_changing only after the event's
-		 * sender wakes up, so a bounded wait is the only sure bound.
-		 */
-		seen = atomic_load_explicit(&rt->events_seen, memory_order_acquire);
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		while (!rt->park_stop &&
-		       atomic_load_explicit(&rt->events_seen, memory_order_acquire) == seen &&
-		       pthread_cond_timedwait(&rt->park_cond, &rt->park_lock, &ts) == 0)
-			;
-		n = rt->nparked < 64 ? rt->nparked : 64;
-		rt->nparked -= n;
-		memcpy(batch, rt->parked + rt->nparked, n * sizeof(batch[0]));
-		pthread_mutex_unlock(&rt->park_lock);
-		for (size_t i = 0; i < n; i++) {
-			STAT_INC(&rt->park_st, parked_retries);
-			uffd_wake(&rt->uffd, batch[i].start, batch[i].len);
-		}
-		pthread_mutex_lock(&rt->park_lock);
-	}
-	pthread_mutex_unlock(&rt->park_lock);
 	return NULL;
 }
 
@@ -574,9 +358,9 @@ int handlers_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 	if (ret < 0)
 		return ret;
 
-	rt->park_started = !pthread_create(&rt->park_thread, NULL, park_main, rt);
-	if (!rt->park_started)
-		return -EAGAIN;
+	ret = park_start(rt);
+	if (ret)
+		return ret;
 
 	for (unsigned int i = 0; i < n; i++) {
 		struct fl_handler *h = &rt->handlers[i];
@@ -591,13 +375,13 @@ int handlers_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 		ret = ctx_init(&h->ctx, rt, &h->st);
 		if (!ret)
 			ret = numa_ctx_init(&h->ctx, h->cpu);
-		if (!ret)
-			ret = far_aio_init(&h->ctx);
+		if (!ret && rt->hooks.aio_init)
+			ret = rt->hooks.aio_init(&h->ctx);
 		if (ret < 0)
 			return ret;
 		/* far memory: asynchronous page-in, and short read windows
-		 * (events_read_applied()) */
-		h->polls = h->ctx.aio || rt->far;
+		 * for its page-ins (events_read_applied()) */
+		h->polls = h->ctx.aio || rt->hooks.page_in;
 		if (h->polls && !(fcntl(rt->uffd.fd, F_GETFL) & O_NONBLOCK)) {
 			/* the handlers poll the uffd (the kernel answers
 			 * poll(2) on a blocking uffd with POLLERR) */
@@ -639,13 +423,7 @@ void handlers_stop(struct fl_runtime *rt)
 			pthread_join(rt->handlers[i].thread, NULL);
 		ctx_fini(&rt->handlers[i].ctx);
 	}
-	if (rt->park_started) {
-		pthread_mutex_lock(&rt->park_lock);
-		rt->park_stop = true;
-		pthread_cond_signal(&rt->park_cond);
-		pthread_mutex_unlock(&rt->park_lock);
-		pthread_join(rt->park_thread, NULL);
-	}
+	park_stop(rt);
 	if (rt->doorbell) {
 		/* unregister before munmap: an UNMAP event now would wait
 		 * forever for a handler to read it */

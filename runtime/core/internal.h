@@ -10,8 +10,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #include "faultline.h"
+#include "hooks.h"
 #include "index.h"
 #include "region.h"
 #include "uffd.h"
@@ -47,14 +49,12 @@ struct fl_counters {
 
 /* ---- fault resolution context: one per thread that resolves faults ---- */
 
-struct fl_aio;
-
 struct fl_fault_ctx {
 	struct fl_runtime *rt;
 	struct fl_counters *st;
 	void *bounce;			/* FL_FAULT_AROUND_MAX bytes, for fill callbacks */
-	/* far memory: a handler's asynchronous page-in (fault.c); NULL elsewhere */
-	struct fl_aio *aio;
+	/* a handler's asynchronous reads (hooks.h: far memory's page-in); NULL elsewhere */
+	struct fl_aio_head *aio;
 	bool may_async;			/* set by the tiers while they hold a region read ref */
 	uint32_t fault_ptid;		/* the fault being resolved: its thread (numa.c), 0 unknown */
 	bool no_throttle;		/* far memory: never wait for the evictor (fork) */
@@ -112,7 +112,7 @@ struct fl_runtime {
 
 	unsigned int nhandlers;
 	struct fl_handler *handlers;
-	/* far memory: store reads of page-ins in flight, all handlers (fault.c);
+	/* far memory: store reads of page-ins in flight, all handlers (far/pagein.c);
 	 * a line of its own: every read start and completion writes it */
 	struct {
 		_Alignas(64) _Atomic unsigned int n;
@@ -155,6 +155,8 @@ struct fl_runtime {
 
 	/* far memory: NULL unless fl_runtime_opts.store was given (far.h) */
 	struct fl_far *far;
+	/* what far memory and write protection serve on the fault path */
+	struct fl_hooks hooks;
 	struct fl_counters pin_st;	/* fl_pin/fl_prefetch callers: atomic adds */
 	/* region objects and page-state tables allocated: the metadata_bytes gauge */
 	_Atomic int64_t meta_bytes;
@@ -190,35 +192,52 @@ void fault_handle(struct fl_fault_ctx *c, uintptr_t addr, bool write);
 void region_make_resident_locked(struct fl_fault_ctx *c, struct fl_region *r);
 
 /*
- * Asynchronous page-in (fault.c): a handler thread's store reads in flight.
- * far_aio_init() - set up @c->aio if the runtime's store reads
- *	asynchronously (0 otherwise too: @c->aio stays NULL). Return: -errno.
- * far_aio_fd() - the eventfd the handler polls next to the uffd.
- * far_aio_complete() - install what has completed; never blocks.
- * far_aio_drain() - wait for and install every read in flight: before
- *	anything that may block (see the rule in fault.c).
- * Context: the handler thread that owns @c.
+ * A resolver's own reads in flight (hooks.h), before anything that may
+ * block: the rule of far/pagein.c ("asynchronous page-in").
+ * fault_reads_complete() installs those that completed, never blocks;
+ * fault_reads_drain() waits for all. Context: the thread that owns @c.
  */
-int far_aio_init(struct fl_fault_ctx *c);
-void far_aio_bind(struct fl_fault_ctx *c);	/* on the handler thread, first */
-void far_aio_fini(struct fl_fault_ctx *c);
-int far_aio_fd(const struct fl_fault_ctx *c);
-unsigned int far_aio_pending(const struct fl_fault_ctx *c);
-void far_aio_complete(struct fl_fault_ctx *c);
-void far_aio_clear(struct fl_fault_ctx *c);	/* the eventfd, before a complete */
-/* far_aio_wait_page() - page_wait() that installs our reads meanwhile */
-void far_aio_wait_page(struct fl_fault_ctx *c, _Atomic uint32_t *w, unsigned int state);
-void far_aio_drain(struct fl_fault_ctx *c);
+static inline void fault_reads_complete(struct fl_fault_ctx *c)
+{
+	if (c->aio && c->aio->npending)
+		c->rt->hooks.aio_complete(c);
+}
+
+/*
+ * Clear the eventfd, then look for completions: in that order, a completion
+ * that lands after the clear signals it again, so the next poll(2) cannot
+ * miss it. Looking without clearing is safe too: the eventfd stays readable
+ * and the next poll returns at once.
+ */
+static inline void fault_reads_clear(struct fl_fault_ctx *c)
+{
+	uint64_t x;
+
+	if (c->aio && read(c->aio->efd, &x, sizeof(x)) < 0) {
+		/* EAGAIN: nothing signalled */
+	}
+}
+
+static inline void fault_reads_drain(struct fl_fault_ctx *c)
+{
+	if (c->aio && c->aio->npending)
+		c->rt->hooks.aio_drain(c);
+}
 
 /* handler.c */
 int handlers_start(struct fl_runtime *rt, const struct fl_runtime_opts *o);
 void handlers_stop(struct fl_runtime *rt);
+int fault_ctx_init(struct fl_fault_ctx *c, struct fl_runtime *rt, struct fl_counters *st);
+void fault_ctx_fini(struct fl_fault_ctx *c);
+
+/* park.c: faults that must come again later, and the retrier */
 void park_fault(struct fl_fault_ctx *c, uintptr_t start, size_t len);
 bool unknown_defer(struct fl_fault_ctx *c, uintptr_t page);
 bool events_read_applied(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end);
 void events_wait_applied(struct fl_runtime *rt, uintptr_t start, uintptr_t end);
-int fault_ctx_init(struct fl_fault_ctx *c, struct fl_runtime *rt, struct fl_counters *st);
-void fault_ctx_fini(struct fl_fault_ctx *c);
+void park_event_done(struct fl_runtime *rt);
+int park_start(struct fl_runtime *rt);
+void park_stop(struct fl_runtime *rt);
 
 /* events, processed by handler threads: each is an index writer */
 void event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end);

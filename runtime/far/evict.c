@@ -5,7 +5,7 @@
  *
  * Page states (region.h): RESIDENT -> EVICTING (the evictor's claim, by CAS,
  * only from RESIDENT with no pin) -> EVICTED (bytes in the store only) ->
- * FILLING (a handler reads it back, fault.c) -> RESIDENT. PS_INSTORE says
+ * FILLING (a handler reads it back, pagein.c) -> RESIDENT. PS_INSTORE says
  * the store holds the page's exact bytes: set when a page is paged in with
  * UFFDIO_COPY_MODE_WP, cleared by the write-protect fault of the first write
  * *before* the protection is lifted. A page evicted with INSTORE still set
@@ -1014,6 +1014,19 @@ int far_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 	f->wp = uffd_has(&rt->uffd, UFFD_FEATURE_PAGEFAULT_FLAG_WP);
 	f->move = uffd_has(&rt->uffd, UFFD_FEATURE_MOVE) && !(o->flags & FL_RT_EVICT_NO_MOVE);
 	rt->far = f;
+	/* the core's fault path: before the handlers start (core/hooks.h) */
+	rt->hooks.page_in = far_resolve;
+	rt->hooks.installed = far_note_installed;
+	rt->hooks.over_budget = far_over_budget;
+	rt->hooks.throttle = far_throttle;
+	rt->hooks.zap_coming = far_zap_coming;
+	rt->hooks.dirty_fault = far_wp_fault;
+	if (store_has_async(f->store)) {
+		rt->hooks.aio_init = far_aio_init;
+		rt->hooks.aio_fini = far_aio_fini;
+		rt->hooks.aio_complete = far_aio_complete;
+		rt->hooks.aio_drain = far_aio_drain;
+	}
 
 	f->staging = mmap(NULL, len, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

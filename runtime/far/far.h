@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * far.h - far memory: resident budget, evictor, page-in, pins (evict.c,
- * pin.c, and the page-in section of fault.c). See evict.c for the protocol.
+ * far.h - far memory: resident budget and evictor (evict.c), page-in
+ * (pagein.c), pages rescued from a failed write-back (rescue.c), stores
+ * (store/). See evict.c for the protocol.
  */
 #ifndef FL_FAR_H
 #define FL_FAR_H
@@ -11,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/hooks.h"
 #include "store/store.h"
 
 struct fl_runtime;
@@ -18,6 +20,7 @@ struct fl_fault_ctx;
 struct fl_region;
 struct fl_runtime_opts;
 struct fl_counters;
+struct fl_snap;
 
 #define FAR_BATCH 64		/* pages per eviction batch (staging frames) */
 
@@ -122,7 +125,15 @@ void far_gate_unlock(struct fl_runtime *rt);
 bool far_wp_fault(struct fl_fault_ctx *c, uintptr_t addr);
 bool far_own_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end);
 
-/* fault.c */
+/* pagein.c: the core's page_in and aio hooks (core/hooks.h) */
+enum fl_res far_resolve(struct fl_fault_ctx *c, const struct fl_snap *s,
+			uintptr_t addr, bool write, bool may_block);
+int far_aio_init(struct fl_fault_ctx *c);
+void far_aio_fini(struct fl_fault_ctx *c);
+void far_aio_complete(struct fl_fault_ctx *c);
+void far_aio_drain(struct fl_fault_ctx *c);
+
+/* evict.c: the core's budget hooks */
 void far_note_installed(struct fl_runtime *rt, long pages);
 void far_note_gone(struct fl_runtime *rt, long pages);
 bool far_over_budget(const struct fl_runtime *rt);

@@ -10,7 +10,7 @@
  * the put-back under the region lock could deadlock). The frame is about to
  * be emptied for the next batch, so the bytes are copied here, keyed by the
  * page's store offset, and the word becomes EVICTED|PS_RESCUED: the next
- * fault installs them from here (fault.c far_rescue_in()), never from the
+ * fault installs them from here (pagein.c far_rescue_in()), never from the
  * store. A rescued page still counts as resident: it still takes memory,
  * and the budget overshoot stays visible.
  *
@@ -22,7 +22,7 @@
  * Lifetime of an entry: it belongs to its page's word while the word says
  * EVICTED|RESCUED, and only whoever holds the page touches it: the evictor
  * puts it while the page is EVICTING, before the settle (a REMOVE right
- * after must find it); a filler (fault.c far_rescue_in()) or event_remove()
+ * after must find it); a filler (pagein.c far_rescue_in()) or event_remove()
  * (evict.c far_rescued_gone()) first claims the word FILLING and then takes
  * it; the region going away (far_range_gone()) drops it with no page in
  * transit. So one page never has two entries, and nobody drops a newer

@@ -40,7 +40,7 @@ FL_EXPORT void fl_store_destroy(struct fl_store *s)
 /*
  * Asynchronous reads run on up to CB_WORKERS threads of the store's own,
  * started on demand: a callback may block (a slow or remote store) and a
- * handler thread must not wait for it (fault.c, "asynchronous page-in").
+ * handler thread must not wait for it (far/pagein.c, "asynchronous page-in").
  */
 #define CB_WORKERS 4
 

@@ -35,7 +35,7 @@ struct store_req {
 
 /*
  * An asynchronous read: far-memory page-in by a handler thread, which goes
- * back to its uffd while the read runs (fault.c, "asynchronous page-in").
+ * back to its uffd while the read runs (far/pagein.c, "asynchronous page-in").
  * The store runs @req and then calls @done exactly once: on the submitting
  * thread (inside read_async() or reap()), or on a thread of its own. @done
  * is the runtime's: it queues the request for the submitting handler and
