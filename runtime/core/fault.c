@@ -280,6 +280,23 @@ static void install(struct fl_fault_ctx *c, const struct fl_snap *s, size_t pg,
 			 */
 			continue;
 		}
+		if (ret == -EEXIST && zeropage) {
+			/*
+			 * Not proof that the page is present: UFFDIO_ZEROPAGE
+			 * refuses a uffd-wp marker, which UFFDIO_COPY installs
+			 * over. A write-protect of a page whose PTE the program
+			 * zapped leaves one (WP_UNPOPULATED; far memory's
+			 * non-MOVE evictor protects its victims): taking it for
+			 * present set the word RESIDENT on an unmapped page,
+			 * and every later fault on it was dropped as a
+			 * duplicate (test-farmem-marker). Copy zeros instead;
+			 * COPY's own EEXIST means present.
+			 */
+			STAT_INC(c->st, copy_eexist);
+			zeropage = false;
+			src = fl_zero_buf;	/* a run is at most FL_FAULT_AROUND_MAX */
+			continue;
+		}
 		if (ret == -EEXIST) {
 			/* present already (registered with pages in it, or a
 			 * duplicate): that page is resident; go on past it */
@@ -452,15 +469,16 @@ static void serve_unknown(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 	struct fl_runtime *rt = c->rt;
 	uintptr_t pg = page_down(rt, addr);
 	size_t done;
-	int ret;
+	int ret = 0;
 
 	if (unknown_defer(c, pg))
 		return;
 	STAT_INC(c->st, faults_unknown);
-	if (write)
-		ret = uffd_copy(&rt->uffd, pg, fl_zero_buf, rt->page_size, 0, &done);
-	else
+	if (!write)
 		ret = uffd_zeropage(&rt->uffd, pg, rt->page_size, 0, &done);
+	/* a write, or a uffd-wp marker ZEROPAGE refuses (see install()) */
+	if (write || ret == -EEXIST)
+		ret = uffd_copy(&rt->uffd, pg, fl_zero_buf, rt->page_size, 0, &done);
 	if (ret == -EAGAIN)
 		park_fault(c, pg, rt->page_size);
 	else if (ret)

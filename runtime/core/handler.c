@@ -130,19 +130,20 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
 		fault_reads_drain(c);
 		break;
 	}
+	/* counted once applied: a count seen means the event's effect is too */
 	switch (m->event) {
 	case UFFD_EVENT_REMOVE:
-		STAT_INC(c->st, events_remove);
 		event_remove(c, (uintptr_t)m->arg.remove.start, (uintptr_t)m->arg.remove.end);
+		STAT_INC(c->st, events_remove);
 		break;
 	case UFFD_EVENT_UNMAP:
-		STAT_INC(c->st, events_unmap);
 		event_unmap(c, (uintptr_t)m->arg.remove.start, (uintptr_t)m->arg.remove.end);
+		STAT_INC(c->st, events_unmap);
 		break;
 	case UFFD_EVENT_REMAP:
-		STAT_INC(c->st, events_remap);
 		event_remap(c, (uintptr_t)m->arg.remap.from, (uintptr_t)m->arg.remap.to,
 			    (size_t)m->arg.remap.len);
+		STAT_INC(c->st, events_remap);
 		break;
 	default:
 		STAT_INC(c->st, events_other);

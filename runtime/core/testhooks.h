@@ -23,6 +23,9 @@
  *				destination), its range
  *				not yet announced (races the faults other
  *				handlers read after it: events_read_applied())
+ *   FL_PAUSE_EVICT_PROTECT	far/evict.c evict_copy_locked(): a victim
+ *				(addr) is EVICTING and about to be
+ *				write-protected (races the program's zap of it)
  * FL_TEST_FAIL(site): true when the test scheduled a failure for this call
  *	of @site (the n-th call from now, or all of them: fl_test_fail_at).
  */
@@ -39,6 +42,7 @@ enum fl_test_point {
 	FL_PAUSE_WRITER_PUBLISHED,
 	FL_PAUSE_WRITER_SYNCED,
 	FL_PAUSE_EVENT_READ,
+	FL_PAUSE_EVICT_PROTECT,
 	FL_PAUSE_NR
 };
 

@@ -633,10 +633,27 @@ static void evict_copy_locked(struct fl_runtime *rt, struct fl_region *r,
 
 	for (size_t i = 0; i < n; i++) {
 		_Atomic uint32_t *w = &r->pstate[v[i].pg];
+		uint32_t x = atomic_load_explicit(w, memory_order_acquire);
 
-		v[i].dirty = !(atomic_load_explicit(w, memory_order_acquire) & PS_INSTORE);
+		v[i].dirty = !(x & PS_INSTORE);
+		if (v[i].dirty && ps_state(x) != PS_EVICTING) {
+			/*
+			 * The program zapped it since we claimed it (DISCARDED):
+			 * nothing to save, and a write-protect of its empty PTE
+			 * would leave a uffd-wp marker (WP_UNPOPULATED). The
+			 * settle below fails and counts it gone. A zap landing
+			 * after this look still leaves one: fault.c install()
+			 * copies over it.
+			 */
+			v[i].dirty = false;
+			v[i].taken = true;
+			continue;
+		}
 		if (v[i].dirty) {
-			int ret = uffd_writeprotect(&rt->uffd, v[i].addr, rt->page_size, true, false);
+			int ret;
+
+			FL_TEST_PAUSE(FL_PAUSE_EVICT_PROTECT, v[i].addr);
+			ret = uffd_writeprotect(&rt->uffd, v[i].addr, rt->page_size, true, false);
 
 			/* (the kernel refuses MODE_DONTWAKE with MODE_WP) */
 			if (ret) {
