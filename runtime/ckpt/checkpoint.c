@@ -55,8 +55,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "image.h"
 #include "core/internal.h"
+#include "image.h"
+#include "wp.h"
 
 /* ---- helpers ---- */
 

@@ -84,8 +84,14 @@ int wp_init(struct fl_runtime *rt)
 	w->pagemap_fd = -1;
 	rt->wp = w;
 	/* the core's fault path: before the handlers start (core/hooks.h) */
-	rt->hooks.wp_fault = wp_fault;
+	rt->hooks.protect_fault = wp_fault;
 	rt->hooks.install_protected = wp_install_protected;
+	rt->hooks.protect_forget = wp_forget;
+	rt->hooks.protect_remap = wp_event_remap;
+	rt->hooks.protect_remove = wp_event_remove;
+	rt->hooks.protect_stats_add = wp_stats_add;
+	rt->hooks.protect_stats_reset = wp_stats_reset;
+	rt->hooks.protect_release = wp_fini;
 	return 0;
 }
 

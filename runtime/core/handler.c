@@ -109,8 +109,8 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
 			 * eviction race); a far runtime offers no fl_protect() */
 			if (rt->hooks.dirty_fault && rt->hooks.dirty_fault(c, a))
 				return false;
-			if (rt->hooks.wp_fault)
-				rt->hooks.wp_fault(c, a);	/* write protection */
+			if (rt->hooks.protect_fault)
+				rt->hooks.protect_fault(c, a);	/* write protection */
 			else
 				uffd_wake(&rt->uffd, page_down(rt, a), rt->page_size);
 			return false;

@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * hooks.h - what the core's fault path asks of the subsystems built on it.
+ * hooks.h - what the core asks of the subsystems built on it.
  *
  * The core resolves faults on its own pagers (zero, copy, fill). Far memory
  * (far/) adds pages that live in a store and a resident budget; write
  * protection (ckpt/wp.c) adds protected ranges. Neither is known to the
  * core by name: each sets the hooks it serves when it starts (far_start(),
- * wp_init()), before the handler threads exist, and never changes them
- * afterwards, so the handlers read them without ordering. A hook left NULL
- * is a subsystem that is not there; the core tests the pointer (one load,
- * the branch it had before) and calls it only when set.
+ * wp_init(), called by fl_runtime_create() in runtime/create.c), before
+ * the handler threads exist, and never changes them afterwards, so every
+ * thread reads them without ordering. A hook left NULL is a subsystem that
+ * is not there; the core tests the pointer (one load, the branch it had
+ * before) and calls it only when set. The page-state word (core/region.h)
+ * keeps states only far memory sets (EVICTING, EVICTED, the rescued and
+ * in-store flags): the core moves them only as its protocol says.
  */
 #ifndef FL_HOOKS_H
 #define FL_HOOKS_H
@@ -22,6 +25,8 @@
 struct fl_runtime;
 struct fl_fault_ctx;
 struct fl_snap;
+struct fl_region;
+struct fl_counters;
 
 /* how a resolution ended; RES_PENDING: a store read is in flight and owns
  * the region read reference */
@@ -61,11 +66,49 @@ struct fl_hooks {
 	void (*aio_complete)(struct fl_fault_ctx *c);
 	void (*aio_drain)(struct fl_fault_ctx *c);
 
+	/* ---- far memory: the runtime, its regions and events ---- */
+	uint64_t register_modes;	/* uffd modes every region adds (WP) */
+	/* stop background work before the regions go / free all once the
+	 * handlers have stopped */
+	void (*stop)(struct fl_runtime *rt);
+	void (*release)(struct fl_runtime *rt);
+	/* fork: hold background work between batches / let it go */
+	void (*fork_prepare)(struct fl_runtime *rt);
+	void (*fork_done)(struct fl_runtime *rt);
+	/* API writers take the gate before the index lock (far/evict.c) */
+	void (*gate_lock)(struct fl_runtime *rt);
+	void (*gate_unlock)(struct fl_runtime *rt);
+	/* a region is registered (its store extent) / leaves the runtime */
+	int (*region_init)(struct fl_runtime *rt, struct fl_region *r);
+	void (*region_gone)(struct fl_runtime *rt, struct fl_region *r);
+	/* pages [a, b) of @r are gone for good (an UNMAP no REMAP took back) */
+	void (*range_gone)(struct fl_runtime *rt, const struct fl_region *r,
+			   uintptr_t a, uintptr_t b);
+	/* a REMOVE event of far memory's own making: true if it is one */
+	bool (*own_remove)(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end);
+	/* a REMOVE dropped the page at @addr, kept in runtime memory */
+	void (*rescued_gone)(struct fl_runtime *rt, const struct fl_region *r,
+			     uintptr_t addr);
+	/* @pages resident pages were dropped by the kernel */
+	void (*gone)(struct fl_runtime *rt, long pages);
+	/* counters and gauges of its own threads, and how it evicts */
+	void (*stats_add)(const struct fl_runtime *rt, struct fl_counters *sum);
+	void (*stats_reset)(struct fl_runtime *rt);
+	const char *(*evict_mode)(const struct fl_runtime *rt);
+
 	/* ---- write protection ---- */
 	/* a write-protect fault that is not far memory's */
-	void (*wp_fault)(struct fl_fault_ctx *c, uintptr_t addr);
+	void (*protect_fault)(struct fl_fault_ctx *c, uintptr_t addr);
 	/* must [a, a + len) of an FL_REGION_WP region be installed protected? */
 	bool (*install_protected)(struct fl_fault_ctx *c, uintptr_t a, size_t len);
+	/* protected ranges end with the memory [start, end) (@unmap: the
+	 * kernel dropped it), follow a REMAP, see a REMOVE */
+	void (*protect_forget)(struct fl_runtime *rt, uintptr_t start, uintptr_t end, bool unmap);
+	void (*protect_remap)(struct fl_fault_ctx *c, uintptr_t from, uintptr_t to, size_t len);
+	void (*protect_remove)(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end);
+	void (*protect_stats_add)(const struct fl_runtime *rt, struct fl_counters *sum);
+	void (*protect_stats_reset)(struct fl_runtime *rt);
+	void (*protect_release)(struct fl_runtime *rt);
 };
 
 #endif /* FL_HOOKS_H */

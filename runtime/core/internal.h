@@ -17,8 +17,6 @@
 #include "index.h"
 #include "region.h"
 #include "uffd.h"
-#include "ckpt/wp.h"
-#include "far/far.h"
 #include "numa-place.h"
 
 #define FL_EXPORT __attribute__((visibility("default")))
@@ -224,6 +222,12 @@ static inline void fault_reads_drain(struct fl_fault_ctx *c)
 		c->rt->hooks.aio_drain(c);
 }
 
+/* runtime.c: the core's part of fl_runtime_create() (runtime/create.c) */
+int runtime_init(const struct fl_runtime_opts *o, struct fl_runtime_opts *opts,
+		 struct fl_runtime **out);
+int runtime_start(struct fl_runtime *rt, const struct fl_runtime_opts *opts);
+void runtime_abort(struct fl_runtime *rt);
+
 /* handler.c */
 int handlers_start(struct fl_runtime *rt, const struct fl_runtime_opts *o);
 void handlers_stop(struct fl_runtime *rt);
@@ -246,5 +250,8 @@ void event_remap(struct fl_fault_ctx *c, uintptr_t from, uintptr_t to, size_t le
 
 /* stats.c */
 void stats_sum(const struct fl_runtime *rt, struct fl_counters *sum);
+/* add (relaxed loads) / zero one block of counters */
+void stats_add_block(struct fl_counters *sum, const struct fl_counters *c);
+void stats_zero_block(struct fl_counters *c);
 
 #endif /* FL_INTERNAL_H */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * runtime.c - runtime create/destroy, the region API, the writer protocol,
- * events, and the fork policy.
+ * runtime.c - the core's part of runtime create (runtime/create.c has the
+ * rest), destroy, the region API, the writer protocol, events, and the fork
+ * policy.
  *
  * The writer protocol (every change to the index: register, unregister,
  * resize, and the program's own munmap/mremap seen as events):
@@ -93,7 +94,8 @@ static void atfork_prepare(void)
 		 * before evicted pages are read back (events_read_applied());
 		 * applying it takes the index lock we are about to hold */
 		events_wait_applied(rt, 0, UINTPTR_MAX);
-		far_fork_prepare(rt);	/* evictor paused between batches */
+		if (rt->hooks.fork_prepare)
+			rt->hooks.fork_prepare(rt);	/* evictor paused between batches */
 		index_write_begin(&rt->index);
 		x = rt->index.cur;
 		have_ctx = fault_ctx_init(&c, rt, &rt->wst) == 0;
@@ -101,7 +103,7 @@ static void atfork_prepare(void)
 		c.events_ordered = true;
 		/* far memory: evicted pages are not in the child's copy either */
 		for (size_t i = 0; have_ctx && i < x->n; i++)
-			if (x->e[i].r->pager != FL_PAGER_ZERO || rt->far)
+			if (x->e[i].r->pager != FL_PAGER_ZERO || rt->hooks.page_in)
 				region_make_resident_locked(&c, x->e[i].r);
 		if (have_ctx)
 			fault_ctx_fini(&c);
@@ -112,7 +114,8 @@ static void atfork_parent(void)
 {
 	for (struct fl_runtime *rt = rt_list; rt; rt = rt->next_rt) {
 		index_write_end(&rt->index);
-		far_fork_done(rt);
+		if (rt->hooks.fork_done)
+			rt->hooks.fork_done(rt);
 	}
 	pthread_mutex_unlock(&rt_list_lock);
 }
@@ -123,7 +126,8 @@ static void atfork_child(void)
 		rt->forked_child = true;
 		uffd_close(&rt->uffd);
 		index_fork_child(&rt->index);
-		far_fork_done(rt);	/* this thread took it: it may unlock it */
+		if (rt->hooks.fork_done)	/* this thread took it: it may unlock it */
+			rt->hooks.fork_done(rt);
 	}
 	pthread_mutex_unlock(&rt_list_lock);
 }
@@ -165,16 +169,20 @@ static int opts_copy(struct fl_runtime_opts *dst, const struct fl_runtime_opts *
 	return 0;
 }
 
-FL_EXPORT int fl_runtime_create(const struct fl_runtime_opts *o, struct fl_runtime **out)
+/*
+ * The core of a runtime, in three steps around the subsystems that hook
+ * into it (runtime/create.c): runtime_init() opens the uffd and sets up
+ * the index; the subsystems start and set their hooks; runtime_start()
+ * starts the handler threads, which read the hooks from their start.
+ */
+int runtime_init(const struct fl_runtime_opts *o, struct fl_runtime_opts *opts,
+		 struct fl_runtime **out)
 {
-	struct fl_runtime_opts opts;
 	struct fl_runtime *rt;
 	long pg;
 	int ret;
 
-	if (!out)
-		return -EINVAL;
-	ret = opts_copy(&opts, o);
+	ret = opts_copy(opts, o);
 	if (ret)
 		return ret;
 	pthread_once(&atfork_once, atfork_register);
@@ -185,8 +193,8 @@ FL_EXPORT int fl_runtime_create(const struct fl_runtime_opts *o, struct fl_runti
 	pg = sysconf(_SC_PAGESIZE);
 	rt->page_size = (size_t)pg;
 	rt->page_shift = (unsigned int)__builtin_ctzl((unsigned long)pg);
-	rt->tiers = opts.tiers;
-	rt->flags = opts.flags;
+	rt->tiers = opts->tiers;
+	rt->flags = opts->flags;
 	rt->uffd.fd = -1;
 	pthread_mutex_init(&rt->park_lock, NULL);
 	pthread_cond_init(&rt->park_cond, NULL);
@@ -194,48 +202,53 @@ FL_EXPORT int fl_runtime_create(const struct fl_runtime_opts *o, struct fl_runti
 	ret = index_init(&rt->index);
 	if (ret)
 		goto err_free;
-	ret = uffd_open(&rt->uffd, opts.flags & FL_RT_USER_MODE_ONLY, FL_UFFD_WANTED |
-			((opts.flags & FL_RT_WP_ASYNC) ? UFFD_FEATURE_WP_ASYNC : 0));
+	ret = uffd_open(&rt->uffd, opts->flags & FL_RT_USER_MODE_ONLY, FL_UFFD_WANTED |
+			((opts->flags & FL_RT_WP_ASYNC) ? UFFD_FEATURE_WP_ASYNC : 0));
 	if (ret)
 		goto err_index;
-	/* wp.c: protected ranges; WP_ASYNC asked for but absent is an error */
-	ret = (opts.flags & FL_RT_WP_ASYNC) && !uffd_has(&rt->uffd, UFFD_FEATURE_WP_ASYNC) ?
-		-EOPNOTSUPP : wp_init(rt);
-	if (ret) {
-		uffd_close(&rt->uffd);
-		goto err_index;
-	}
 	numa_probe(rt);		/* before handlers_start: they take their node */
-	/* far memory before the handlers: they read rt->far from their start */
-	ret = far_start(rt, &opts);
-	if (ret)
-		goto err_handlers;
-	ret = handlers_start(rt, &opts);
-	if (ret)
-		goto err_handlers;
-
-	pthread_mutex_lock(&rt_list_lock);
-	rt->next_rt = rt_list;
-	rt_list = rt;
-	pthread_mutex_unlock(&rt_list_lock);
 	*out = rt;
 	return 0;
 
-err_handlers:
-	far_stop(rt);
-	handlers_stop(rt);
-	far_free(rt);
-	free(rt->handlers);
-	uffd_close(&rt->uffd);
-	wp_fini(rt);
 err_index:
 	index_fini(&rt->index);
 err_free:
 	pthread_mutex_destroy(&rt->park_lock);
 	pthread_cond_destroy(&rt->park_cond);
-	free(rt->parked);
 	free(rt);
 	return ret;
+}
+
+int runtime_start(struct fl_runtime *rt, const struct fl_runtime_opts *opts)
+{
+	int ret = handlers_start(rt, opts);
+
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&rt_list_lock);
+	rt->next_rt = rt_list;
+	rt_list = rt;
+	pthread_mutex_unlock(&rt_list_lock);
+	return 0;
+}
+
+/* undo runtime_init() and whatever started after it; no region exists */
+void runtime_abort(struct fl_runtime *rt)
+{
+	if (rt->hooks.stop)
+		rt->hooks.stop(rt);
+	handlers_stop(rt);
+	if (rt->hooks.release)
+		rt->hooks.release(rt);
+	free(rt->handlers);
+	uffd_close(&rt->uffd);
+	if (rt->hooks.protect_release)
+		rt->hooks.protect_release(rt);
+	index_fini(&rt->index);
+	pthread_mutex_destroy(&rt->park_lock);
+	pthread_cond_destroy(&rt->park_cond);
+	free(rt->parked);
+	free(rt);
 }
 
 static void remove_region_locked(struct fl_runtime *rt, struct fl_region *r,
@@ -256,8 +269,8 @@ FL_EXPORT void fl_runtime_destroy(struct fl_runtime *rt)
 		}
 	pthread_mutex_unlock(&rt_list_lock);
 
-	if (!rt->forked_child)
-		far_stop(rt);	/* no eviction while the regions go */
+	if (!rt->forked_child && rt->hooks.stop)
+		rt->hooks.stop(rt);	/* no eviction while the regions go */
 	index_write_begin(&rt->index);
 	while (rt->index.cur->n) {
 		struct fl_region *r = rt->index.cur->e[0].r;
@@ -280,10 +293,12 @@ FL_EXPORT void fl_runtime_destroy(struct fl_runtime *rt)
 	if (!rt->forked_child)
 		handlers_stop(rt);
 	unmapped_free_locked(rt);	/* no handler left to apply an event */
-	far_free(rt);
+	if (rt->hooks.release)
+		rt->hooks.release(rt);
 	free(rt->handlers);
 	uffd_close(&rt->uffd);
-	wp_fini(rt);
+	if (rt->hooks.protect_release)
+		rt->hooks.protect_release(rt);
 	index_fini(&rt->index);
 	/* in a fork child the parent's retrier may have been waiting on the
 	 * condition: glibc's destroy would wait for that thread forever */
@@ -474,8 +489,8 @@ static void unmapped_keep_locked(struct fl_runtime *rt, struct fl_region *r,
 	struct fl_unmapped *u = &rt->unmapped[rt->unmapped_next++ % FL_UNMAPPED_KEEP];
 
 	/* no REMAP took it back: its dropped pages are gone for good */
-	if (u->r)
-		far_range_gone(rt, u->r, u->start, u->end);
+	if (u->r && rt->hooks.range_gone)
+		rt->hooks.range_gone(rt, u->r, u->start, u->end);
 	region_free(u->r);
 	*u = (struct fl_unmapped){ r, start, end };
 }
@@ -511,6 +526,11 @@ static void maybe_reclaim_locked(struct fl_runtime *rt)
 	}
 }
 
+static uint64_t register_modes(const struct fl_runtime *rt)
+{
+	return UFFDIO_REGISTER_MODE_MISSING | rt->hooks.register_modes;
+}
+
 static int register_locked(struct fl_runtime *rt, uintptr_t a, size_t len,
 			   const struct fl_region_opts *o, unsigned int rflags)
 {
@@ -526,10 +546,10 @@ static int register_locked(struct fl_runtime *rt, uintptr_t a, size_t len,
 	r->end = a + len;
 	region_set_opts(r, o);
 	r->flags |= rflags;
-	ret = far_region_init(rt, r);
+	ret = rt->hooks.region_init ? rt->hooks.region_init(rt, r) : 0;
 	if (ret)
 		goto err_free;
-	ret = uffd_register(&rt->uffd, a, len, far_register_modes(rt) |
+	ret = uffd_register(&rt->uffd, a, len, register_modes(rt) |
 			    ((r->flags & FL_REGION_WP) ? UFFDIO_REGISTER_MODE_WP : 0), NULL);
 	if (ret)
 		goto err_free;
@@ -609,7 +629,7 @@ FL_EXPORT int fl_region_map(struct fl_runtime *rt, size_t len,
 
 /* the whole of @r goes; kernel_ops false when the kernel already unmapped it */
 /*
- * far_readback_locked() - far memory: a region registered over the
+ * region_readback_locked() - far memory: a region registered over the
  * program's own mapping outlives its registration, and once it leaves the
  * runtime nothing could produce its evicted pages again: read them back
  * first. Regions made by fl_region_map() are unmapped instead: nothing to
@@ -619,11 +639,11 @@ FL_EXPORT int fl_region_map(struct fl_runtime *rt, size_t len,
  * fl_region_resize) or the evictor stopped (fl_runtime_destroy): no
  * non-MOVE zap can land while we read pages back.
  */
-static void far_readback_locked(struct fl_runtime *rt, struct fl_region *r)
+static void region_readback_locked(struct fl_runtime *rt, struct fl_region *r)
 {
 	struct fl_fault_ctx c;
 
-	if (!rt->far || (r->flags & R_OWNED))
+	if (!rt->hooks.page_in || (r->flags & R_OWNED))
 		return;
 	if (fault_ctx_init(&c, rt, &rt->wst)) {
 		STAT_INC(&rt->wst, far_store_errors);	/* no bounce buffer: pages stay out */
@@ -654,18 +674,32 @@ static void remove_region_locked(struct fl_runtime *rt, struct fl_region *r,
 			usleep(1000);
 		index_synchronize_locked(&rt->index);
 	}
-	wp_forget(rt, a, a + len, false);	/* wp.c: protections end with the region */
+	if (rt->hooks.protect_forget)	/* protections end with the region */
+		rt->hooks.protect_forget(rt, a, a + len, false);
 	if (kernel_ops) {
 		if (readback)
-			far_readback_locked(rt, r);	/* before the range stops being ours */
+			region_readback_locked(rt, r);	/* before the range stops being ours */
 		uffd_unregister(&rt->uffd, a, len);
 		if (r->flags & R_OWNED)
 			munmap((void *)a, len);
 	}
-	far_region_gone(rt, r);
+	if (rt->hooks.region_gone)
+		rt->hooks.region_gone(rt, r);
 	region_detach_locked(r);
 	region_free(r);
 	STAT_INC(&rt->wst, regions_unregistered);
+}
+
+static void gate_lock(struct fl_runtime *rt)
+{
+	if (rt->hooks.gate_lock)
+		rt->hooks.gate_lock(rt);
+}
+
+static void gate_unlock(struct fl_runtime *rt)
+{
+	if (rt->hooks.gate_unlock)
+		rt->hooks.gate_unlock(rt);
 }
 
 static struct fl_region *find_start_locked(struct fl_runtime *rt, uintptr_t a)
@@ -685,13 +719,13 @@ static int unregister_common(struct fl_runtime *rt, void *addr, bool readback)
 		return -EINVAL;
 	if (rt->forked_child)
 		return -ENODEV;
-	far_gate_lock(rt);	/* before the index lock: see evict.c, non-MOVE step 4 */
+	gate_lock(rt);	/* before the index lock: see far/evict.c, non-MOVE step 4 */
 	index_write_begin(&rt->index);
 	r = find_start_locked(rt, (uintptr_t)addr);
 	if (r)
 		remove_region_locked(rt, r, true, readback);
 	index_write_end(&rt->index);
-	far_gate_unlock(rt);
+	gate_unlock(rt);
 	return r ? 0 : -ENOENT;
 }
 
@@ -719,7 +753,7 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 		return ret;
 	if (rt->forked_child)
 		return -ENODEV;
-	far_gate_lock(rt);	/* before the index lock: see evict.c, non-MOVE step 4 */
+	gate_lock(rt);	/* before the index lock: see far/evict.c, non-MOVE step 4 */
 	index_write_begin(&rt->index);
 	r = find_start_locked(rt, a);
 	if (!r) {
@@ -729,7 +763,7 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 	old_len = r->end - r->start;
 	if (new_len == old_len)
 		goto out;
-	if (rt->far && new_len > r->store_extent) {
+	if (rt->hooks.page_in && new_len > r->store_extent) {
 		ret = -ENOSPC;	/* beyond the region's store extent */
 		goto out;
 	}
@@ -742,7 +776,7 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 		goto out;
 	/* a shrink gives the tail back to the program: its evicted pages too */
 	if (new_len < old_len)
-		far_readback_locked(rt, r);
+		region_readback_locked(rt, r);
 	n = region_piece(rt, r, a, a + (new_len < old_len ? new_len : old_len), a, new_len);
 	if (!n) {
 		ret = -ENOMEM;
@@ -750,7 +784,8 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 	}
 	if (new_len < old_len) {
 		/* the tail's faults drained above: unregister, then unmap */
-		wp_forget(rt, a + new_len, a + old_len, false);	/* wp.c */
+		if (rt->hooks.protect_forget)
+			rt->hooks.protect_forget(rt, a + new_len, a + old_len, false);
 		uffd_unregister(&rt->uffd, a + new_len, old_len - new_len);
 		if (r->flags & R_OWNED)
 			munmap((void *)(a + new_len), old_len - new_len);
@@ -767,7 +802,7 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 				goto restore;
 		}
 		ret = uffd_register(&rt->uffd, a + old_len, new_len - old_len,
-				    far_register_modes(rt) |
+				    register_modes(rt) |
 				    ((r->flags & FL_REGION_WP) ? UFFDIO_REGISTER_MODE_WP : 0), NULL);
 		if (ret) {
 			if (r->flags & R_OWNED)
@@ -799,7 +834,7 @@ restore:
 	victims_restore_locked(rt, &r, 1);
 out:
 	index_write_end(&rt->index);
-	far_gate_unlock(rt);
+	gate_unlock(rt);
 	return ret;
 }
 
@@ -845,7 +880,8 @@ void event_unmap(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 	struct fl_region *v[8], *fresh[2];
 
 	index_write_begin(&rt->index);
-	wp_forget(rt, start, end, true);	/* wp.c: the kernel dropped the memory */
+	if (rt->hooks.protect_forget)	/* the kernel dropped the memory */
+		rt->hooks.protect_forget(rt, start, end, true);
 	for (;;) {
 		size_t nv = overlapping_locked(rt, start, end, v, 1), nf = 0;
 		struct fl_region *r = v[0];
@@ -906,7 +942,8 @@ void event_remap(struct fl_fault_ctx *c, uintptr_t from, uintptr_t to, size_t le
 	struct fl_region *moved[64];
 	size_t nmoved = 0;
 
-	wp_event_remap(c, from, to, len);	/* wp.c: protections follow the pages */
+	if (rt->hooks.protect_remap)	/* protections follow the pages */
+		rt->hooks.protect_remap(c, from, to, len);
 	index_write_begin(&rt->index);
 	for (;;) {
 		size_t nf = 0;
@@ -983,9 +1020,10 @@ void event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 	const struct fl_index *x;
 	long zapped = 0;
 
-	if (far_own_remove(c, start, end))
+	if (rt->hooks.own_remove && rt->hooks.own_remove(c, start, end))
 		return;	/* far memory: the evictor's zap, the pages stay EVICTED */
-	wp_event_remove(c, start, end);	/* wp.c: before the zap, pages intact */
+	if (rt->hooks.protect_remove)	/* before the zap, pages intact */
+		rt->hooks.protect_remove(c, start, end);
 	pthread_rwlock_rdlock(&rt->index.lock);
 	x = rt->index.cur;
 	for (size_t i = 0; i < x->n; i++) {
@@ -1026,11 +1064,12 @@ void event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 			/* far memory: we hold the rescued page: its copy goes,
 			 * then it is DISCARDED (evict.c far_rescued_gone) */
 			if (ps_state(v) == PS_EVICTED && (v & PS_RESCUED))
-				far_rescued_gone(rt, r, p);
+				rt->hooks.rescued_gone(rt, r, p);
 		}
 	}
 	pthread_rwlock_unlock(&rt->index.lock);
-	far_note_gone(rt, zapped);
+	if (zapped && rt->hooks.gone)
+		rt->hooks.gone(rt, zapped);
 	/* a fault on a zapped page may have been taken for a duplicate of a
 	 * RESIDENT page and dropped before we got here: let it fault again */
 	uffd_wake(&rt->uffd, start, end - start);

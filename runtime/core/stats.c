@@ -9,9 +9,16 @@
 
 #include "internal.h"
 
-static void add_block(struct fl_counters *sum, const struct fl_counters *c)
+void stats_add_block(struct fl_counters *sum, const struct fl_counters *c)
 {
 #define X(name, help) sum->name += __atomic_load_n(&c->name, __ATOMIC_RELAXED);
+	FL_STAT_FIELDS(X)
+#undef X
+}
+
+void stats_zero_block(struct fl_counters *c)
+{
+#define X(name, help) __atomic_store_n(&c->name, 0, __ATOMIC_RELAXED);
 	FL_STAT_FIELDS(X)
 #undef X
 }
@@ -19,21 +26,18 @@ static void add_block(struct fl_counters *sum, const struct fl_counters *c)
 void stats_sum(const struct fl_runtime *rt, struct fl_counters *sum)
 {
 	memset(sum, 0, sizeof(*sum));
-	add_block(sum, &rt->wst);
-	add_block(sum, &rt->park_st);
+	stats_add_block(sum, &rt->wst);
+	stats_add_block(sum, &rt->park_st);
 	for (unsigned int i = 0; i < rt->nhandlers; i++)
-		add_block(sum, &rt->handlers[i].st);
-	wp_stats_add(rt, sum);	/* wp.c: application-thread counters */
-	/* far memory: the evictor's block and the pin callers' */
-	add_block(sum, &rt->pin_st);
-	if (rt->far)
-		add_block(sum, rt->far->st);
+		stats_add_block(sum, &rt->handlers[i].st);
+	stats_add_block(sum, &rt->pin_st);
+	if (rt->hooks.protect_stats_add)	/* application-thread counters */
+		rt->hooks.protect_stats_add(rt, sum);
+	if (rt->hooks.stats_add)	/* far memory: the evictor's, a gauge */
+		rt->hooks.stats_add(rt, sum);
 	/* a gauge, not a counter: fl_stats_reset() leaves it alone */
 	sum->metadata_bytes = (uint64_t)atomic_load_explicit(&rt->meta_bytes,
 							      memory_order_relaxed);
-	if (rt->far)
-		sum->far_rescued_pages = (uint64_t)atomic_load_explicit(
-			&rt->far->rescue.count, memory_order_relaxed);
 }
 
 FL_EXPORT int fl_stats_get(const struct fl_runtime *rt, struct fl_stats *out)
@@ -57,24 +61,17 @@ FL_EXPORT int fl_stats_get(const struct fl_runtime *rt, struct fl_stats *out)
 
 FL_EXPORT void fl_stats_reset(struct fl_runtime *rt)
 {
-	struct fl_counters *blocks[4 + FL_MAX_HANDLERS];
-	unsigned int nb = 0;
-
 	if (!rt)
 		return;
-	blocks[nb++] = &rt->wst;
-	blocks[nb++] = &rt->park_st;
-	blocks[nb++] = &rt->pin_st;
-	if (rt->far)
-		blocks[nb++] = rt->far->st;
+	stats_zero_block(&rt->wst);
+	stats_zero_block(&rt->park_st);
+	stats_zero_block(&rt->pin_st);
 	for (unsigned int i = 0; i < rt->nhandlers; i++)
-		blocks[nb++] = &rt->handlers[i].st;
-	for (unsigned int i = 0; i < nb; i++) {
-#define X(name, help) __atomic_store_n(&blocks[i]->name, 0, __ATOMIC_RELAXED);
-		FL_STAT_FIELDS(X)
-#undef X
-	}
-	wp_stats_reset(rt);
+		stats_zero_block(&rt->handlers[i].st);
+	if (rt->hooks.stats_reset)
+		rt->hooks.stats_reset(rt);
+	if (rt->hooks.protect_stats_reset)
+		rt->hooks.protect_stats_reset(rt);
 }
 
 FL_EXPORT int fl_stats_print(const struct fl_runtime *rt, FILE *f, enum fl_stats_format fmt)
@@ -185,10 +182,7 @@ FL_EXPORT int fl_features_print(const struct fl_runtime *rt, FILE *f)
 	err |= fprintf(f, "fill_error: %s\n", ft.poison ?
 		       "UFFDIO_POISON (the access gets SIGBUS)" :
 		       "no POISON: the page stays absent and the fill is retried on the next fault") < 0;
-	err |= fprintf(f, "far_evict: %s\n", rt->far ?
-		       (rt->far->move ? "UFFDIO_MOVE into staging frames" :
-			rt->far->wp ? "write-protect, copy, write back, zap (no MOVE, or FL_RT_EVICT_NO_MOVE)" :
-			"off: neither MOVE nor WP, far memory stays resident") :
+	err |= fprintf(f, "far_evict: %s\n", rt->hooks.evict_mode ? rt->hooks.evict_mode(rt) :
 		       ft.move ? "available (UFFDIO_MOVE)" :
 		       ft.wp ? "available (write-protect, copy, zap)" : "unavailable: needs MOVE or WP") < 0;
 	err |= fprintf(f, "far_dirty_tracking: %s\n", ft.wp ?

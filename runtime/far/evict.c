@@ -94,6 +94,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "far.h"
 #include "core/rcu.h"
 #include "core/testhooks.h"
 
@@ -111,13 +112,7 @@ static void futex_wake_all(_Atomic uint32_t *w)
 	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
-/* ---- hooks for runtime.c ---- */
-
-uint64_t far_register_modes(const struct fl_runtime *rt)
-{
-	return UFFDIO_REGISTER_MODE_MISSING |
-	       (rt->far && rt->far->wp ? UFFDIO_REGISTER_MODE_WP : 0);
-}
+/* ---- the core's hooks: regions, events, fork, the gate ---- */
 
 int far_region_init(struct fl_runtime *rt, struct fl_region *r)
 {
@@ -1001,6 +996,26 @@ static void *evictor_main(void *arg)
 
 /* ---- start / stop ---- */
 
+/* the evictor's counters, and the rescued pages' gauge */
+static void far_stats_add(const struct fl_runtime *rt, struct fl_counters *sum)
+{
+	stats_add_block(sum, rt->far->st);
+	sum->far_rescued_pages = (uint64_t)atomic_load_explicit(&rt->far->rescue.count,
+								memory_order_relaxed);
+}
+
+static void far_stats_reset(struct fl_runtime *rt)
+{
+	stats_zero_block(rt->far->st);
+}
+
+static const char *far_evict_mode(const struct fl_runtime *rt)
+{
+	return rt->far->move ? "UFFDIO_MOVE into staging frames" :
+	       rt->far->wp ? "write-protect, copy, write back, zap (no MOVE, or FL_RT_EVICT_NO_MOVE)" :
+	       "off: neither MOVE nor WP, far memory stays resident";
+}
+
 int far_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 {
 	struct fl_far *f;
@@ -1031,7 +1046,23 @@ int far_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 	f->wp = uffd_has(&rt->uffd, UFFD_FEATURE_PAGEFAULT_FLAG_WP);
 	f->move = uffd_has(&rt->uffd, UFFD_FEATURE_MOVE) && !(o->flags & FL_RT_EVICT_NO_MOVE);
 	rt->far = f;
-	/* the core's fault path: before the handlers start (core/hooks.h) */
+	/* the core's hooks: before the handlers start (core/hooks.h) */
+	rt->hooks.register_modes = f->wp ? UFFDIO_REGISTER_MODE_WP : 0;
+	rt->hooks.stop = far_stop;
+	rt->hooks.release = far_free;
+	rt->hooks.fork_prepare = far_fork_prepare;
+	rt->hooks.fork_done = far_fork_done;
+	rt->hooks.gate_lock = far_gate_lock;
+	rt->hooks.gate_unlock = far_gate_unlock;
+	rt->hooks.region_init = far_region_init;
+	rt->hooks.region_gone = far_region_gone;
+	rt->hooks.range_gone = far_range_gone;
+	rt->hooks.own_remove = far_own_remove;
+	rt->hooks.rescued_gone = far_rescued_gone;
+	rt->hooks.gone = far_note_gone;
+	rt->hooks.stats_add = far_stats_add;
+	rt->hooks.stats_reset = far_stats_reset;
+	rt->hooks.evict_mode = far_evict_mode;
 	rt->hooks.page_in = far_resolve;
 	rt->hooks.installed = far_note_installed;
 	rt->hooks.over_budget = far_over_budget;

@@ -106,7 +106,7 @@ struct fl_far {
 	struct fl_counters *st;		/* the evictor's counters */
 };
 
-/* runtime.c hooks */
+/* the core's hooks (core/hooks.h), set by far_start() */
 int far_start(struct fl_runtime *rt, const struct fl_runtime_opts *o);
 void far_stop(struct fl_runtime *rt);		/* stop the evictor, drop staging */
 void far_free(struct fl_runtime *rt);		/* after handlers_stop */
@@ -114,14 +114,12 @@ int far_region_init(struct fl_runtime *rt, struct fl_region *r);	/* writer lock 
 void far_region_gone(struct fl_runtime *rt, struct fl_region *r);
 void far_range_gone(struct fl_runtime *rt, const struct fl_region *r, uintptr_t a, uintptr_t b);
 void far_rescued_gone(struct fl_runtime *rt, const struct fl_region *r, uintptr_t addr);
-uint64_t far_register_modes(const struct fl_runtime *rt);
 void far_gate_lock(struct fl_runtime *rt);
 /* fork: pause the evictor between batches / let it go (parent and child) */
 void far_fork_prepare(struct fl_runtime *rt);
 void far_fork_done(struct fl_runtime *rt);
 void far_gate_unlock(struct fl_runtime *rt);
 
-/* handler.c / runtime.c event hooks */
 bool far_wp_fault(struct fl_fault_ctx *c, uintptr_t addr);
 bool far_own_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end);
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/fault.h"
+#include "far.h"
 
 /*
  * FILLING -> @to with the far flags; DISCARD_PENDING wins, as page_finish.
@@ -291,6 +292,7 @@ struct fl_aio {
 	struct fl_aio_head h;		/* first: the handler's view (hooks.h) */
 	struct fl_store *store;
 	pthread_t owner;		/* the handler thread: its completions need no eventfd */
+	bool owned;			/* @owner is set (by the first aio_start()) */
 	bool big_busy;
 	char *small;			/* FAR_AIO_MAX * FAR_AIO_SMALL */
 	char *big;			/* FL_FAULT_AROUND_MAX */
@@ -516,7 +518,12 @@ static bool aio_start(struct fl_fault_ctx *c, const struct fl_snap *s, size_t lo
 	if (!p || !aio_room(aio, len))
 		return false;		/* cannot happen: checked before the claim */
 	aio->free = p->next;
-	aio->owner = pthread_self();	/* before the read can complete */
+	if (!aio->owned) {
+		/* once, before the first read can complete: every done()
+		 * comes after a submission, so after this write */
+		aio->owner = pthread_self();
+		aio->owned = true;
+	}
 	p->s = *s;
 	p->lo = lo;
 	p->hi = hi;

@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "far.h"
 
 struct rescued {
 	struct rescued *next;
