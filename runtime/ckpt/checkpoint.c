@@ -56,6 +56,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "core/probes.h"
 #include "image.h"
 #include "wp.h"
 
@@ -323,6 +324,7 @@ static void iw_flush(struct iw *w)
 
 	if (!w->len[i])
 		return;
+	FL_PROBE(ckpt_write, w->len[i]);
 	w->boff[i] = w->off;
 	/* two SQEs when writeback follows: the ring has room for both
 	 * (IW_NBUF * 2 entries, and we submit before taking more) */

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "fault.h"
+#include "probes.h"
 #include "rcu.h"
 #include "testhooks.h"
 
@@ -213,6 +214,7 @@ static int produce(struct fl_fault_ctx *c, const struct fl_snap *s, size_t pg,
 		return 0;
 	case K_FILL:
 		ret = s->fill(s->fill_arg, off, c->bounce, len);
+		FL_PROBE(fill, off, len, ret);
 		*src = c->bounce;
 		return ret < 0 ? ret : 0;
 	case K_ZERO:
@@ -259,6 +261,7 @@ static void install(struct fl_fault_ctx *c, const struct fl_snap *s, size_t pg,
 			size_t np = done >> rt->page_shift;
 
 			STAT_ADD(c->st, pages_installed, np);
+			FL_PROBE(install, a + off, np, (int)k);
 			if (unlikely(rt->hooks.installed))
 				rt->hooks.installed(rt, (long)np);
 			if (zeropage)
@@ -522,6 +525,7 @@ static enum tier_ret tier1(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 	if (likely(resolve(c, &s, addr, write, false) == RES_DONE)) {
 		fl_rcu_read_unlock();
 		STAT_INC(c->st, spf_ok);
+		FL_PROBE(resolved, 1, addr);
 		return T_DONE;
 	}
 
@@ -547,6 +551,7 @@ static enum tier_ret tier1(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 		region_end_read(r);
 	c->may_async = false;
 	STAT_INC(c->st, region_ok);
+	FL_PROBE(resolved, 2, addr);
 	return T_DONE;
 }
 
@@ -583,6 +588,7 @@ static enum tier_ret tier2(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 		region_end_read(r);
 	c->may_async = false;
 	STAT_INC(c->st, region_ok);
+	FL_PROBE(resolved, 2, addr);
 	return T_DONE;
 }
 
@@ -610,6 +616,7 @@ static void tier3(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 	resolve(c, &s, addr, write, true);
 	pthread_rwlock_unlock(&ix->lock);
 	STAT_INC(c->st, global_ok);
+	FL_PROBE(resolved, 3, addr);
 }
 
 void fault_handle(struct fl_fault_ctx *c, uintptr_t addr, bool write)
@@ -617,6 +624,7 @@ void fault_handle(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 	struct fl_runtime *rt = c->rt;
 
 	STAT_INC(c->st, faults);
+	FL_PROBE(fault, addr, (int)write);
 	if (write)
 		STAT_INC(c->st, faults_write);
 	else

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "probes.h"
 
 void park_fault(struct fl_fault_ctx *c, uintptr_t start, size_t len)
 {
@@ -43,6 +44,7 @@ void park_fault(struct fl_fault_ctx *c, uintptr_t start, size_t len)
 		rt->parked_cap = cap;
 	}
 	rt->parked[rt->nparked++] = (struct fl_parked){ start, len };
+	FL_PROBE(park, start, len);
 	pthread_cond_signal(&rt->park_cond);
 	pthread_mutex_unlock(&rt->park_lock);
 }
@@ -235,6 +237,7 @@ static void *park_main(void *arg)
 		pthread_mutex_unlock(&rt->park_lock);
 		for (size_t i = 0; i < n; i++) {
 			STAT_INC(&rt->park_st, parked_retries);
+			FL_PROBE(retry, batch[i].start, batch[i].len);
 			uffd_wake(&rt->uffd, batch[i].start, batch[i].len);
 		}
 		pthread_mutex_lock(&rt->park_lock);

@@ -96,6 +96,7 @@
 #include "core/internal.h"
 #include "far.h"
 #include "core/rcu.h"
+#include "core/probes.h"
 #include "core/testhooks.h"
 
 #define EXTENT_ALIGN ((uint64_t)1 << 30)
@@ -317,6 +318,7 @@ void far_throttle(struct fl_fault_ctx *c)
 	int stalled = 0;
 
 	STAT_INC(c->st, far_throttled);
+	FL_PROBE(throttle, best, f->budget);
 	for (int ms = 0; ms < FAR_THROTTLE_MAX_MS && stalled < FAR_THROTTLE_STALL_MS &&
 			 far_over_budget(c->rt); ms++) {
 		uint32_t p = atomic_load_explicit(&f->progress, memory_order_acquire);
@@ -573,8 +575,11 @@ static size_t evict_move_locked(struct fl_runtime *rt, struct fl_region *r,
 		}
 		i++;
 	}
-	if (nreq)
+	FL_PROBE(evict, r->start, n, nreq);
+	if (nreq) {
+		FL_PROBE(writeback, nreq);
 		store_io(f->store, req, nreq);
+	}
 	for (unsigned int k = 0; k < nreq; k++) {
 		struct victim *x = &v[map[k]];
 
@@ -670,8 +675,11 @@ static void evict_copy_locked(struct fl_runtime *rt, struct fl_region *r,
 		}
 		v[i].taken = true;
 	}
-	if (nreq)
+	FL_PROBE(evict, r->start, n, nreq);
+	if (nreq) {
+		FL_PROBE(writeback, nreq);
 		store_io(f->store, req, nreq);
+	}
 	for (unsigned int k = 0; k < nreq; k++) {
 		struct victim *x = &v[map[k]];
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/fault.h"
+#include "core/probes.h"
 #include "far.h"
 
 /*
@@ -115,6 +116,7 @@ static void far_install(struct fl_fault_ctx *c, const struct fl_snap *s, size_t 
 				   PS_REF | (cmode ? PS_INSTORE : 0));
 		if (done) {
 			STAT_ADD(c->st, pages_installed, done >> rt->page_shift);
+			FL_PROBE(pagein, a + off, done >> rt->page_shift);
 			far_note_installed(rt, (long)(done >> rt->page_shift));
 		}
 		off += done;
