@@ -53,7 +53,7 @@ static inline void snap_take(struct fl_snap *s, struct fl_region *r)
 }
 
 static enum fl_kind page_kind(const struct fl_runtime *rt, const struct fl_snap *s,
-			   size_t pg, unsigned int state)
+			      size_t pg, unsigned int state)
 {
 	uint64_t off;
 
@@ -364,7 +364,7 @@ static void fail_page(struct fl_fault_ctx *c, const struct fl_snap *s, size_t pg
  * Context: the region of @s is pinned by RCU, its read lock, or index_lock.
  */
 static enum fl_res resolve(struct fl_fault_ctx *c, const struct fl_snap *s,
-			uintptr_t addr, bool write, bool may_block)
+			   uintptr_t addr, bool write, bool may_block)
 {
 	struct fl_runtime *rt = c->rt;
 	size_t pg = (addr - s->start) >> rt->page_shift;

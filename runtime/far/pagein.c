@@ -570,7 +570,7 @@ static bool aio_start(struct fl_fault_ctx *c, const struct fl_snap *s, size_t lo
  * on tier 2 (c->may_async) starts the read and returns RES_PENDING.
  */
 enum fl_res far_resolve(struct fl_fault_ctx *c, const struct fl_snap *s,
-			    uintptr_t addr, bool write, bool may_block)
+			uintptr_t addr, bool write, bool may_block)
 {
 	struct fl_runtime *rt = c->rt;
 	struct fl_far *f = rt->far;
