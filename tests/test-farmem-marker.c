@@ -20,7 +20,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -31,31 +30,11 @@
 #define BUDGET	32
 
 static size_t pgsz;
-static char *backing;
-static size_t backing_len;
 
 static _Atomic int armed;		/* hold the evictor at its next victim */
 static _Atomic int held;
 static _Atomic int release_it;
 static _Atomic uintptr_t victim;
-
-static int st_read(void *arg, uint64_t off, void *buf, size_t len)
-{
-	(void)arg;
-	if (off + len > backing_len)
-		return -EIO;
-	memcpy(buf, backing + off, len);
-	return 0;
-}
-
-static int st_write(void *arg, uint64_t off, const void *buf, size_t len)
-{
-	(void)arg;
-	if (off + len > backing_len)
-		return -ENOSPC;
-	memcpy(backing + off, buf, len);
-	return 0;
-}
 
 static void hook(enum fl_test_point point, uintptr_t addr)
 {
@@ -89,7 +68,6 @@ static void *read_page(void *arg)
 
 int main(void)
 {
-	struct fl_store_ops ops = { .size = sizeof(ops), .read = st_read, .write = st_write };
 	struct fl_features ft = { .size = sizeof(ft) };
 	struct reader rd = { 0 };
 	struct fl_runtime_opts o;
@@ -100,10 +78,7 @@ int main(void)
 	char *m;
 
 	pgsz = (size_t)sysconf(_SC_PAGESIZE);
-	backing_len = 2 * PAGES * pgsz;
-	backing = mmap(NULL, backing_len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (backing == MAP_FAILED || fl_store_callbacks_create(&ops, NULL, &store)) {
+	if (fl_store_memory_create(&store)) {
 		printf("Bail out! store\n");
 		return 1;
 	}
@@ -158,6 +133,5 @@ int main(void)
 	fl_runtime_destroy(rt);
 	atomic_store(&fl_test_pause_hook, NULL);
 	fl_store_destroy(store);
-	munmap(backing, backing_len);
 	return tap_done();
 }
