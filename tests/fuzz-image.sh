@@ -11,7 +11,12 @@ if [ -z "$clang" ]; then
 	echo "1..0 # SKIP clang is not installed (libFuzzer needs it)"
 	exit 77
 fi
+# the corpus is shared (libFuzzer adds files to it); the binary and logs are
+# this run's own: a second run at once must not rebuild what this one runs
 mkdir -p "$work/corpus"
+corpus=$work/corpus
+work=$work/run.$$
+mkdir -p "$work"
 bin=$work/fuzz-image
 if ! "$clang" -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -I"$src/include" -I"$src/runtime" \
@@ -19,16 +24,18 @@ if ! "$clang" -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
 	"$src/tests/fuzz-image.c" "$src/runtime/ckpt/image.c" -o "$bin" -lpthread \
 	> "$work/cc.log" 2>&1; then
 	sed 's/^/# /' "$work/cc.log"
+	rm -rf "$work"
 	echo "1..0 # SKIP clang cannot build a libFuzzer target here"
 	exit 77
 fi
 echo "1..1"
-"$bin" -max_total_time="$secs" -rss_limit_mb=1024 -timeout=10 -seed=1 "$work/corpus" \
+"$bin" -max_total_time="$secs" -rss_limit_mb=1024 -timeout=10 -seed=1 "$corpus" \
 	> "$work/fuzz.log" 2>&1
 rc=$?
 grep -E "^Done|ERROR|SUMMARY" "$work/fuzz.log" | sed 's/^/# /'
 if [ $rc = 0 ]; then
 	echo "ok 1 - fuzz-image: ${secs} s of inputs, no crash or sanitizer report"
+	rm -rf "$work"
 else
 	echo "not ok 1 - fuzz-image: crash or sanitizer report (exit $rc), see $work/fuzz.log"
 fi
