@@ -126,6 +126,9 @@ static int opt_check(const struct fl_opt_desc *d, uint64_t v, const char **why)
 		*why = "0 or a power of two from 4K to 4M";
 		return v == 0 || (v >= 4096 && v <= FL_FAULT_AROUND_MAX && !(v & (v - 1))) ?
 			0 : -EINVAL;
+	case offsetof(struct fl_preload_options, stats_interval_ms):
+		*why = "0 or milliseconds from 10 to 86400000";
+		return v == 0 || (v >= 10 && v <= 86400000) ? 0 : -EINVAL;
 	case offsetof(struct fl_preload_options, budget):
 		*why = "0 or a size of at least 1M";
 		return v == 0 || v >= (1u << 20) ? 0 : -EINVAL;

@@ -63,6 +63,8 @@
 #include <unistd.h>
 
 #include "faultline.h"
+#include "live.h"
+#include "live-shim.h"
 #include "options.h"
 
 #define SHIM_EXPORT __attribute__((visibility("default")))
@@ -101,6 +103,8 @@ static bool rt_tried;
 /* shim counters (relaxed atomics: statistics only) */
 static _Atomic uint64_t n_mmaps, n_blocks, n_bytes_now, n_bytes_peak, n_unmanaged;
 static _Atomic uint64_t n_register_errors;
+static uint64_t start_ns;	/* CLOCK_MONOTONIC at the constructor */
+static uint64_t shim_budget;	/* the runtime's budget, bytes (0: none) */
 
 /* real mmap family; NULL until the constructor resolved them */
 static void *(*real_mmap)(void *, size_t, int, int, int, off_t);
@@ -171,6 +175,7 @@ static inline size_t page_up(size_t n)
 static void shim_atfork_prepare(void);
 static void shim_atfork_parent(void);
 static void shim_atfork_child(void);
+static void live_begin(uint64_t budget);
 
 /*
  * Far memory: FAULTLINE_BUDGET with a store from FAULTLINE_STORE.
@@ -395,6 +400,7 @@ static struct fl_runtime *shim_runtime(void)
 			 ro.store ? store_path : "");
 	}
 	__atomic_store_n(&rt, r, __ATOMIC_RELEASE);
+	live_begin(ro.budget);
 out:
 	pthread_mutex_unlock(&rt_lock);
 	return rt;
@@ -1124,19 +1130,34 @@ static void strip_ld_preload(void)
 	}
 }
 
-/* ---- exit: statistics ---- */
+/* ---- statistics: at exit, every FAULTLINE_STATS_INTERVAL_MS, live ---- */
+
+static void shim_snapshot(struct fl_live_snap *s)
+{
+	struct fl_runtime *r = __atomic_load_n(&rt, __ATOMIC_ACQUIRE);
+
+	s->st.size = sizeof(s->st);
+	if (!r || fl_stats_get(r, &s->st))
+		memset(&s->st, 0, sizeof(s->st));
+	else
+		s->regions = (uint64_t)fl_region_count(r);
+	s->mmaps = n_mmaps;
+	s->malloc_blocks = n_blocks;
+	s->bytes_now = n_bytes_now;
+	s->bytes_peak = n_bytes_peak;
+	s->not_managed = n_unmanaged;
+	s->register_errors = n_register_errors;
+}
 
 static void stats_write(FILE *f)
 {
-	struct fl_stats st = { .size = sizeof(st) };
+	struct fl_live_snap s;
 	char prog[256] = "";
-	int fd, regions = 0;
+	int fd;
 	ssize_t n;
 
-	if (!rt || fl_stats_get(rt, &st))
-		memset(&st, 0, sizeof(st));
-	else
-		regions = fl_region_count(rt);
+	memset(&s, 0, sizeof(s));
+	shim_snapshot(&s);
 	fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
 		n = read(fd, prog, sizeof(prog) - 1);
@@ -1147,39 +1168,56 @@ static void stats_write(FILE *f)
 		if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20)
 			*c = '_';
 	if (opt.stats == FL_OPT_STATS_JSON) {
-		fprintf(f, "{\"version\":1,\"pid\":%d,\"program\":\"%s\",\"runtime\":%s,"
-			"\"regions\":%d,\"managed\":{\"mmaps\":%llu,\"malloc_blocks\":%llu,"
+		/* time_ms: since the shim started (one line per interval has
+		 * the same pid and a growing time_ms; the last is at exit) */
+		fprintf(f, "{\"version\":2,\"pid\":%d,\"program\":\"%s\",\"time_ms\":%llu,"
+			"\"runtime\":%s,\"budget\":%llu,\"page_size\":%zu,\"regions\":%llu,"
+			"\"managed\":{\"mmaps\":%llu,\"malloc_blocks\":%llu,"
 			"\"bytes_now\":%llu,\"bytes_peak\":%llu,\"not_managed\":%llu,"
 			"\"register_errors\":%llu},\"counters\":{",
-			(int)getpid(), prog, rt ? "true" : "false", regions,
-			(unsigned long long)n_mmaps, (unsigned long long)n_blocks,
-			(unsigned long long)n_bytes_now, (unsigned long long)n_bytes_peak,
-			(unsigned long long)n_unmanaged, (unsigned long long)n_register_errors);
+			(int)getpid(), prog,
+			(unsigned long long)((live_now_ns() - start_ns) / 1000000u),
+			rt ? "true" : "false", (unsigned long long)shim_budget, page_size,
+			(unsigned long long)s.regions,
+			(unsigned long long)s.mmaps, (unsigned long long)s.malloc_blocks,
+			(unsigned long long)s.bytes_now, (unsigned long long)s.bytes_peak,
+			(unsigned long long)s.not_managed, (unsigned long long)s.register_errors);
 		const char *sep = "";
 #define X(name, help) \
-		fprintf(f, "%s\"%s\":%llu", sep, #name, (unsigned long long)st.name); sep = ",";
+		fprintf(f, "%s\"%s\":%llu", sep, #name, (unsigned long long)s.st.name); sep = ",";
 		FL_STAT_FIELDS(X)
 #undef X
 		fprintf(f, "}}\n");
 	} else {
 		fprintf(f, "faultline statistics for %s (pid %d)\n", prog, (int)getpid());
-		fprintf(f, "  %-22s %llu\n", "regions (now)", (unsigned long long)regions);
-		fprintf(f, "  %-22s %llu\n", "managed mmaps", (unsigned long long)n_mmaps);
-		fprintf(f, "  %-22s %llu\n", "managed malloc blocks", (unsigned long long)n_blocks);
-		fprintf(f, "  %-22s %llu\n", "managed bytes (peak)", (unsigned long long)n_bytes_peak);
+		fprintf(f, "  %-22s %llu\n", "regions (now)", (unsigned long long)s.regions);
+		fprintf(f, "  %-22s %llu\n", "managed mmaps", (unsigned long long)s.mmaps);
+		fprintf(f, "  %-22s %llu\n", "managed malloc blocks", (unsigned long long)s.malloc_blocks);
+		fprintf(f, "  %-22s %llu\n", "managed bytes (peak)", (unsigned long long)s.bytes_peak);
 #define X(name, help) \
-		if (st.name) fprintf(f, "  %-22s %llu  # %s\n", #name, (unsigned long long)st.name, help);
+		if (s.st.name) fprintf(f, "  %-22s %llu  # %s\n", #name, (unsigned long long)s.st.name, help);
 		FL_STAT_FIELDS(X)
 #undef X
 	}
 }
 
-static void stats_print(void)
+/*
+ * The interval lines (publisher thread) and the last line (destructor)
+ * go through stats_lock; after the last one no interval line follows it.
+ */
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool stats_final;
+
+static void stats_print(bool final)
 {
 	char path[4096];
 	size_t w = 0;
 	FILE *f = stderr;
 
+	pthread_mutex_lock(&stats_lock);
+	if (stats_final)
+		goto out;
+	stats_final = final;
 	if (opt.stats_file[0]) {
 		for (const char *s = opt.stats_file; *s && w < sizeof(path) - 24; s++) {
 			if (s[0] == '%' && s[1] == 'p') {
@@ -1195,7 +1233,7 @@ static void stats_print(void)
 		if (!f) {
 			shim_log(FL_OPT_LOG_ERROR, "cannot open FAULTLINE_STATS_FILE %s: %s",
 				 path, strerror(errno));
-			return;
+			goto out;
 		}
 	}
 	stats_write(f);
@@ -1203,6 +1241,45 @@ static void stats_print(void)
 		fclose(f);
 	else
 		fflush(f);
+out:
+	pthread_mutex_unlock(&stats_lock);
+}
+
+static void stats_line(void)
+{
+	stats_print(false);
+}
+
+static void live_warn(const char *path, int err)
+{
+	shim_log(FL_OPT_LOG_INFO, "cannot publish the counters for faultline top in %s: %s",
+		 path, strerror(err));
+}
+
+static const struct live_ops shim_live_ops = {
+	.snapshot = shim_snapshot,
+	.line = stats_line,
+	.warn = live_warn,
+};
+
+/* Context: shim_runtime(), shim_depth raised (the thread is the runtime's) */
+static void live_begin(uint64_t budget)
+{
+	struct live_cfg cfg = {
+		.publish = opt.live,
+		.interval_ms = opt.stats_interval_ms,
+		.budget = budget,
+		.start_ns = start_ns,
+	};
+	int ret;
+
+	shim_budget = budget;
+	ret = live_start(&shim_live_ops, &cfg);
+
+	if (ret)
+		shim_log(FL_OPT_LOG_WARN, "warning: cannot start the statistics thread: %s%s",
+			 strerror(-ret), opt.stats_interval_ms ?
+			 "; no FAULTLINE_STATS_INTERVAL_MS lines" : "");
 }
 
 /*
@@ -1214,9 +1291,11 @@ __attribute__((destructor))
 static void shim_fini(void)
 {
 	shim_depth++;
-	if (opt.stats != FL_OPT_STATS_OFF &&
-	    atomic_load(&shim_state) != SHIM_FORKED && atomic_load(&shim_state) != SHIM_UNINIT)
-		stats_print();
+	if (atomic_load(&shim_state) != SHIM_FORKED && atomic_load(&shim_state) != SHIM_UNINIT) {
+		live_stop();
+		if (opt.stats != FL_OPT_STATS_OFF)
+			stats_print(true);
+	}
 	shim_depth--;
 }
 
@@ -1226,6 +1305,7 @@ static void shim_init(void)
 	long pg = sysconf(_SC_PAGESIZE);
 
 	shim_depth++;
+	start_ns = live_now_ns();
 	if (pg > 0)
 		page_size = (size_t)pg;
 	/*
@@ -1237,6 +1317,14 @@ static void shim_init(void)
 	min_region = page_up((size_t)opt.min_region);
 	if (!opt.children)
 		strip_ld_preload();
+	if (opt.stats_interval_ms && opt.stats != FL_OPT_STATS_JSON) {
+		if (opt.stats == FL_OPT_STATS_TEXT)
+			shim_log(FL_OPT_LOG_WARN, "warning: FAULTLINE_STATS_INTERVAL_MS writes JSON "
+				 "lines: FAULTLINE_STATS=json, not text");
+		opt.stats = FL_OPT_STATS_JSON;
+	}
+	if (opt.live)
+		live_forget_stale();
 
 	real_mmap = (void *(*)(void *, size_t, int, int, int, off_t))dlsym(RTLD_NEXT, "mmap");
 	real_munmap = (int (*)(void *, size_t))dlsym(RTLD_NEXT, "munmap");
