@@ -15,4 +15,8 @@ void usage_error(const char *fmt, ...);
 /* faultline setup (setup.c). Return: the exit status. */
 int cmd_setup(int argc, char **argv);
 
+/* faultline top (top.c), faultline plot (plot.c). Return: the exit status. */
+int cmd_top(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
+
 #endif /* FL_CLI_H */

@@ -47,9 +47,13 @@ static void usage(FILE *f)
 "Usage: %s run [OPTION]... [--] PROGRAM [ARG]...\n"
 "       %s env [--markdown]\n"
 "       %s stats FILE\n"
+"       %s top [-b] [-d SECS] [-n COUNT] [PID] | -l\n"
+"       %s plot [-o PNG] [-p PID] FILE\n"
 "       %s setup --user NAME | --group GROUP | --undo | --check [--user NAME]\n"
 "Run PROGRAM with its large anonymous memory (mmap and big malloc blocks)\n"
 "managed by faultline's userfaultfd runtime, through LD_PRELOAD.\n"
+"top shows a running program's counters and rates; plot draws the lines\n"
+"of --stats-interval (`%s top --help`, `%s plot --help`).\n"
 "setup (as root) lets a user or group open /dev/userfaultfd, which a program\n"
 "that does not run as root needs (`%s setup --help`).\n"
 "\n"
@@ -64,6 +68,8 @@ static void usage(FILE *f)
 "  -a, --fault-around SIZE  bytes per fault, 0: adaptive (FAULTLINE_FAULT_AROUND)\n"
 "      --stats[=FORMAT]     print statistics at exit: text (default) or json\n"
 "      --stats-file FILE    write them to FILE (%%p: the pid), not stderr\n"
+"      --stats-interval SECS  also a JSON line every SECS while it runs\n"
+"                           (FAULTLINE_STATS_INTERVAL_MS; draw: %s plot FILE)\n"
 "      --no-malloc          leave malloc blocks to glibc (FAULTLINE_MALLOC=no)\n"
 "      --no-children        programs it execs run without the shim\n"
 "  -n, --dry-run            print the environment and command, run nothing\n"
@@ -72,7 +78,7 @@ static void usage(FILE *f)
 "\n"
 "Sizes take K, M, G or T (powers of 1024). The exit status is PROGRAM's;\n"
 "2 means a usage error, 126/127 that PROGRAM could not be run / found.\n",
-		prog, prog, prog, prog, prog, prog);
+		prog, prog, prog, prog, prog, prog, prog, prog, prog, prog, prog);
 }
 
 /* ---- finding the shim: beside us, in the build tree, or installed ---- */
@@ -181,7 +187,7 @@ static void print_quoted(const char *s)
 
 static int cmd_run(int argc, char **argv)
 {
-	enum { O_STATS = 256, O_STATS_FILE, O_NO_MALLOC, O_NO_CHILDREN };
+	enum { O_STATS = 256, O_STATS_FILE, O_STATS_INTERVAL, O_NO_MALLOC, O_NO_CHILDREN };
 	static const struct option lopts[] = {
 		{ "budget", required_argument, NULL, 'b' },
 		{ "store", required_argument, NULL, 's' },
@@ -190,6 +196,7 @@ static int cmd_run(int argc, char **argv)
 		{ "fault-around", required_argument, NULL, 'a' },
 		{ "stats", optional_argument, NULL, O_STATS },
 		{ "stats-file", required_argument, NULL, O_STATS_FILE },
+		{ "stats-interval", required_argument, NULL, O_STATS_INTERVAL },
 		{ "no-malloc", no_argument, NULL, O_NO_MALLOC },
 		{ "no-children", no_argument, NULL, O_NO_CHILDREN },
 		{ "dry-run", no_argument, NULL, 'n' },
@@ -199,7 +206,8 @@ static int cmd_run(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *stats_file = NULL;
-	char shim[PATH_MAX], *preload;
+	char shim[PATH_MAX], *preload, interval[32];
+	bool stats_interval = false;
 	const char *budget = NULL, *store = NULL;
 	bool dry = false;
 	int c, verbose = 0, quiet = 0;
@@ -238,6 +246,20 @@ static int cmd_run(int argc, char **argv)
 			stats_file = optarg;
 			set_option("--stats-file", "FAULTLINE_STATS_FILE", optarg);
 			break;
+		case O_STATS_INTERVAL: {
+			char *end;
+			double v;
+
+			errno = 0;
+			v = strtod(optarg, &end);
+			if (!*optarg || *end || errno || !(v >= 0.01 && v <= 86400))
+				usage_error("invalid --stats-interval '%s': expected seconds from "
+					    "0.01 to 86400", optarg);
+			snprintf(interval, sizeof(interval), "%.0f", v * 1000);
+			set_option("--stats-interval", "FAULTLINE_STATS_INTERVAL_MS", interval);
+			stats_interval = true;
+			break;
+		}
 		case O_NO_MALLOC:
 			set_option("--no-malloc", "FAULTLINE_MALLOC", "no");
 			break;
@@ -275,6 +297,14 @@ static int cmd_run(int argc, char **argv)
 		set_option("-q", "FAULTLINE_LOG", "error");
 	else if (verbose)
 		set_option("-v", "FAULTLINE_LOG", verbose > 1 ? "debug" : "info");
+	if (stats_interval) {
+		for (size_t i = 0; i < nsettings; i++)
+			if (!strcmp(settings[i].name, "FAULTLINE_STATS") &&
+			    strcmp(settings[i].value, "json"))
+				usage_error("--stats-interval writes JSON lines: it does not go "
+					    "with --stats=%s", settings[i].value);
+		set_option("--stats-interval", "FAULTLINE_STATS", "json");
+	}
 	if (stats_file) {
 		bool have = false;
 
@@ -556,7 +586,7 @@ int main(int argc, char **argv)
 	const char *cmd;
 
 	if (argc < 2)
-		usage_error("missing command (run, env, stats or setup)");
+		usage_error("missing command (run, env, stats, top, plot or setup)");
 	cmd = argv[1];
 	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
 		usage(stdout);
@@ -572,6 +602,10 @@ int main(int argc, char **argv)
 		return cmd_env(argc - 1, argv + 1);
 	if (!strcmp(cmd, "stats"))
 		return cmd_stats(argc - 1, argv + 1);
+	if (!strcmp(cmd, "top"))
+		return cmd_top(argc - 1, argv + 1);
+	if (!strcmp(cmd, "plot"))
+		return cmd_plot(argc - 1, argv + 1);
 	if (!strcmp(cmd, "setup"))
 		return cmd_setup(argc - 1, argv + 1);
 	usage_error("unknown command '%s'", cmd);
