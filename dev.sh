@@ -21,10 +21,11 @@ BUILD=${BUILD:-build}
 # sqlite3, stress-ng, python3: the preload tests run them (tests/preload/);
 # spin model-checks runtime/core/faultpath.pml; clang + libclang-rt: the libFuzzer tests;
 # scdoc: the manual pages (doc/); systemtap-sdt-dev: <sys/sdt.h>, the USDT probes;
-# gnuplot-nox: faultline plot and the benchmarks' pictures (tests/preload/live.sh)
+# gnuplot-nox: faultline plot and the benchmarks' pictures (tests/preload/live.sh);
+# libjemalloc2, libtcmalloc-minimal4: the shim beside other allocators (allocators.sh)
 PKGS=(meson ninja-build pkg-config gcc liburing-dev liburcu-dev libnuma-dev libc6-dev
 	python3 sqlite3 stress-ng spin clang libclang-rt-14-dev scdoc systemtap-sdt-dev
-	gnuplot-nox)
+	gnuplot-nox libjemalloc2 libtcmalloc-minimal4)
 
 install_missing() {
 	local need=() p sudo=

@@ -741,8 +741,15 @@ FL_EXPORT int fl_ckpt_save(struct fl_ckpt *ck, const char *path, unsigned int fl
 		return ret;
 	}
 	if (full) {
-		char *d = strndup(path, dirlen);
+		/* malloc, not strndup: the shim routes the runtime's own
+		 * malloc/free to one allocator, and strndup's would be the
+		 * program's */
+		char *d = malloc(dirlen + 1);
 
+		if (d) {
+			memcpy(d, path, dirlen);
+			d[dirlen] = '\0';
+		}
 		if (!d) {
 			ck->need_full = true;
 			return 0;	/* the image is fine; the chain restarts */

@@ -18,13 +18,15 @@
  *     mmap symbol never sees; glibc >= 2.34 has no hooks left either. So the
  *     malloc family is interposed: a large request gets its own page-aligned
  *     anonymous mapping, registered as a region, and recorded in a lock-free
- *     table keyed by the pointer (blk_*). Everything else goes to glibc's
- *     own __libc_malloc & co. free(), realloc() and malloc_usable_size()
- *     look a pointer up only if it is page aligned (ours always are; glibc's
- *     almost never), and never read memory around a pointer to decide: a
- *     header in front of the block could not tell glibc's chunks from ours
- *     safely. calloc needs no memset: fresh mappings read zeros, and the
- *     zero pager produces zeros.
+ *     table keyed by the pointer (blk_*). Everything else goes to the
+ *     allocator the program would have had without the shim (the next
+ *     malloc in the lookup order: jemalloc, tcmalloc or glibc; see "the
+ *     allocators" below). free(), realloc() and malloc_usable_size()
+ *     look a pointer up only if it is page aligned (ours always are; an
+ *     allocator's small chunks almost never), and never read memory around
+ *     a pointer to decide: a header in front of the block could not tell
+ *     another allocator's chunks from ours safely. calloc needs no memset:
+ *     fresh mappings read zeros, and the zero pager produces zeros.
  *
  * Recursion and the runtime's own memory
  *   shim_depth (thread-local, initial-exec: no __tls_get_addr, no malloc)
@@ -32,15 +34,17 @@
  *   and set for good on every thread the runtime creates (pthread_create
  *   is interposed only to the extent of marking threads started while the
  *   shim is active on the calling thread, or by a marked thread). With it
- *   raised, every interposed call goes straight to the real function: the
- *   runtime's own allocations (index arrays, page-state tables, the 4 MiB
- *   bounce buffers, liburcu's and liburing's) are never managed, and a
+ *   raised, every interposed call goes straight to the real function (for
+ *   the malloc family: glibc's): the runtime's own allocations (index
+ *   arrays, page-state tables, the 4 MiB bounce buffers, liburcu's and
+ *   liburing's) are never managed, never the program allocator's, and a
  *   handler thread never touches managed memory through the shim.
  *
- * The real functions: the malloc family through glibc's exported
- * __libc_* entry points (no dlsym: dlsym itself may call malloc); the mmap
- * family through dlsym(RTLD_NEXT) in the constructor, with raw system calls
- * for calls that come before it (other libraries' constructors).
+ * The real functions: the program's malloc family through dlsym(RTLD_NEXT)
+ * at its first call, the runtime's own through glibc's exported __libc_*
+ * entry points (see "the allocators"); the mmap family through
+ * dlsym(RTLD_NEXT) in the constructor, with raw system calls for calls
+ * that come before it (other libraries' constructors).
  *
  * Fork: see shim_atfork_*; exec: see FAULTLINE_CHILDREN; exit: see
  * shim_fini(). Threads: the range table has a mutex, the block table is
@@ -68,6 +72,7 @@
 #include "options.h"
 
 #define SHIM_EXPORT __attribute__((visibility("default")))
+#define SHIM_HIDDEN __attribute__((visibility("hidden")))
 #define TLS_IE __attribute__((tls_model("initial-exec")))
 
 extern char **environ;
@@ -78,6 +83,21 @@ extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
 extern void __libc_free(void *);
 extern void *__libc_memalign(size_t, size_t);
+static void shim_free(void *ptr);
+
+/* the runtime's own allocator (--wrap, see "the allocators") */
+void *__wrap_malloc(size_t n);
+void __wrap_free(void *p);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t n);
+int __wrap_posix_memalign(void **out, size_t align, size_t n);
+void *__wrap_aligned_alloc(size_t align, size_t n);
+/* jemalloc's calls that take a pointer (answered for the shim's blocks) */
+void dallocx(void *ptr, int flags);
+void sdallocx(void *ptr, size_t size, int flags);
+size_t sallocx(const void *ptr, int flags);
+void *rallocx(void *ptr, size_t size, int flags);
+size_t xallocx(void *ptr, size_t size, size_t extra, int flags);
 
 /* ---- state ---- */
 
@@ -112,7 +132,6 @@ static int (*real_munmap)(void *, size_t);
 static void *(*real_mremap)(void *, size_t, size_t, int, ...);
 static int (*real_madvise)(void *, size_t, int);
 static int (*real_mprotect)(void *, size_t, int);
-static size_t (*real_usable)(void *);
 static int (*real_pthread_create)(pthread_t *, const pthread_attr_t *,
 				  void *(*)(void *), void *);
 
@@ -687,55 +706,214 @@ static inline bool shim_manages(void)
 	return !shim_depth && atomic_load_explicit(&shim_state, memory_order_relaxed) == SHIM_ACTIVE;
 }
 
-/* ---- the malloc family ---- */
+/* ---- the allocators: the program's, and the runtime's own ----
+ *
+ * A request the shim does not serve with a managed block goes to the
+ * allocator the program would have called without the shim: the next
+ * definition of the same function in the lookup order (dlsym RTLD_NEXT),
+ * which is jemalloc's or tcmalloc's when the program links or preloads one
+ * after the shim, and glibc's otherwise. Never glibc's by fiat: a program
+ * whose allocator is jemalloc hands every pointer to jemalloc's free() and
+ * malloc_usable_size().
+ *
+ * The shim's and the runtime's own allocations (shim_depth raised: the
+ * shim's code, the runtime's threads) go to glibc's __libc_* entry points
+ * instead, and so do the runtime's calls to malloc & co., whatever the
+ * lookup order (the shim is linked with --wrap for them: __wrap_* below).
+ * The program's allocator may call mmap() with its own locks held, and the
+ * program may fault on managed memory inside its allocator: a runtime that
+ * allocated from the program's allocator there would wait for a lock that
+ * the faulting thread, or this very thread, holds.
+ *
+ * Bootstrap: the first call resolves the next allocator (maybe before our
+ * constructor, from another library's). dlsym() may itself allocate; it
+ * runs with shim_depth raised, so its allocations are glibc's, and glibc
+ * keeps and frees them itself.
+ */
+struct next_alloc {
+	void *(*malloc)(size_t);
+	void (*free)(void *);
+	void *(*calloc)(size_t, size_t);
+	void *(*realloc)(void *, size_t);
+	int (*posix_memalign)(void **, size_t, size_t);
+	void *(*aligned_alloc)(size_t, size_t);
+	void *(*memalign)(size_t, size_t);
+	void *(*valloc)(size_t);
+	void *(*pvalloc)(size_t);
+	size_t (*usable)(void *);
+};
+static struct next_alloc nx;
+static _Atomic bool nx_ready;
+static size_t (*libc_usable)(void *);	/* glibc's own malloc_usable_size */
 
-SHIM_EXPORT void *malloc(size_t size)
+static void *nx_sym(const char *name)
+{
+	return dlsym(RTLD_NEXT, name);
+}
+
+static void nx_resolve(void)
+{
+	struct next_alloc n;
+	void *libc;
+
+	shim_depth++;
+	n.malloc = (void *(*)(size_t))nx_sym("malloc");
+	n.free = (void (*)(void *))nx_sym("free");
+	n.calloc = (void *(*)(size_t, size_t))nx_sym("calloc");
+	n.realloc = (void *(*)(void *, size_t))nx_sym("realloc");
+	n.posix_memalign = (int (*)(void **, size_t, size_t))nx_sym("posix_memalign");
+	n.aligned_alloc = (void *(*)(size_t, size_t))nx_sym("aligned_alloc");
+	n.memalign = (void *(*)(size_t, size_t))nx_sym("memalign");
+	n.valloc = (void *(*)(size_t))nx_sym("valloc");
+	n.pvalloc = (void *(*)(size_t))nx_sym("pvalloc");
+	n.usable = (size_t (*)(void *))nx_sym("malloc_usable_size");
+	libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+	if (libc) {
+		libc_usable = (size_t (*)(void *))dlsym(libc, "malloc_usable_size");
+		dlclose(libc);
+	}
+	if (!n.malloc || !n.free || !n.calloc || !n.realloc) {
+		/* cannot happen with glibc, which defines them all: glibc's */
+		n.malloc = __libc_malloc;
+		n.free = __libc_free;
+		n.calloc = __libc_calloc;
+		n.realloc = __libc_realloc;
+	}
+	/*
+	 * Racing threads compute the same pointers; each is stored whole.
+	 * nx_ready is set after them (release): a reader that sees it sees
+	 * them.
+	 */
+#define NX_SET(f) __atomic_store_n(&nx.f, n.f, __ATOMIC_RELAXED)
+	NX_SET(malloc); NX_SET(free); NX_SET(calloc); NX_SET(realloc);
+	NX_SET(posix_memalign); NX_SET(aligned_alloc); NX_SET(memalign);
+	NX_SET(valloc); NX_SET(pvalloc); NX_SET(usable);
+#undef NX_SET
+	atomic_store_explicit(&nx_ready, true, memory_order_release);
+	shim_depth--;
+}
+
+static inline const struct next_alloc *next(void)
+{
+	if (!atomic_load_explicit(&nx_ready, memory_order_acquire))
+		nx_resolve();
+	return &nx;
+}
+
+static size_t next_usable(void *p)
+{
+	const struct next_alloc *n = next();
+
+	return n->usable ? n->usable(p) : 0;
+}
+
+/* the runtime's own (see above): referenced as malloc & co. by its objects */
+SHIM_HIDDEN void *__wrap_malloc(size_t n)
+{
+	return __libc_malloc(n);
+}
+
+SHIM_HIDDEN void __wrap_free(void *p)
+{
+	__libc_free(p);
+}
+
+SHIM_HIDDEN void *__wrap_calloc(size_t n, size_t size)
+{
+	return __libc_calloc(n, size);
+}
+
+SHIM_HIDDEN void *__wrap_realloc(void *p, size_t n)
+{
+	return __libc_realloc(p, n);
+}
+
+SHIM_HIDDEN int __wrap_posix_memalign(void **out, size_t align, size_t n)
+{
+	void *p;
+
+	if (!align || (align & (align - 1)) || align % sizeof(void *))
+		return EINVAL;
+	p = __libc_memalign(align, n);
+	if (!p)
+		return ENOMEM;
+	*out = p;
+	return 0;
+}
+
+SHIM_HIDDEN void *__wrap_aligned_alloc(size_t align, size_t n)
+{
+	return __libc_memalign(align, n);
+}
+
+/* a managed block for the program, or NULL: not eligible, or none made */
+static void *blk_try(size_t size, size_t align)
 {
 	void *p;
 
 	if (size < min_region || !opt.malloc || !shim_manages())
-		return __libc_malloc(size);
+		return NULL;
 	shim_depth++;
-	p = blk_alloc(size, 1);
+	p = blk_alloc(size, align);
 	shim_depth--;
-	return p ? p : __libc_malloc(size);
+	return p;
+}
+
+/* free() proper; exported free() and the other entry points call this, not
+ * free(): a call to free() from here could bind to another library's */
+static void shim_free(void *ptr)
+{
+	struct blk *b = blk_find(ptr);
+
+	if (b) {
+		shim_depth++;
+		blk_free(b, ptr);
+		shim_depth--;
+	} else if (!ptr) {
+		return;
+	} else if (shim_depth) {
+		__libc_free(ptr);
+	} else {
+		next()->free(ptr);
+	}
+}
+
+/* ---- the malloc family ---- */
+
+static void *shim_malloc(size_t size)
+{
+	void *p;
+
+	if (shim_depth)
+		return __libc_malloc(size);
+	p = blk_try(size, 1);
+	return p ? p : next()->malloc(size);
+}
+
+SHIM_EXPORT void *malloc(size_t size)
+{
+	return shim_malloc(size);
 }
 
 SHIM_EXPORT void free(void *ptr)
 {
-	struct blk *b = blk_find(ptr);
-
-	if (!b) {
-		__libc_free(ptr);
-		return;
-	}
-	shim_depth++;
-	blk_free(b, ptr);
-	shim_depth--;
+	shim_free(ptr);
 }
 
 SHIM_EXPORT void *calloc(size_t n, size_t size)
 {
 	size_t total;
-	void *p;
+	void *p = NULL;
 
-	if (__builtin_mul_overflow(n, size, &total) || total < min_region ||
-	    !opt.malloc || !shim_manages())
+	if (shim_depth)
 		return __libc_calloc(n, size);
-	shim_depth++;
-	p = blk_alloc(total, 1);	/* fresh mapping + zero pager: reads zeros */
-	shim_depth--;
-	return p ? p : __libc_calloc(n, size);
+	/* a fresh mapping and the zero pager: the block reads zeros */
+	if (!__builtin_mul_overflow(n, size, &total))
+		p = blk_try(total, 1);
+	return p ? p : next()->calloc(n, size);
 }
 
-static size_t real_usable_size(void *p)
-{
-	if (!real_usable)
-		real_usable = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
-	return real_usable ? real_usable(p) : 0;
-}
-
-SHIM_EXPORT void *realloc(void *ptr, size_t size)
+static void *shim_realloc(void *ptr, size_t size)
 {
 	struct blk *b = blk_find(ptr);
 	void *np;
@@ -743,29 +921,29 @@ SHIM_EXPORT void *realloc(void *ptr, size_t size)
 	if (!b) {
 		size_t old;
 
-		if (!ptr || size < min_region || !opt.malloc || !shim_manages())
+		if (shim_depth)
 			return __libc_realloc(ptr, size);
-		/* a glibc chunk grows into a managed block */
-		shim_depth++;
-		np = blk_alloc(size, 1);
-		shim_depth--;
+		if (!ptr)
+			return shim_malloc(size);
+		/* the program's chunk grows into a managed block */
+		np = blk_try(size, 1);
 		if (!np)
-			return __libc_realloc(ptr, size);
-		old = real_usable_size(ptr);
+			return next()->realloc(ptr, size);
+		old = next_usable(ptr);
 		memcpy(np, ptr, old < size ? old : size);
-		__libc_free(ptr);
+		next()->free(ptr);
 		return np;
 	}
 	if (!size) {
-		free(ptr);
+		shim_free(ptr);
 		return NULL;
 	}
 	if (size <= b->maplen && size > b->maplen / 2)
 		return ptr;	/* fits, and not much is wasted */
 	shim_depth++;
 	if (size < min_region) {
-		/* back to glibc */
-		np = __libc_malloc(size);
+		/* back to the program's allocator */
+		np = next()->malloc(size);
 		if (np) {
 			memcpy(np, ptr, size);
 			blk_free(b, ptr);
@@ -794,8 +972,8 @@ SHIM_EXPORT void *realloc(void *ptr, size_t size)
 			blk_remove(b);
 			managed = shim_register(np, maplen);
 			if (!blk_insert((uintptr_t)np, maplen, managed)) {
-				/* no slot: hand the bytes to glibc */
-				void *g = __libc_malloc(size);
+				/* no slot: hand the bytes to the program's allocator */
+				void *g = next()->malloc(size);
 
 				if (managed)
 					shim_unregister(np, true);
@@ -812,16 +990,9 @@ SHIM_EXPORT void *realloc(void *ptr, size_t size)
 	return np;
 }
 
-static void *aligned_common(size_t align, size_t size)
+SHIM_EXPORT void *realloc(void *ptr, size_t size)
 {
-	void *p = NULL;
-
-	if (size >= min_region && opt.malloc && shim_manages()) {
-		shim_depth++;
-		p = blk_alloc(size, align);
-		shim_depth--;
-	}
-	return p ? p : __libc_memalign(align, size);
+	return shim_realloc(ptr, size);
 }
 
 SHIM_EXPORT int posix_memalign(void **out, size_t align, size_t size)
@@ -830,45 +1001,151 @@ SHIM_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 
 	if (!align || (align & (align - 1)) || align % sizeof(void *))
 		return EINVAL;
-	p = aligned_common(align, size);
+	if (shim_depth)
+		return __wrap_posix_memalign(out, align, size);
+	p = blk_try(size, align);
 	if (!p)
-		return ENOMEM;
+		return next()->posix_memalign ? next()->posix_memalign(out, align, size) :
+			__wrap_posix_memalign(out, align, size);
 	*out = p;
 	return 0;
 }
 
 SHIM_EXPORT void *aligned_alloc(size_t align, size_t size)
 {
+	void *p;
+
 	if (!align || (align & (align - 1))) {
 		errno = EINVAL;
 		return NULL;
 	}
-	return aligned_common(align, size);
+	if (shim_depth)
+		return __libc_memalign(align, size);
+	p = blk_try(size, align);
+	return p ? p : next()->aligned_alloc ? next()->aligned_alloc(align, size) :
+		__libc_memalign(align, size);
 }
 
 SHIM_EXPORT void *memalign(size_t align, size_t size)
 {
+	size_t a = align;
+	void *p;
+
+	if (shim_depth)
+		return __libc_memalign(align, size);
 	/* glibc rounds a non-power-of-two alignment up */
-	if (align & (align - 1))
-		align = (size_t)1 << (64 - __builtin_clzl(align));
-	return aligned_common(align ? align : 1, size);
+	if (a & (a - 1))
+		a = (size_t)1 << (64 - __builtin_clzl(a));
+	p = blk_try(size, a ? a : 1);
+	return p ? p : next()->memalign ? next()->memalign(align, size) :
+		__libc_memalign(align, size);
 }
 
 SHIM_EXPORT void *valloc(size_t size)
 {
-	return aligned_common(page_size, size);
+	void *p;
+
+	if (shim_depth)
+		return __libc_memalign(page_size, size);
+	p = blk_try(size, page_size);
+	return p ? p : next()->valloc ? next()->valloc(size) : __libc_memalign(page_size, size);
 }
 
 SHIM_EXPORT void *pvalloc(size_t size)
 {
-	return aligned_common(page_size, page_up(size ? size : 1));
+	void *p;
+
+	if (shim_depth)
+		return __libc_memalign(page_size, page_up(size ? size : 1));
+	p = blk_try(page_up(size ? size : 1), page_size);
+	return p ? p : next()->pvalloc ? next()->pvalloc(size) :
+		__libc_memalign(page_size, page_up(size ? size : 1));
 }
 
 SHIM_EXPORT size_t malloc_usable_size(void *ptr)
 {
 	struct blk *b = blk_find(ptr);
 
-	return b ? b->maplen : real_usable_size(ptr);
+	if (b)
+		return b->maplen;
+	if (!ptr)
+		return 0;
+	if (shim_depth) {
+		if (!libc_usable)
+			next();
+		return libc_usable ? libc_usable(ptr) : 0;
+	}
+	return next_usable(ptr);
+}
+
+/*
+ * jemalloc's non-standard calls that take a pointer: a program linked with
+ * jemalloc may hand them a block the shim made (it got it from malloc).
+ * Blocks are answered here; other pointers go to jemalloc. The flags of
+ * rallocx (alignment, zeroing) need nothing for a block: it is page
+ * aligned, and the pages a mapping grows by read zeros.
+ */
+SHIM_EXPORT void dallocx(void *ptr, int flags)
+{
+	static void (*fn)(void *, int);
+
+	if (blk_find(ptr)) {
+		shim_free(ptr);
+		return;
+	}
+	if (!fn)
+		fn = (void (*)(void *, int))nx_sym("dallocx");
+	if (fn)
+		fn(ptr, flags);
+}
+
+SHIM_EXPORT void sdallocx(void *ptr, size_t size, int flags)
+{
+	static void (*fn)(void *, size_t, int);
+
+	if (blk_find(ptr)) {
+		shim_free(ptr);
+		return;
+	}
+	if (!fn)
+		fn = (void (*)(void *, size_t, int))nx_sym("sdallocx");
+	if (fn)
+		fn(ptr, size, flags);
+}
+
+SHIM_EXPORT size_t sallocx(const void *ptr, int flags)
+{
+	static size_t (*fn)(const void *, int);
+	struct blk *b = blk_find(ptr);
+
+	if (b)
+		return b->maplen;
+	if (!fn)
+		fn = (size_t (*)(const void *, int))nx_sym("sallocx");
+	return fn ? fn(ptr, flags) : 0;
+}
+
+SHIM_EXPORT void *rallocx(void *ptr, size_t size, int flags)
+{
+	static void *(*fn)(void *, size_t, int);
+
+	if (blk_find(ptr))
+		return size ? shim_realloc(ptr, size) : NULL;
+	if (!fn)
+		fn = (void *(*)(void *, size_t, int))nx_sym("rallocx");
+	return fn ? fn(ptr, size, flags) : NULL;
+}
+
+SHIM_EXPORT size_t xallocx(void *ptr, size_t size, size_t extra, int flags)
+{
+	static size_t (*fn)(void *, size_t, size_t, int);
+	struct blk *b = blk_find(ptr);
+
+	if (b)
+		return b->maplen;	/* a block never grows in place */
+	if (!fn)
+		fn = (size_t (*)(void *, size_t, size_t, int))nx_sym("xallocx");
+	return fn ? fn(ptr, size, extra, flags) : 0;
 }
 
 /* ---- the mmap family ---- */
@@ -1331,7 +1608,6 @@ static void shim_init(void)
 	real_mremap = (void *(*)(void *, size_t, size_t, int, ...))dlsym(RTLD_NEXT, "mremap");
 	real_madvise = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "madvise");
 	real_mprotect = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "mprotect");
-	real_usable = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
 	real_pthread_create = (int (*)(pthread_t *, const pthread_attr_t *,
 				       void *(*)(void *), void *))dlsym(RTLD_NEXT, "pthread_create");
 
