@@ -22,10 +22,11 @@ BUILD=${BUILD:-build}
 # spin model-checks runtime/core/faultpath.pml; clang + libclang-rt: the libFuzzer tests;
 # scdoc: the manual pages (doc/); systemtap-sdt-dev: <sys/sdt.h>, the USDT probes;
 # gnuplot-nox: faultline plot and the benchmarks' pictures (tests/preload/live.sh);
-# libjemalloc2, libtcmalloc-minimal4: the shim beside other allocators (allocators.sh)
+# libjemalloc2, libtcmalloc-minimal4: the shim beside other allocators (allocators.sh);
+# redis-server: a jemalloc program under the shim (redis.sh; it starts its own, on 127.0.0.1)
 PKGS=(meson ninja-build pkg-config gcc liburing-dev liburcu-dev libnuma-dev libc6-dev
 	python3 sqlite3 stress-ng spin clang libclang-rt-14-dev scdoc systemtap-sdt-dev
-	gnuplot-nox libjemalloc2 libtcmalloc-minimal4)
+	gnuplot-nox libjemalloc2 libtcmalloc-minimal4 redis-server)
 
 install_missing() {
 	local need=() p sudo=
