@@ -51,6 +51,9 @@ enum fl_test_site {
 	FL_FAIL_INDEX_PUBLISH,		/* index_publish_locked() returns -ENOMEM */
 	FL_FAIL_PUT_BACK,		/* evict.c far_put_back(): the MOVE back
 					 * fails EAGAIN (an event pending) */
+	FL_FAIL_MOVE_MISCOUNT,		/* evict.c evict_move_locked(): a MOVE
+					 * that moved its whole run reports
+					 * -EEXIST and nothing moved */
 	FL_FAIL_NR
 };
 

@@ -79,6 +79,7 @@ struct fl_far {
 	bool started;
 	_Atomic bool stop;
 	void *staging;			/* FAR_BATCH frames registered on the uffd (MOVE) */
+	int pagemap_fd;			/* /proc/self/pagemap: what a failed MOVE did */
 	void *buf;			/* FAR_BATCH pages of copies (no MOVE) */
 	size_t hand_idx, hand_page;	/* CLOCK hand: index position, page */
 	uint64_t hand_gen;
