@@ -54,6 +54,7 @@ tail -n 1 "$WORK/far.err" > "$WORK/far.json"
 ev=$(json_get "$WORK/far.json" 's["counters"]["far_evictions"]')
 pi=$(json_get "$WORK/far.json" 's["counters"]["far_pageins"]')
 diag "--budget 64M: far_evictions=$ev far_pageins=$pi"
+[ "$out" = "$want" ] || diag "got '$out', want '$want'; stderr and statistics: $(head -c 4000 "$WORK/far.err")"
 [ "$out" = "$want" ] && [ "${ev:-0}" -gt 0 ] && [ "${pi:-0}" -gt 0 ]
 ok $? "run --budget 64M --stats=json: same output, evictions and page-ins in the JSON"
 [ -z "$(ls -A "$WORK/tmpd")" ]; ok $? "the default store (an unnamed file in \$TMPDIR) leaves nothing behind"
