@@ -462,8 +462,9 @@ struct victim {
 };
 
 /*
- * Is a page mapped at @addr? From /proc/self/pagemap. Return: 1, 0, or -1
- * (cannot tell).
+ * Is a page mapped at @addr? From /proc/self/pagemap. Return: 1 (present),
+ * 0 (no page: none, or only a uffd-wp marker), -1 (cannot tell: a swap or
+ * migration entry, which a MOVE waits out, or no pagemap).
  */
 static int page_mapped(const struct fl_far *f, uintptr_t addr, unsigned int shift)
 {
@@ -472,7 +473,9 @@ static int page_mapped(const struct fl_far *f, uintptr_t addr, unsigned int shif
 	if (f->pagemap_fd < 0 ||
 	    pread(f->pagemap_fd, &e, sizeof(e), (off_t)((addr >> shift) * sizeof(e))) != sizeof(e))
 		return -1;
-	return (int)(e >> 63);	/* PM_PRESENT; no swap under a uffd region of ours */
+	if (e >> 63)			/* PM_PRESENT */
+		return 1;
+	return (e >> 62) & 1 ? -1 : 0;	/* PM_SWAP: swap or migration entry */
 }
 
 /*
@@ -604,6 +607,17 @@ static size_t evict_move_locked(struct fl_runtime *rt, struct fl_region *r,
 				if (i + moved == j)
 					ret = 0;	/* the whole run moved */
 			}
+			/*
+			 * The page that stopped the run, its frame empty: if its
+			 * PTE is empty too the program zapped it, whatever the
+			 * errno says (a run cut short by a hole comes back
+			 * -EAGAIN with the pages before it counted).
+			 */
+			if (ret && ret != -ENOENT &&
+			    page_mapped(f, v[i + moved].addr, rt->page_shift) == 0 &&
+			    page_mapped(f, (uintptr_t)stg + (i + moved) * rt->page_size,
+					rt->page_shift) == 0)
+				ret = -ENOENT;
 		}
 		for (size_t k = i; k < i + moved; k++) {
 			_Atomic uint32_t *w = &r->pstate[v[k].pg];
