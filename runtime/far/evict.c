@@ -486,8 +486,9 @@ static int page_mapped(const struct fl_far *f, uintptr_t addr, unsigned int shif
  * (seen: the victims' PTEs empty, their frames full). Believing the count
  * set the victims RESIDENT with empty PTEs and dropped their frames: pages
  * lost, their next fault a duplicate forever. A frame is written only by
- * this evictor's MOVE, and emptied after every batch (step 6): a full frame
- * whose victim's PTE is empty holds that victim's page.
+ * this evictor's MOVE, emptied after every batch (step 6) and found empty
+ * before each (staging_is_empty()): a full frame whose victim's PTE is
+ * empty holds that victim's page.
  * Context: evictor, region read lock held.
  */
 static size_t moved_anyway(struct fl_runtime *rt, const struct victim *v, const char *stg,
@@ -923,6 +924,47 @@ static size_t pick_locked(struct fl_runtime *rt, struct fl_region *r, struct vic
 	return n;
 }
 
+/*
+ * Step 6: the first @n frames back to empty for the next batch. Unregistered
+ * for the madvise: on a registered range it would raise a REMOVE event, and
+ * until a handler reads it every COPY in the process fails EAGAIN
+ * (mmap_changing) and its fault is parked.
+ */
+static void staging_empty(struct fl_runtime *rt, size_t n)
+{
+	struct fl_far *f = rt->far;
+	size_t len = FAR_BATCH * rt->page_size;
+
+	if (uffd_unregister(&rt->uffd, (uintptr_t)f->staging, len) == 0) {
+		madvise(f->staging, n * rt->page_size, MADV_DONTNEED);
+		if (uffd_register(&rt->uffd, (uintptr_t)f->staging, len,
+				  UFFDIO_REGISTER_MODE_MISSING, NULL))
+			f->move = false;	/* cannot happen; fall back */
+	} else {
+		madvise(f->staging, n * rt->page_size, MADV_DONTNEED);
+	}
+}
+
+/*
+ * Are the frames empty, as every batch must find them? moved_anyway() takes
+ * a full frame for its victim's page: a frame left full would pass its old
+ * bytes off as a victim's. One pagemap read. Return: true also when it
+ * cannot tell (no pagemap: moved_anyway() then finds nothing either).
+ */
+static bool staging_is_empty(const struct fl_runtime *rt)
+{
+	const struct fl_far *f = rt->far;
+	uint64_t e[FAR_BATCH];
+	off_t at = (off_t)(((uintptr_t)f->staging >> rt->page_shift) * sizeof(e[0]));
+
+	if (f->pagemap_fd < 0 || pread(f->pagemap_fd, e, sizeof(e), at) != (ssize_t)sizeof(e))
+		return true;
+	for (size_t k = 0; k < FAR_BATCH; k++)
+		if (e[k] >> 63)
+			return false;
+	return true;
+}
+
 /* one batch from the hand's region. Return: -1 at the end of a sweep */
 static int evict_batch(struct fl_runtime *rt, size_t want)
 {
@@ -934,6 +976,14 @@ static int evict_batch(struct fl_runtime *rt, size_t want)
 	uint64_t gen;
 	bool stale;
 
+	if (f->move && !staging_is_empty(rt)) {
+		/* never seen; but the evictor must not go on from it */
+		staging_empty(rt, FAR_BATCH);
+		if (!staging_is_empty(rt)) {
+			f->sweep_partial = true;
+			return -1;	/* end the sweep, back off */
+		}
+	}
 	if (f->move) {
 		/* one spare rescue entry per victim, before any is claimed:
 		 * the error path (far_put_back) must never allocate */
@@ -984,22 +1034,7 @@ static int evict_batch(struct fl_runtime *rt, size_t want)
 	region_end_read(r);
 
 	if (n && f->move) {
-		/*
-		 * Step 6: frames back to empty for the next batch. Unregistered
-		 * for the madvise: on a registered range it would raise a REMOVE
-		 * event, and until a handler reads it every COPY in the process
-		 * fails EAGAIN (mmap_changing) and its fault is parked.
-		 */
-		size_t len = FAR_BATCH * rt->page_size;
-
-		if (uffd_unregister(&rt->uffd, (uintptr_t)f->staging, len) == 0) {
-			madvise(f->staging, n * rt->page_size, MADV_DONTNEED);
-			if (uffd_register(&rt->uffd, (uintptr_t)f->staging, len,
-					  UFFDIO_REGISTER_MODE_MISSING, NULL))
-				f->move = false;	/* cannot happen; fall back */
-		} else {
-			madvise(f->staging, n * rt->page_size, MADV_DONTNEED);
-		}
+		staging_empty(rt, n);	/* step 6 */
 	} else if (n) {
 		zap_victims(rt, v, n);
 	}
