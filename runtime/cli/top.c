@@ -202,6 +202,10 @@ static void frame(const struct watched *w, const struct fl_live_snap *a,
 	       (unsigned long long)b->regions, (unsigned long long)b->mmaps,
 	       (unsigned long long)b->malloc_blocks, now, peak,
 	       (unsigned long long)b->not_managed, (unsigned long long)b->register_errors);
+	human(res, sizeof(res), (double)b->rss_anon);
+	human(rpeak, sizeof(rpeak), (double)b->vm_hwm);
+	printf("process:  %s anonymous resident, %s peak resident set (all memory, "
+	       "managed or not)\n", res, rpeak);
 	human(res, sizeof(res), (double)b->st.far_resident_pages * ps);
 	human(rpeak, sizeof(rpeak), (double)b->st.far_resident_peak * ps);
 	if (l->budget) {

@@ -1409,6 +1409,39 @@ static void strip_ld_preload(void)
 
 /* ---- statistics: at exit, every FAULTLINE_STATS_INTERVAL_MS, live ---- */
 
+/*
+ * The process's anonymous resident memory and its peak resident set, from
+ * /proc/self/status, in bytes (0 if unreadable): beside the managed bytes
+ * they show how much of the program the runtime holds. No stdio, no malloc.
+ */
+static void proc_rss(uint64_t *anon, uint64_t *hwm)
+{
+	char buf[4096];
+	ssize_t n;
+	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+
+	*anon = *hwm = 0;
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	for (char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		uint64_t *out = !strncmp(l, "RssAnon:", 8) ? anon : !strncmp(l, "VmHWM:", 6) ? hwm : NULL;
+		char *c = l;
+
+		if (!out)
+			continue;
+		while (*c && (*c < '0' || *c > '9') && *c != '\n')
+			c++;
+		for (*out = 0; *c >= '0' && *c <= '9'; c++)
+			*out = *out * 10 + (uint64_t)(*c - '0');
+		*out <<= 10;	/* kB */
+	}
+}
+
 static void shim_snapshot(struct fl_live_snap *s)
 {
 	struct fl_runtime *r = __atomic_load_n(&rt, __ATOMIC_ACQUIRE);
@@ -1424,6 +1457,7 @@ static void shim_snapshot(struct fl_live_snap *s)
 	s->bytes_peak = n_bytes_peak;
 	s->not_managed = n_unmanaged;
 	s->register_errors = n_register_errors;
+	proc_rss(&s->rss_anon, &s->vm_hwm);
 }
 
 static void stats_write(FILE *f)
@@ -1451,14 +1485,16 @@ static void stats_write(FILE *f)
 			"\"runtime\":%s,\"budget\":%llu,\"page_size\":%zu,\"regions\":%llu,"
 			"\"managed\":{\"mmaps\":%llu,\"malloc_blocks\":%llu,"
 			"\"bytes_now\":%llu,\"bytes_peak\":%llu,\"not_managed\":%llu,"
-			"\"register_errors\":%llu},\"counters\":{",
+			"\"register_errors\":%llu},\"process\":{\"rss_anon\":%llu,\"vm_hwm\":%llu},"
+			"\"counters\":{",
 			(int)getpid(), prog,
 			(unsigned long long)((live_now_ns() - start_ns) / 1000000u),
 			rt ? "true" : "false", (unsigned long long)shim_budget, page_size,
 			(unsigned long long)s.regions,
 			(unsigned long long)s.mmaps, (unsigned long long)s.malloc_blocks,
 			(unsigned long long)s.bytes_now, (unsigned long long)s.bytes_peak,
-			(unsigned long long)s.not_managed, (unsigned long long)s.register_errors);
+			(unsigned long long)s.not_managed, (unsigned long long)s.register_errors,
+			(unsigned long long)s.rss_anon, (unsigned long long)s.vm_hwm);
 		const char *sep = "";
 #define X(name, help) \
 		fprintf(f, "%s\"%s\":%llu", sep, #name, (unsigned long long)s.st.name); sep = ",";
@@ -1471,6 +1507,8 @@ static void stats_write(FILE *f)
 		fprintf(f, "  %-22s %llu\n", "managed mmaps", (unsigned long long)s.mmaps);
 		fprintf(f, "  %-22s %llu\n", "managed malloc blocks", (unsigned long long)s.malloc_blocks);
 		fprintf(f, "  %-22s %llu\n", "managed bytes (peak)", (unsigned long long)s.bytes_peak);
+		fprintf(f, "  %-22s %llu\n", "process RssAnon bytes", (unsigned long long)s.rss_anon);
+		fprintf(f, "  %-22s %llu\n", "process VmHWM bytes", (unsigned long long)s.vm_hwm);
 #define X(name, help) \
 		if (s.st.name) fprintf(f, "  %-22s %llu  # %s\n", #name, (unsigned long long)s.st.name, help);
 		FL_STAT_FIELDS(X)

@@ -5,7 +5,7 @@
 # plot, and the errors of each.
 . "$(dirname "$0")/lib.sh"
 F=$FL_CLI
-plan 28
+plan 30
 probe_uffd
 
 # $LIVE_PROG DIR: 64 MiB written over and over (here under a 16 MiB budget)
@@ -72,6 +72,13 @@ for c in faults:faults pages_installed:"pages installed" far_pageins:page-ins; d
 	[ -n "$want" ] && [ "$got" = "$want" ]
 	ok $? "top's ${c#*:} after the work is the program's own count at exit ($got, $want)"
 done
+
+ra=$(json_get "$WORK/last.json" 's["process"]["rss_anon"]')
+hwm=$(json_get "$WORK/last.json" 's["process"]["vm_hwm"]')
+[ "${ra:-0}" -gt $((16 << 20)) ] && [ "${hwm:-0}" -ge "$ra" ]
+ok $? "the statistics give the process's anonymous RSS (${ra:-none}) and its peak RSS (${hwm:-none})"
+grep -q "^process:  .* anonymous resident, .* peak resident set" "$WORK/top"
+ok $? "top shows the process's own resident memory beside the managed memory"
 
 n=$(wc -l < "$WORK/mine.jsonl")
 $PY - "$WORK/mine.jsonl" <<'EOF'
