@@ -291,6 +291,29 @@ int fl_region_unregister(struct fl_runtime *rt, void *addr);
 int fl_region_unregister_discard(struct fl_runtime *rt, void *addr);
 
 /**
+ * fl_range_unregister() - take [@addr, @addr + @len) out of the runtime,
+ * whatever regions it covers or cuts: a region inside it goes as by
+ * fl_region_unregister(); a region it cuts is split, and its pieces outside
+ * the range stay registered with their pages as they were (resident pages
+ * still counted against the budget, evicted ones still in the store: nothing
+ * is read back for them). For an munmap(2), mprotect(2) or mmap(MAP_FIXED)
+ * of part of a region. The range leaves with the same ordering as a whole
+ * region (unpublished, faults drained, a grace period, then unregistered);
+ * pieces of a region made by fl_region_map() are unmapped.
+ * @flags: 0, or FL_UNREGISTER_DISCARD: the caller is about to unmap the
+ *	range; with far memory its evicted pages are dropped, not read back
+ *	(as fl_region_unregister_discard()).
+ *
+ * Context: as fl_region_unregister().
+ * Return: 0; -EINVAL (unaligned, zero length, unknown flag); -ENOENT (no
+ *	region overlaps the range); -ENOMEM (no memory to split a region: the
+ *	regions taken out before it stay out, the rest stay as they were);
+ *	-EOVERFLOW (@addr + @len wraps); -ENODEV (after fork).
+ */
+#define FL_UNREGISTER_DISCARD	(1u << 0)
+int fl_range_unregister(struct fl_runtime *rt, void *addr, size_t len, unsigned int flags);
+
+/**
  * fl_region_resize() - change the length of the region that starts at @addr.
  * Shrinking unregisters (and for fl_region_map() regions unmaps) the tail.
  * Growing extends the region in place: for fl_region_map() regions the

@@ -647,15 +647,16 @@ void fault_handle(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 	tier3(c, addr, write);
 }
 
-void region_make_resident_locked(struct fl_fault_ctx *c, struct fl_region *r)
+void region_make_resident_locked(struct fl_fault_ctx *c, struct fl_region *r,
+				 uintptr_t a, uintptr_t b)
 {
 	struct fl_runtime *rt = c->rt;
-	size_t npages = region_npages(r, rt->page_shift);
+	size_t last = (b - r->start) >> rt->page_shift;
 	struct fl_snap s;
 
 	snap_take(&s, r);
 	s.fault_around = FL_FAULT_AROUND_MAX;
-	for (size_t p = 0; p < npages; p++) {
+	for (size_t p = (a - r->start) >> rt->page_shift; p < last; p++) {
 		_Atomic uint32_t *w = &s.pstate[p];
 		unsigned int tries = 0;
 		uint64_t before;

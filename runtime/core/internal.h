@@ -183,11 +183,14 @@ static inline bool page_aligned(const struct fl_runtime *rt, uintptr_t a)
 void fault_handle(struct fl_fault_ctx *c, uintptr_t addr, bool write);
 
 /*
- * region_make_resident_locked() - produce every page of @r that the child of
- * a fork could not reproduce by itself (see runtime.c's fork policy).
- * Context: index writer lock held; @r published.
+ * region_make_resident_locked() - produce every page of [@a, @b) of @r (page
+ * aligned, inside it) that the runtime alone could produce: the evicted ones,
+ * and those a fill or copy pager makes (what the child of a fork, or the
+ * program after an unregister, could not reproduce by itself).
+ * Context: index writer lock held; @r published, or quiesced.
  */
-void region_make_resident_locked(struct fl_fault_ctx *c, struct fl_region *r);
+void region_make_resident_locked(struct fl_fault_ctx *c, struct fl_region *r,
+				 uintptr_t a, uintptr_t b);
 
 /*
  * A resolver's own reads in flight (hooks.h), before anything that may

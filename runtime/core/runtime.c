@@ -104,7 +104,8 @@ static void atfork_prepare(void)
 		/* far memory: evicted pages are not in the child's copy either */
 		for (size_t i = 0; have_ctx && i < x->n; i++)
 			if (x->e[i].r->pager != FL_PAGER_ZERO || rt->hooks.page_in)
-				region_make_resident_locked(&c, x->e[i].r);
+				region_make_resident_locked(&c, x->e[i].r, x->e[i].r->start,
+							    x->e[i].r->end);
 		if (have_ctx)
 			fault_ctx_fini(&c);
 	}
@@ -411,10 +412,17 @@ static struct fl_region *region_piece(struct fl_runtime *rt, const struct fl_reg
 	n->fill_arg = r->fill_arg;
 	n->fault_around = r->fault_around;
 	n->flags = r->flags;
-	/* far memory: the piece keeps its pages' store slots */
+	/*
+	 * Far memory: the piece keeps its pages' store slots. A piece that
+	 * ends before @r does gets no more than its own: the slots beyond b
+	 * belong to the pieces after it, and a piece that grew into them
+	 * (fl_region_resize) would overwrite their evicted pages.
+	 */
 	if (r->store_extent > a - r->start) {
 		n->store_off = r->store_off + (a - r->start);
 		n->store_extent = r->store_extent - (a - r->start);
+		if (b < r->end && n->store_extent > b - a)
+			n->store_extent = b - a;
 	}
 	for (size_t i = 0; i < np; i++) {
 		uint32_t v = atomic_load_explicit(&r->pstate[first + i], memory_order_relaxed);
@@ -630,16 +638,17 @@ FL_EXPORT int fl_region_map(struct fl_runtime *rt, size_t len,
 /* the whole of @r goes; kernel_ops false when the kernel already unmapped it */
 /*
  * region_readback_locked() - far memory: a region registered over the
- * program's own mapping outlives its registration, and once it leaves the
- * runtime nothing could produce its evicted pages again: read them back
- * first. Regions made by fl_region_map() are unmapped instead: nothing to
+ * program's own mapping outlives its registration, and once [@a, @b) of it
+ * leaves the runtime nothing could produce the evicted pages there again:
+ * read them back first. Regions made by fl_region_map() are unmapped instead: nothing to
  * save. Context: index writer lock held, @r quiesced (unpublished and
  * write-locked: the evictor, which works under the region read lock, can
  * take no page out any more), and the far gate held (fl_region_unregister,
  * fl_region_resize) or the evictor stopped (fl_runtime_destroy): no
  * non-MOVE zap can land while we read pages back.
  */
-static void region_readback_locked(struct fl_runtime *rt, struct fl_region *r)
+static void region_readback_locked(struct fl_runtime *rt, struct fl_region *r,
+				   uintptr_t a, uintptr_t b)
 {
 	struct fl_fault_ctx c;
 
@@ -652,7 +661,7 @@ static void region_readback_locked(struct fl_runtime *rt, struct fl_region *r)
 	c.no_throttle = true;
 	c.no_zap_coming = true;	/* callers hold the gate, or stopped the evictor */
 	c.events_ordered = true;	/* index writer: no event can be applied now */
-	region_make_resident_locked(&c, r);
+	region_make_resident_locked(&c, r, a, b);
 	fault_ctx_fini(&c);
 }
 
@@ -678,7 +687,7 @@ static void remove_region_locked(struct fl_runtime *rt, struct fl_region *r,
 		rt->hooks.protect_forget(rt, a, a + len, false);
 	if (kernel_ops) {
 		if (readback)
-			region_readback_locked(rt, r);	/* before the range stops being ours */
+			region_readback_locked(rt, r, a, a + len);	/* before the range stops being ours */
 		uffd_unregister(&rt->uffd, a, len);
 		if (r->flags & R_OWNED)
 			munmap((void *)a, len);
@@ -707,6 +716,22 @@ static struct fl_region *find_start_locked(struct fl_runtime *rt, uintptr_t a)
 	struct fl_region *r = index_lookup(rt->index.cur, a);
 
 	return r && r->start == a ? r : NULL;
+}
+
+/*
+ * Collect up to @max regions overlapping [start, end) of the current index.
+ * Context: index writer lock held.
+ */
+static size_t overlapping_locked(struct fl_runtime *rt, uintptr_t start, uintptr_t end,
+				 struct fl_region **out, size_t max)
+{
+	const struct fl_index *x = rt->index.cur;
+	size_t n = 0;
+
+	for (size_t i = 0; i < x->n && n < max; i++)
+		if (x->e[i].start < end && x->e[i].end > start)
+			out[n++] = x->e[i].r;
+	return n;
 }
 
 static int unregister_common(struct fl_runtime *rt, void *addr, bool readback)
@@ -776,7 +801,7 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 		goto out;
 	/* a shrink gives the tail back to the program: its evicted pages too */
 	if (new_len < old_len)
-		region_readback_locked(rt, r);
+		region_readback_locked(rt, r, a + new_len, a + old_len);
 	n = region_piece(rt, r, a, a + (new_len < old_len ? new_len : old_len), a, new_len);
 	if (!n) {
 		ret = -ENOMEM;
@@ -789,6 +814,9 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 		uffd_unregister(&rt->uffd, a + new_len, old_len - new_len);
 		if (r->flags & R_OWNED)
 			munmap((void *)(a + new_len), old_len - new_len);
+		/* the tail's pages stop counting as resident, its slots go */
+		if (rt->hooks.range_gone)
+			rt->hooks.range_gone(rt, r, a + new_len, a + old_len);
 	} else {
 		if ((r->flags & R_OWNED) &&
 		    mremap(addr, old_len, new_len, 0) == MAP_FAILED) {
@@ -838,6 +866,90 @@ out:
 	return ret;
 }
 
+/*
+ * One region @r overlapping [a, b): cut the overlap out of it (step numbers:
+ * the writer protocol of doc/architecture.md). The pieces outside are new
+ * regions carrying @r's page states and store slots: nothing is read back
+ * or counted again for them. Context: index writer lock and far gate held.
+ */
+static int carve_locked(struct fl_runtime *rt, struct fl_region *r, uintptr_t a, uintptr_t b,
+			bool readback)
+{
+	uintptr_t ca = r->start > a ? r->start : a, cb = r->end < b ? r->end : b;
+	struct fl_region *fresh[2];
+	size_t nf = 0;
+	int ret;
+
+	if (ca == r->start && cb == r->end) {
+		remove_region_locked(rt, r, true, readback);
+		return 0;
+	}
+	ret = victims_quiesce_locked(rt, &r, 1);
+	if (ret)
+		return ret;
+	if (r->start < ca)
+		fresh[nf++] = region_piece(rt, r, r->start, ca, r->start, ca - r->start);
+	if (r->end > cb)
+		fresh[nf++] = region_piece(rt, r, cb, r->end, cb, r->end - cb);
+	for (size_t i = 0; i < nf; i++)
+		if (!fresh[i]) {
+			for (size_t j = 0; j < nf; j++)
+				region_free(fresh[j]);
+			victims_restore_locked(rt, &r, 1);
+			return -ENOMEM;
+		}
+	/*
+	 * Quiesced: no fault resolves on @r and the evictor takes nothing
+	 * from it. Read back (the gate keeps non-MOVE zaps out), then stop
+	 * write protection, then unregister: a fault that raced us on the
+	 * cut range is woken by the unregister and refaults as plain memory.
+	 */
+	if (readback)
+		region_readback_locked(rt, r, ca, cb);
+	if (rt->hooks.protect_forget)
+		rt->hooks.protect_forget(rt, ca, cb, false);
+	uffd_unregister(&rt->uffd, ca, cb - ca);
+	if (r->flags & R_OWNED)
+		munmap((void *)ca, cb - ca);
+	if (rt->hooks.range_gone)	/* not resident any more, slots freed */
+		rt->hooks.range_gone(rt, r, ca, cb);
+	/* as in fl_region_resize(): the kernel has changed, no way back */
+	while (victims_replace_locked(rt, &r, 1, fresh, nf))
+		usleep(1000);
+	STAT_INC(&rt->wst, regions_resized);
+	return 0;
+}
+
+FL_EXPORT int fl_range_unregister(struct fl_runtime *rt, void *addr, size_t len,
+				  unsigned int flags)
+{
+	uintptr_t a = (uintptr_t)addr;
+	struct fl_region *r;
+	int ret, n = 0;
+
+	if (!rt)
+		return -EINVAL;
+	ret = range_check(rt, a, len);
+	if (ret)
+		return ret;
+	if (flags & ~FL_UNREGISTER_DISCARD)
+		return -EINVAL;
+	if (rt->forked_child)
+		return -ENODEV;
+	gate_lock(rt);	/* before the index lock: see far/evict.c, non-MOVE step 4 */
+	index_write_begin(&rt->index);
+	/* each turn takes one region out of [a, a + len): the loop ends */
+	while (overlapping_locked(rt, a, a + len, &r, 1)) {
+		ret = carve_locked(rt, r, a, a + len, !(flags & FL_UNREGISTER_DISCARD));
+		if (ret)
+			break;
+		n++;
+	}
+	index_write_end(&rt->index);
+	gate_unlock(rt);
+	return ret ? ret : n ? 0 : -ENOENT;
+}
+
 FL_EXPORT int fl_region_count(const struct fl_runtime *rt)
 {
 	struct fl_runtime *m = (struct fl_runtime *)rt;
@@ -852,22 +964,6 @@ FL_EXPORT int fl_region_count(const struct fl_runtime *rt)
 }
 
 /* ---- events: the program changed its own mappings ---- */
-
-/*
- * Collect up to @max regions overlapping [start, end) of the current index.
- * Context: index writer lock held.
- */
-static size_t overlapping_locked(struct fl_runtime *rt, uintptr_t start, uintptr_t end,
-				 struct fl_region **out, size_t max)
-{
-	const struct fl_index *x = rt->index.cur;
-	size_t n = 0;
-
-	for (size_t i = 0; i < x->n && n < max; i++)
-		if (x->e[i].start < end && x->e[i].end > start)
-			out[n++] = x->e[i].r;
-	return n;
-}
 
 /*
  * The program unmapped [start, end) (munmap, or mmap over it): the kernel
