@@ -70,6 +70,7 @@ struct fl_far {
 	_Alignas(64) _Atomic long resident;
 	_Atomic uint32_t kick;		/* futex: bumped to wake the evictor */
 	_Atomic uint32_t progress;	/* futex: bumped after each evictor batch */
+	_Atomic uint32_t evicting;	/* the evictor is at work, not waiting on anyone */
 
 	/* store extents: bump allocator, index writer lock held */
 	_Alignas(64) uint64_t store_next;
