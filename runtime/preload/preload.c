@@ -527,23 +527,48 @@ static void range_manage_locked(uintptr_t a, uintptr_t b)
 }
 
 /*
- * Take every managed range overlapping [a, b) out of the runtime before the
- * caller changes the mapping (munmap, mremap, mmap MAP_FIXED over it). The
- * unregister comes first: it waits for faults in flight on the range to
- * drain and for a grace period, so no handler can install a page into
- * whatever the kernel maps there next. The pieces of a range outside
- * [a, b) are returned in @keep (to re-register once the kernel is done).
- * @discard: the caller unmaps [a, b) for sure: a range wholly inside it
- * need not keep its bytes (see shim_unregister()).
+ * Cut [a, b) out of the runtime's regions (fl_range_unregister): the pieces
+ * of a range outside it stay managed as they are. False if the runtime could
+ * not (no memory to split): the caller then takes the whole range out.
+ */
+static bool shim_carve(uintptr_t a, uintptr_t b, bool discard)
+{
+	int ret;
+
+	if (!rt || atomic_load(&shim_state) != SHIM_ACTIVE)
+		return true;	/* forked child: the range is plain memory already */
+	ret = fl_range_unregister(rt, (void *)a, b - a, discard ? FL_UNREGISTER_DISCARD : 0);
+	if (ret && ret != -ENOENT) {
+		shim_log(FL_OPT_LOG_DEBUG, "unregister %#lx-%#lx: %s", (unsigned long)a,
+			 (unsigned long)b, fl_strerror(ret));
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Take [a, b) of every managed range overlapping it out of the runtime
+ * before the caller changes the mapping (munmap, mremap, mmap MAP_FIXED over
+ * it). The unregister comes first: it waits for faults in flight on the range
+ * to drain and for a grace period, so no handler can install a page into
+ * whatever the kernel maps there next. The pieces of a range outside [a, b)
+ * stay managed, with their pages as they were (resident ones still counted
+ * against the budget, evicted ones still in the store). Only if the runtime
+ * cannot split a range does the whole range leave, keeping its bytes; its
+ * pieces are then returned in @keep, to register again once the kernel is
+ * done. @discard: the caller unmaps [a, b) for sure, so far memory need not
+ * read the evicted pages inside it back.
  * Context: shim_depth raised, range_lock held. Return: pieces in @keep.
  */
 static size_t ranges_release_locked(uintptr_t a, uintptr_t b, struct range *keep, size_t max,
 				    bool *found, bool discard)
 {
-	size_t nk = 0;
+	struct range add[2];	/* ranges are disjoint: at most two pieces stay */
+	size_t nk = 0, na = 0;
 
 	for (size_t i = 0; i < atomic_load_explicit(&nranges, memory_order_relaxed);) {
 		struct range r = ranges[i];
+		uintptr_t ca = r.start > a ? r.start : a, cb = r.end < b ? r.end : b;
 
 		if (r.start >= b || r.end <= a) {
 			i++;
@@ -551,14 +576,27 @@ static size_t ranges_release_locked(uintptr_t a, uintptr_t b, struct range *keep
 		}
 		if (found)
 			*found = true;
-		shim_unregister((void *)r.start, !discard || r.start < a || r.end > b);
+		range_del_locked(i);	/* the last range moves to i */
+		if (shim_carve(ca, cb, discard)) {
+			bytes_sub(cb - ca);
+			if (r.start < ca && na < 2)
+				add[na++] = (struct range){ r.start, ca };
+			if (r.end > cb && na < 2)
+				add[na++] = (struct range){ cb, r.end };
+			continue;
+		}
+		shim_unregister((void *)r.start, true);
 		bytes_sub(r.end - r.start);
-		range_del_locked(i);
 		if (r.start < a && nk < max)
 			keep[nk++] = (struct range){ r.start, a };
 		if (r.end > b && nk < max)
 			keep[nk++] = (struct range){ b, r.end };
 	}
+	/* a full table (one range cut in two): the piece stays registered
+	 * untracked, and the kernel's UNMAP event takes it out when it goes */
+	for (size_t i = 0; i < na; i++)
+		if (!range_add_locked(add[i].start, add[i].end))
+			atomic_fetch_add_explicit(&n_unmanaged, 1, memory_order_relaxed);
 	return nk;
 }
 
@@ -1150,10 +1188,16 @@ SHIM_EXPORT size_t xallocx(void *ptr, size_t size, size_t extra, int flags)
 
 /* ---- the mmap family ---- */
 
+/*
+ * Private anonymous read-write memory the program maps itself, big enough.
+ * MAP_FIXED included: a runtime that reserves its heap with PROT_NONE and
+ * commits it piece by piece with mmap(MAP_FIXED, PROT_READ | PROT_WRITE) over
+ * the reservation (the JVM) gets a fresh, empty mapping each time, which is
+ * managed like any other; the reservation itself (PROT_NONE) is not.
+ */
 static bool mmap_eligible(size_t len, int prot, int flags, int fd)
 {
-	const int skip = MAP_SHARED | MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_HUGETLB |
-			 MAP_GROWSDOWN | MAP_STACK | MAP_POPULATE;
+	const int skip = MAP_SHARED | MAP_HUGETLB | MAP_GROWSDOWN | MAP_STACK | MAP_POPULATE;
 
 	return len >= min_region && fd == -1 &&
 	       (flags & (MAP_ANONYMOUS | MAP_PRIVATE)) == (MAP_ANONYMOUS | MAP_PRIVATE) &&
@@ -1189,6 +1233,8 @@ SHIM_EXPORT void *shim_mmap(void *addr, size_t len, int prot, int flags, int fd,
 		p = sys_mmap(addr, len, prot, flags, fd, off);
 		for (size_t i = 0; i < nk; i++)
 			range_manage_locked(keep[i].start, keep[i].end);
+		if (p != MAP_FAILED && mmap_eligible(len, prot, flags, fd))
+			range_manage_locked((uintptr_t)p, (uintptr_t)p + page_up(len));
 		pthread_mutex_unlock(&range_lock);
 	} else {
 		p = sys_mmap(addr, len, prot, flags, fd, off);

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * reserve-commit - memory the way a managed runtime's heap uses it: one large
+ * PROT_NONE reservation, committed piece by piece with mmap(MAP_FIXED,
+ * PROT_READ | PROT_WRITE) over it (the JVM's commit), written and read back,
+ * then some pieces uncommitted (mmap(MAP_FIXED | MAP_NORESERVE, PROT_NONE)
+ * over them) and committed again, which must read zeros, and the middle of
+ * one piece unmapped. Prints a digest of every committed byte: the same run
+ * natively and under the shim must print the same line.
+ *
+ * Usage: reserve-commit MIB   (committed at once; the reservation is 4x)
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define PIECE	((size_t)4 << 20)
+
+static uint64_t digest = 1469598103934665603ull;
+
+static void mix(const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < len; i += 512) {
+		digest ^= p[i] | (uint64_t)p[i + 511] << 8;
+		digest *= 1099511628211ull;
+	}
+}
+
+static void fill(uint8_t *p, size_t len, unsigned int salt)
+{
+	for (size_t i = 0; i < len; i += 4096)
+		memset(p + i, (int)((i >> 12) * 7 + salt), 4096);
+}
+
+static int commit(uint8_t *p, size_t len)
+{
+	return mmap(p, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+		    -1, 0) == p ? 0 : -1;
+}
+
+static int uncommit(uint8_t *p, size_t len)
+{
+	return mmap(p, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+		    -1, 0) == p ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 0, n = mib * (1 << 20) / PIECE;
+	uint8_t *res;
+
+	if (n < 4) {
+		fprintf(stderr, "usage: reserve-commit MIB (16 or more)\n");
+		return 2;
+	}
+	res = mmap(NULL, 4 * n * PIECE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		   -1, 0);
+	if (res == MAP_FAILED)
+		return perror("reserve"), 1;
+	/* commit every other piece first, then the ones between: pieces are
+	 * not all committed in address order */
+	for (size_t k = 0; k < 2; k++)
+		for (size_t i = k; i < n; i += 2) {
+			if (commit(res + i * PIECE, PIECE))
+				return perror("commit"), 1;
+			fill(res + i * PIECE, PIECE, (unsigned int)i);
+		}
+	for (size_t i = 0; i < n; i++)
+		mix(res + i * PIECE, PIECE);
+	/* uncommit pieces 1 and 2, commit piece 1 again: zeros, then bytes */
+	if (uncommit(res + PIECE, 2 * PIECE) || commit(res + PIECE, PIECE))
+		return perror("uncommit"), 1;
+	for (size_t i = 0; i < PIECE; i += 4096)
+		if (res[PIECE + i] || res[PIECE + i + 4095])
+			return fprintf(stderr, "recommitted piece: byte %zu not zero\n", i), 1;
+	fill(res + PIECE, PIECE, 99);
+	/* the middle half of piece 3 goes */
+	if (munmap(res + 3 * PIECE + PIECE / 4, PIECE / 2))
+		return perror("munmap"), 1;
+	/* a second pass over what is committed, in reverse */
+	for (size_t i = n; i-- > 0;) {
+		if (i == 2)
+			continue;
+		if (i == 3) {
+			mix(res + 3 * PIECE, PIECE / 4);
+			mix(res + 3 * PIECE + 3 * PIECE / 4, PIECE / 4);
+			continue;
+		}
+		mix(res + i * PIECE, PIECE);
+	}
+	/* beyond the committed pieces: commit more, fill, read */
+	if (commit(res + n * PIECE, n * PIECE))
+		return perror("commit"), 1;
+	fill(res + n * PIECE, n * PIECE, 3);
+	mix(res + n * PIECE, n * PIECE);
+	printf("digest %016llx\n", (unsigned long long)digest);
+	return 0;
+}
