@@ -204,8 +204,11 @@ static void frame(const struct watched *w, const struct fl_live_snap *a,
 	       (unsigned long long)b->not_managed, (unsigned long long)b->register_errors);
 	human(res, sizeof(res), (double)b->rss_anon);
 	human(rpeak, sizeof(rpeak), (double)b->vm_hwm);
-	printf("process:  %s anonymous resident, %s peak resident set (all memory, "
-	       "managed or not)\n", res, rpeak);
+	human(bud, sizeof(bud), (double)b->managed_resident);
+	printf("process:  %s anonymous resident (%s of it managed, %.0f%%), %s peak resident "
+	       "set (all memory, managed or not)\n", res, bud,
+	       b->rss_anon ? 100.0 * (double)b->managed_resident / (double)b->rss_anon : 0.0,
+	       rpeak);
 	human(res, sizeof(res), (double)b->st.far_resident_pages * ps);
 	human(rpeak, sizeof(rpeak), (double)b->st.far_resident_peak * ps);
 	if (l->budget) {

@@ -60,7 +60,7 @@ collector() {
 	ev=$(json_get "$st" 's["counters"]["far_evictions"]')
 	pk=$(json_get "$st" 's["counters"]["far_resident_peak"]')
 	hwm=$(json_get "$st" 's["process"]["vm_hwm"]')
-	diag "$name under --budget 128M: far_evictions=$ev far_pageins=$(json_get "$st" 's["counters"]["far_pageins"]') managed resident peak ${pk} pages, process peak RSS $hwm bytes, anonymous RSS at exit $(json_get "$st" 's["process"]["rss_anon"]')"
+	diag "$name under --budget 128M: far_evictions=$ev far_pageins=$(json_get "$st" 's["counters"]["far_pageins"]') managed resident peak ${pk} pages, process peak RSS $hwm bytes; at exit anonymous RSS $(json_get "$st" 's["process"]["rss_anon"]') bytes, $(json_get "$st" 's["process"]["managed_resident"]') of them managed"
 	# the heap alone is over 300 MiB: held to the budget it must evict;
 	# its resident peak: the budget + 10 % + one 4 MiB fault-around batch
 	[ "${ev:-0}" -gt $((128 << 20 >> 12)) ] && [ "${pk:-0}" -gt 0 ] &&

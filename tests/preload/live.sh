@@ -5,7 +5,7 @@
 # plot, and the errors of each.
 . "$(dirname "$0")/lib.sh"
 F=$FL_CLI
-plan 30
+plan 31
 probe_uffd
 
 # $LIVE_PROG DIR: 64 MiB written over and over (here under a 16 MiB budget)
@@ -77,8 +77,11 @@ ra=$(json_get "$WORK/last.json" 's["process"]["rss_anon"]')
 hwm=$(json_get "$WORK/last.json" 's["process"]["vm_hwm"]')
 [ "${ra:-0}" -gt $((16 << 20)) ] && [ "${hwm:-0}" -ge "$ra" ]
 ok $? "the statistics give the process's anonymous RSS (${ra:-none}) and its peak RSS (${hwm:-none})"
-grep -q "^process:  .* anonymous resident, .* peak resident set" "$WORK/top"
-ok $? "top shows the process's own resident memory beside the managed memory"
+grep -q "^process:  .* anonymous resident (.* of it managed, [0-9]*%), .* peak resident set" "$WORK/top"
+ok $? "top shows the process's own resident memory, and how much of it is managed"
+mr=$(json_get "$WORK/last.json" 's["process"]["managed_resident"]')
+[ "${mr:-0}" -gt 0 ] && [ "$mr" -le "${ra:-0}" ]
+ok $? "the statistics give the managed memory's resident bytes (${mr:-none}), a part of the anonymous RSS (${ra:-none})"
 
 n=$(wc -l < "$WORK/mine.jsonl")
 $PY - "$WORK/mine.jsonl" <<'EOF'
