@@ -21,17 +21,7 @@
 #                         system (made here, removed at exit)
 #   cgroup + zram         memory limit, swap on a zram device of its own
 #                         (lz4), if the kernel has zram
-# The cgroup is v2's memory.max when the memory controller is on the v2
-# hierarchy, else v1's memory.limit_in_bytes (hybrid mounts): both make the
-# kernel reclaim the group's anonymous pages to swap above the limit.
-# Without swap the kernel cannot go over the limit and OOM-kills, so the
-# swap is set up here if none is active (and an active one is used as is),
-# by faultline-bench-swap (examples/bench/memswap.c, as faultline-bench's
-# farmem-sort does): one benchmark swap at a time, and a swap an interrupted
-# run left behind is removed first. While it holds the swap the tool also
-# reads the group's memory.stat every 10 ms: the kernel's reclaim otherwise
-# decides from statistics up to ~2 s old and can OOM-kill a small group with
-# most of it in swap (see memcg_stat_refresh() in memswap.h).
+# The cgroup and its swap: examples/bench/memcg-lib.sh.
 set -euo pipefail
 build=${1:-build}
 mib=${2:-1024}
@@ -41,61 +31,18 @@ touch=$(readlink -f "$build/examples/touch-pages")
 cli=$(readlink -f "$build/runtime/cli/faultline")
 swaptool=$(readlink -f "$build/examples/bench/faultline-bench-swap")
 name=fl-bench-$$
-cg=
 tmp=
-swap_pid=
-swap_in=
-
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-
-# hold_swap KIND: swap for the cgroup runs, 2x the working set, held by
-# faultline-bench-swap until release_swap closes its standard input (or this
-# script ends, which closes it too); sets swap_kind (existing, file, zram or
-# none), swap_dev and swap_detail (for none: why)
-hold_swap() {
-	rm -f "$tmp/swap.in" "$tmp/swap.out"
-	mkfifo "$tmp/swap.in"
-	"$swaptool" --memcg "$cg" "$1" $((2 * mib)) < "$tmp/swap.in" > "$tmp/swap.out" &
-	swap_pid=$!
-	exec {swap_in}> "$tmp/swap.in"
-	while [ ! -s "$tmp/swap.out" ] && kill -0 "$swap_pid" 2>/dev/null; do
-		sleep 0.1
-	done
-	swap_kind=none swap_dev= swap_detail="faultline-bench-swap said nothing"
-	read -r swap_kind swap_dev swap_detail < "$tmp/swap.out" || true
-}
-release_swap() {
-	[ -n "$swap_pid" ] || return 0
-	exec {swap_in}>&-
-	wait "$swap_pid" || true
-	swap_pid=
-}
+. "$(dirname "$0")/memcg-lib.sh"
 
 cleanup() {
-	release_swap
+	memcg_cleanup
 	[ -n "$tmp" ] && rm -rf "$tmp"
-	[ -n "$cg" ] && rmdir "$cg" 2>/dev/null || true
 }
 trap cleanup EXIT
 
 [ "$(id -u)" = 0 ] || { echo "needs root (cgroup, swap)" >&2; exit 1; }
 
-# the memory cgroup: v2 if its memory controller is there, else v1
-if grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
-	cg=/sys/fs/cgroup/$name; mkdir "$cg"
-	echo $((budget << 20)) > "$cg/memory.max"
-	cgkind="cgroup v2 memory.max"
-elif grep -qw memory /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
-	cg=/sys/fs/cgroup/unified/$name; mkdir "$cg"
-	echo $((budget << 20)) > "$cg/memory.max"
-	cgkind="cgroup v2 memory.max"
-elif [ -d /sys/fs/cgroup/memory ]; then
-	cg=/sys/fs/cgroup/memory/$name; mkdir "$cg"
-	echo $((budget << 20)) > "$cg/memory.limit_in_bytes"
-	cgkind="cgroup v1 memory.limit_in_bytes (the v2 hierarchy has no memory controller here)"
-else
-	echo "no memory cgroup controller mounted" >&2; exit 1
-fi
+memcg_create "$budget"
 
 # the peak RSS (VmHWM, from GNU time) says whether the limit held: the
 # cgroup enforces it; the shim's budget is the runtime's own count
@@ -132,7 +79,7 @@ run "shim, store in RAM (/dev/shm)" $(shim /dev/shm); shim_ram=$last
 run "shim, /var/tmp, fault-around 64K" $(shim /var/tmp --fault-around 64K); shim_64k=$last
 run "shim, /dev/shm, fault-around 64K" $(shim /dev/shm --fault-around 64K); shim_ram64k=$last
 
-hold_swap file
+hold_swap file $((2 * mib))
 case $swap_kind in
 existing)
 	echo "# swap already active: $swap_dev ($swap_detail)"
@@ -144,7 +91,7 @@ file)
 	run "cgroup + swap file" "${in_cgroup[@]}"; cg_file=$last
 	release_swap
 	cg_zram=
-	hold_swap zram
+	hold_swap zram $((2 * mib))
 	if [ "$swap_kind" = zram ]; then
 		echo "# zram swap $swap_dev ($swap_detail)"
 		run "cgroup + zram swap" "${in_cgroup[@]}"; cg_zram=$last

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# programs-bench.sh - real programs under a resident budget: each natively,
+# under `faultline run --budget B`, and in a memory cgroup limited to B with
+# swap (zram where the kernel has it, else a swap file), median of N runs,
+# one table at the end. The output of every run must be the native run's.
+#
+#   examples/bench/programs-bench.sh [BUILD] [runs]
+#
+# Needs root (cgroup, swap), and the programs the tests use (java, node,
+# python3: ./dev.sh installs them). The columns:
+#   managed    of the process's anonymous memory under the shim, the share
+#              that was managed (process.managed_resident / process.rss_anon)
+#              when the process held the most (statistics every 50 ms)
+#   res/B      the managed memory's resident peak (far_resident_peak)
+#              against the budget
+#   RSS        the process's peak RSS under the shim (all memory)
+#   vs native  wall time under the shim / natively
+#   vs cgroup  wall time under the shim / in the cgroup with swap
+# The cgroup and its swap: examples/bench/memcg-lib.sh.
+set -euo pipefail
+build=$(readlink -f "${1:-build}")
+runs=${2:-3}
+cli=$build/runtime/cli/faultline
+swaptool=$build/examples/bench/faultline-bench-swap
+name=fl-programs-$$
+tmp=
+. "$(dirname "$0")/memcg-lib.sh"
+
+cleanup() {
+	memcg_cleanup
+	[ -n "$tmp" ] && rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+[ "$(id -u)" = 0 ] || { echo "needs root (cgroup, swap)" >&2; exit 1; }
+for p in java javac node python3; do
+	command -v $p >/dev/null || { echo "$p is not installed (./dev.sh installs it)" >&2; exit 1; }
+done
+tmp=$(mktemp -d)
+chmod 755 "$tmp"
+
+# the programs: the compatibility tests' workloads (tests/preload/)
+cat > "$tmp/Big.java" <<'JAVA'
+public class Big {
+    public static void main(String[] a) {
+        int n = Integer.parseInt(a[0]);
+        long[][] arr = new long[n][];
+        for (int i = 0; i < n; i++) {
+            arr[i] = new long[131072];
+            for (int j = 0; j < arr[i].length; j++) arr[i][j] = (long) i * 1000003L + j;
+        }
+        long sum = 0;
+        for (int r = 0; r < 2; r++)
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < arr[i].length; j += 7) sum += arr[i][j] ^ r;
+        System.out.println("sum " + sum);
+    }
+}
+JAVA
+javac -d "$tmp" "$tmp/Big.java"
+cat > "$tmp/ta.js" <<'JS'
+const crypto = require('crypto');
+const n = 24 << 20;		// 24M doubles: 192 MiB
+const a = new Float64Array(n);
+for (let i = 0; i < n; i += 512) a[i] = i * 0.5;
+for (let r = 0; r < 2; r++) for (let i = 0; i < n; i += 512) a[i] += r;
+console.log(crypto.createHash('sha256').update(Buffer.from(a.buffer)).digest('hex'));
+JS
+cat > "$tmp/far.py" <<'PY'
+import hashlib
+b = bytearray(192 << 20)
+for i in range(0, len(b), 4096): b[i] = (i >> 12) & 0xff
+print(hashlib.sha256(b).hexdigest())
+PY
+
+# name|runtime or allocator|budget MiB|command
+programs=(
+	"java Parallel|JVM heap (mmap MAP_FIXED)|128|java -Xmx512m -XX:+UseParallelGC -cp $tmp Big 300"
+	"java G1|JVM heap (mmap MAP_FIXED)|128|java -Xmx1g -XX:+UseG1GC -cp $tmp Big 300"
+	"node typed array|V8, backing store by malloc|64|node $tmp/ta.js"
+	"python3 bytearray|CPython, glibc malloc|64|python3 $tmp/far.py"
+	"reserve-commit|PROT_NONE + MAP_FIXED|32|$build/tests/preload/preload-reserve-commit 64"
+)
+
+# measure FILE command...: wall seconds and the child's peak RSS (KiB) on
+# one line of FILE, its standard output to FILE.out
+measure() {
+	local f=$1
+	shift
+	python3 - "$f" "$@" <<'PY'
+import os, subprocess, sys, time
+f, cmd = sys.argv[1], sys.argv[2:]
+t0 = time.monotonic()
+with open(f + ".out", "w") as out:
+    p = subprocess.Popen(cmd, stdout=out)
+    _, status, ru = os.wait4(p.pid, 0)
+t1 = time.monotonic()
+with open(f, "w") as o:
+    o.write("%.3f %d %d\n" % (t1 - t0, ru.ru_maxrss, os.waitstatus_to_exitcode(status)))
+PY
+}
+
+# series LABEL command...: runs times; prints the median wall; checks the output
+series() {
+	local label=$1 i w=()
+	shift
+	for ((i = 0; i < runs; i++)); do
+		measure "$tmp/m" "$@"
+		read -r wall _ rc < "$tmp/m"
+		if [ "$rc" != 0 ] || ! cmp -s "$tmp/m.out" "$tmp/want"; then
+			echo "$label: exit $rc, output $(head -c 80 "$tmp/m.out") (want $(cat "$tmp/want"))" >&2
+			exit 1
+		fi
+		w+=("$wall")
+	done
+	printf '%s\n' "${w[@]}" | median
+}
+
+memcg_create 64
+hold_swap zram 2048
+if [ "$swap_kind" = none ]; then
+	release_swap
+	hold_swap file 2048
+fi
+[ "$swap_kind" != none ] || { echo "no swap for the cgroup runs: $swap_dev $swap_detail" >&2; exit 1; }
+
+echo "# median of $runs runs; $(nproc) CPUs; kernel $(uname -r); load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# kernel side: $cgkind, swap: $swap_kind $swap_dev ($swap_detail)"
+printf '%-18s %-28s %6s %8s %6s %8s %8s %9s %9s\n' program "runtime / allocator" budget \
+	managed res/B RSS native "vs native" "vs cgroup"
+for p in "${programs[@]}"; do
+	IFS='|' read -r label kind budget cmd <<< "$p"
+	key=${label// /_}
+	# shellcheck disable=SC2086
+	$cmd > "$tmp/want"
+	# shellcheck disable=SC2086
+	native=$(series "$key.native" $cmd)
+	rm -f "$tmp/st.json"
+	# shellcheck disable=SC2086
+	shim=$(series "$key.shim" "$cli" run --budget "${budget}M" --stats-interval 0.05 \
+		--stats-file "$tmp/st.json" -- $cmd)
+	memcg_limit "$budget"
+	# shellcheck disable=SC2086
+	cgt=$(series "$key.cg" sh -c 'echo $$ > "$1/cgroup.procs"; shift; exec "$@"' sh "$cg" $cmd)
+	# the shim's last run: its lines, the one with the most anonymous memory
+	python3 - "$tmp/st.json" "$budget" > "$tmp/fig" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+run = [l for l in lines if l["pid"] == lines[-1]["pid"]]
+s = max(run, key=lambda l: l["process"]["rss_anon"])
+p, end = s["process"], run[-1]
+share = 100.0 * p["managed_resident"] / p["rss_anon"] if p["rss_anon"] else 0
+res = 100.0 * end["counters"]["far_resident_peak"] * s["page_size"] / (int(sys.argv[2]) << 20)
+print("%.0f%% %.0f%% %d" % (share, res, end["process"]["vm_hwm"] >> 20))
+PY
+	read -r share res hwm < "$tmp/fig"
+	printf '%-18s %-28s %4sM %8s %6s %6sM %7.2fs %9.2f %9.2f\n' "$label" "$kind" "$budget" \
+		"$share" "$res" "$hwm" "$native" \
+		"$(awk -v a="$shim" -v b="$native" 'BEGIN {print a / b}')" \
+		"$(awk -v a="$shim" -v b="$cgt" 'BEGIN {print a / b}')"
+done
