@@ -56,8 +56,16 @@
 #define fl_rcu_dereference(p)		__atomic_load_n(&(p), __ATOMIC_CONSUME)
 
 #define fl_rcu_read_lock()		urcu_mb_read_lock()
-#define fl_rcu_register_thread()	urcu_mb_register_thread()
-#define fl_rcu_unregister_thread()	urcu_mb_unregister_thread()
+
+/*
+ * Register and unregister a reader thread (rcu.c keeps their readers for
+ * fork); the fork hooks are called from the runtime's atfork handlers.
+ */
+void fl_rcu_register_thread(void);
+void fl_rcu_unregister_thread(void);
+void fl_rcu_fork_prepare(void);
+void fl_rcu_fork_parent(void);
+void fl_rcu_fork_child(void);
 
 #if defined(__SANITIZE_THREAD__)
 /*

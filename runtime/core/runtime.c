@@ -82,6 +82,12 @@ FL_EXPORT void fl_region_opts_init(struct fl_region_opts *o)
  * would be produced later from the parent's pagers, after the parent may
  * have changed them (and far memory would have to snapshot its store).
  */
+/*
+ * A runtime inherited through an earlier fork (forked_child) has no threads
+ * and no uffd: the three handlers leave it alone. A child that forks again
+ * must not wait for its events, and must not close its old uffd number,
+ * which the child may have reused for another file since.
+ */
 static void atfork_prepare(void)
 {
 	pthread_mutex_lock(&rt_list_lock);
@@ -89,6 +95,9 @@ static void atfork_prepare(void)
 		struct fl_fault_ctx c;
 		struct fl_index *x;
 		bool have_ctx;
+
+		if (rt->forked_child)
+			continue;
 
 		/* a MADV_DONTNEED the program made before fork() is applied
 		 * before evicted pages are read back (events_read_applied());
@@ -109,11 +118,15 @@ static void atfork_prepare(void)
 		if (have_ctx)
 			fault_ctx_fini(&c);
 	}
+	fl_rcu_fork_prepare();
 }
 
 static void atfork_parent(void)
 {
+	fl_rcu_fork_parent();
 	for (struct fl_runtime *rt = rt_list; rt; rt = rt->next_rt) {
+		if (rt->forked_child)
+			continue;
 		index_write_end(&rt->index);
 		if (rt->hooks.fork_done)
 			rt->hooks.fork_done(rt);
@@ -123,7 +136,10 @@ static void atfork_parent(void)
 
 static void atfork_child(void)
 {
+	fl_rcu_fork_child();	/* before any grace period of the child */
 	for (struct fl_runtime *rt = rt_list; rt; rt = rt->next_rt) {
+		if (rt->forked_child)
+			continue;
 		rt->forked_child = true;
 		uffd_close(&rt->uffd);
 		index_fork_child(&rt->index);
