@@ -40,6 +40,13 @@ void live_forget_stale(void);
  */
 int live_start(const struct live_ops *ops, const struct live_cfg *cfg);
 
+/*
+ * live_fork_child() - in the child of fork(): forget the parent's file
+ * (without removing it) so that live_start() can publish the child's.
+ * Context: the shim's atfork child handler.
+ */
+void live_fork_child(void);
+
 /* live_stop() - at exit: the file's name goes, the thread stops waking */
 void live_stop(void);
 

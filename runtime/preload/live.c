@@ -191,6 +191,16 @@ int live_start(const struct live_ops *o, const struct live_cfg *cfg)
 	return 0;
 }
 
+void live_fork_child(void)
+{
+	/* the parent's file and thread: not ours (the parent removes the file) */
+	if (live && live != &local)
+		munmap(live, sizeof(*live));
+	live = NULL;
+	live_path[0] = '\0';
+	atomic_store(&stopping, false);
+}
+
 void live_stop(void)
 {
 	if (!live)

@@ -105,7 +105,6 @@ enum shim_state {
 	SHIM_UNINIT = 0,	/* constructor not run yet: pass everything through */
 	SHIM_ACTIVE,		/* manage eligible memory */
 	SHIM_OFF,		/* disabled, failed, no kernel faults: pass through */
-	SHIM_FORKED,		/* child of fork(): managed ranges are plain memory */
 };
 
 static _Atomic int shim_state;
@@ -117,8 +116,15 @@ static TLS_IE __thread int shim_depth;		/* >0: pass through */
 static TLS_IE __thread int shim_rt_thread;	/* a thread the runtime started */
 
 static pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER;
+/*
+ * The interval lines (publisher thread) and the last line (destructor)
+ * go through stats_lock; after the last one no interval line follows it.
+ */
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool stats_final;
 static struct fl_runtime *rt;			/* set once, under rt_lock */
 static bool rt_tried;
+static bool atfork_done;	/* the shim's fork handlers are registered */
 
 /* shim counters (relaxed atomics: statistics only) */
 static _Atomic uint64_t n_mmaps, n_blocks, n_bytes_now, n_bytes_peak, n_unmanaged;
@@ -410,7 +416,10 @@ static struct fl_runtime *shim_runtime(void)
 	 * order as munmap() (range_lock, then fl_region_unregister): no
 	 * lock-order inversion between a forking thread and an unmapping one.
 	 */
-	pthread_atfork(shim_atfork_prepare, shim_atfork_parent, shim_atfork_child);
+	if (!atfork_done) {	/* once: a forked child's runtime inherits them */
+		pthread_atfork(shim_atfork_prepare, shim_atfork_parent, shim_atfork_child);
+		atfork_done = true;
+	}
 	if (opt.log >= FL_OPT_LOG_INFO) {
 		shim_log(FL_OPT_LOG_INFO, "runtime started: min region %zu bytes, malloc %s, "
 			 "uffd %s, budget %zu bytes%s%s", min_region, opt.malloc ? "on" : "off",
@@ -1385,13 +1394,24 @@ SHIM_EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr,
 /* ---- fork ----
  *
  * The runtime's fork policy (runtime.c) makes the child see exactly the
- * parent's data and marks the child's runtime unusable. Here: the child
- * stops managing new memory (SHIM_FORKED), and its copies of managed ranges
- * and blocks are plain anonymous memory (the kernel does not carry the
- * registration across fork without EVENT_FORK): free() of a managed block
- * still works (it is still in blk_tab; unregister is skipped, munmap done).
- * A child that execs loads the shim afresh and gets a runtime of its own.
+ * parent's data and marks the child's copy of the runtime unusable (no
+ * threads, no uffd). The child's copies of managed ranges and blocks are
+ * plain anonymous memory (the kernel does not carry the registration
+ * across fork without EVENT_FORK): the shim forgets them (free() of a block
+ * still unmaps it, with nothing to unregister). Memory the child maps
+ * afterwards gets a runtime of the child's own, started at its first
+ * eligible mapping as in an exec'd child: its own handlers, budget, store
+ * and counters file. A server that forks its workers (PostgreSQL's
+ * backends, a multiprocessing pool) thus has each worker's memory managed,
+ * each under FAULTLINE_BUDGET.
+ *
+ * Locks: the handlers take range_lock, rt_lock and stats_lock across fork
+ * (in that order, the order of munmap() -> register -> start a runtime;
+ * the statistics thread only tries range_lock), so that the child, whose
+ * other threads are gone, finds none of them held.
  */
+static bool shim_forked;	/* this process is a fork()ed child */
+
 static void shim_atfork_prepare(void)
 {
 	/*
@@ -1401,17 +1421,43 @@ static void shim_atfork_prepare(void)
 	 */
 	shim_depth++;
 	pthread_mutex_lock(&range_lock);
+	pthread_mutex_lock(&rt_lock);
+	pthread_mutex_lock(&stats_lock);
 }
 
 static void shim_atfork_parent(void)
 {
+	pthread_mutex_unlock(&stats_lock);
+	pthread_mutex_unlock(&rt_lock);
 	pthread_mutex_unlock(&range_lock);
 	shim_depth--;
 }
 
+/* Context: the child, single-threaded, before fork() returns in it */
 static void shim_atfork_child(void)
 {
-	atomic_store(&shim_state, SHIM_FORKED);
+	shim_forked = true;
+	__atomic_store_n(&rt, NULL, __ATOMIC_RELAXED);
+	rt_tried = false;
+	/* the parent's store and its lock stay the parent's */
+	shim_store = NULL;
+	if (store_lock_fd >= 0)
+		close(store_lock_fd);
+	store_lock_fd = -1;
+	atomic_store_explicit(&nranges, 0, memory_order_relaxed);
+	for (size_t i = 0; i < BLK_SLOTS; i++)
+		blk_tab[i].managed = false;
+	/* the counters are the process's: the child starts from none */
+	atomic_store(&n_mmaps, 0);
+	atomic_store(&n_blocks, 0);
+	atomic_store(&n_bytes_now, 0);
+	atomic_store(&n_bytes_peak, 0);
+	atomic_store(&n_unmanaged, 0);
+	atomic_store(&n_register_errors, 0);
+	stats_final = false;
+	live_fork_child();
+	pthread_mutex_unlock(&stats_lock);
+	pthread_mutex_unlock(&rt_lock);
 	pthread_mutex_unlock(&range_lock);
 	shim_depth--;
 }
@@ -1613,13 +1659,6 @@ static void stats_write(FILE *f)
 	}
 }
 
-/*
- * The interval lines (publisher thread) and the last line (destructor)
- * go through stats_lock; after the last one no interval line follows it.
- */
-static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
-static bool stats_final;
-
 static void stats_print(bool final)
 {
 	char path[4096];
@@ -1703,7 +1742,8 @@ __attribute__((destructor))
 static void shim_fini(void)
 {
 	shim_depth++;
-	if (atomic_load(&shim_state) != SHIM_FORKED && atomic_load(&shim_state) != SHIM_UNINIT) {
+	/* a forked child that managed nothing of its own has nothing to say */
+	if (atomic_load(&shim_state) != SHIM_UNINIT && (!shim_forked || rt)) {
 		live_stop();
 		if (opt.stats != FL_OPT_STATS_OFF)
 			stats_print(true);
