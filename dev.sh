@@ -25,11 +25,12 @@ BUILD=${BUILD:-build}
 # libjemalloc2, libtcmalloc-minimal4: the shim beside other allocators (allocators.sh);
 # redis-server: a jemalloc program under the shim (redis.sh; it starts its own, on 127.0.0.1);
 # nodejs: V8 under the shim (node.sh); memcached: its slabs under the shim (memcached.sh);
-# openjdk-17-jdk-headless: the JVM's heap under the shim (java.sh compiles its program)
+# openjdk-17-jdk-headless: the JVM's heap under the shim (java.sh compiles its program);
+# postgresql: forked backends under the shim (postgres.sh runs its own cluster)
 PKGS=(meson ninja-build pkg-config gcc liburing-dev liburcu-dev libnuma-dev libc6-dev
 	python3 sqlite3 stress-ng spin clang libclang-rt-14-dev scdoc systemtap-sdt-dev
 	gnuplot-nox libjemalloc2 libtcmalloc-minimal4 redis-server
-	nodejs memcached openjdk-17-jdk-headless)
+	nodejs memcached openjdk-17-jdk-headless postgresql)
 
 install_missing() {
 	local need=() p sudo=

@@ -90,3 +90,42 @@ check_far() {
 	[ "${ev:-0}" -gt 0 ] && [ "${pi:-0}" -gt 0 ]
 	ok $? "$what: stats show far memory at work (far_evictions > 0, far_pageins > 0)"
 }
+
+# A throwaway system user, for tests of what programs that do not run as
+# root get (and of servers that refuse to run as root): uffd_user_begin NAME
+# makes the user fl$NAME$$ (in $U), records /dev/userfaultfd, the udev rule
+# that `faultline setup` writes and the group it makes, and puts them back
+# at exit (uffd_user_restore, the EXIT trap; a test that makes directories
+# for the rule lists them in MADE_DIRS). A lock keeps two such tests from
+# overlapping. Skips (77) where it cannot run. as_user runs a command as $U.
+DEV=/dev/userfaultfd
+RULES=/etc/udev/rules.d
+RULE=$RULES/60-faultline-userfaultfd.rules
+uffd_user_begin() {
+	[ "$(id -u)" = 0 ] || skip_all "needs root (it adds a user and changes $DEV)"
+	[ -c $DEV ] || skip_all "no $DEV (Linux 6.1 or later)"
+	need useradd passwd
+	need setpriv util-linux
+	need flock util-linux
+	exec 9>/tmp/faultline-setup-test.lock
+	flock -w 300 9 || skip_all "another test holds /tmp/faultline-setup-test.lock"
+	DEV_OWNER=$(stat -c %u:%g $DEV)
+	DEV_MODE=$(stat -c %a $DEV)
+	GROUP_EXISTED=$(getent group faultline >/dev/null && echo yes)
+	[ -e $RULE ] && cp -p $RULE "$WORK/rule.saved"
+	MADE_DIRS=()
+	U=fl$1$$
+	trap uffd_user_restore EXIT
+	trap 'exit 1' INT TERM HUP
+	useradd -r -M -s /usr/sbin/nologin "$U" || skip_all "useradd -r -M $U failed"
+}
+uffd_user_restore() {
+	[ -n "${UFFD_USER_CLEANUP:-}" ] && $UFFD_USER_CLEANUP
+	userdel "$U" 2>/dev/null
+	[ -z "$GROUP_EXISTED" ] && groupdel faultline 2>/dev/null
+	chmod 600 $DEV && chown "$DEV_OWNER" $DEV && chmod "$DEV_MODE" $DEV
+	if [ -e "$WORK/rule.saved" ]; then cp -p "$WORK/rule.saved" $RULE; else rm -f $RULE; fi
+	for ((i = ${#MADE_DIRS[@]} - 1; i >= 0; i--)); do rmdir "${MADE_DIRS[i]}"; done
+	rm -rf "$WORK"
+}
+as_user() { setpriv --reuid="$U" --regid="$(id -g "$U")" --init-groups -- "$@"; }

@@ -12,39 +12,9 @@
 . "$(dirname "$0")/lib.sh"
 F=$FL_CLI
 P=$ENV_CLOBBER
-DEV=/dev/userfaultfd
-RULES=/etc/udev/rules.d
-RULE=$RULES/60-faultline-userfaultfd.rules
 
-[ "$(id -u)" = 0 ] || skip_all "needs root (it adds a user and changes $DEV)"
-[ -c $DEV ] || skip_all "no $DEV (Linux 6.1 or later)"
-need useradd passwd
-need setpriv util-linux
-need flock util-linux
-exec 9>/tmp/faultline-setup-test.lock
-flock -w 300 9 || skip_all "another run of this test holds /tmp/faultline-setup-test.lock"
-
-# what we found, to put back
-DEV_OWNER=$(stat -c %u:%g $DEV)
-DEV_MODE=$(stat -c %a $DEV)
-GROUP_EXISTED=$(getent group faultline >/dev/null && echo yes)
-[ -e $RULE ] && cp -p $RULE "$WORK/rule.saved"
-MADE_DIRS=()
-U=flsetup$$
-restore() {
-	userdel "$U" 2>/dev/null
-	[ -z "$GROUP_EXISTED" ] && groupdel faultline 2>/dev/null
-	chmod 600 $DEV && chown "$DEV_OWNER" $DEV && chmod "$DEV_MODE" $DEV
-	if [ -e "$WORK/rule.saved" ]; then cp -p "$WORK/rule.saved" $RULE; else rm -f $RULE; fi
-	for ((i = ${#MADE_DIRS[@]} - 1; i >= 0; i--)); do rmdir "${MADE_DIRS[i]}"; done
-	rm -rf "$WORK"
-}
-trap restore EXIT
-trap 'exit 1' INT TERM HUP
-
-useradd -r -M -s /usr/sbin/nologin "$U" || skip_all "useradd -r -M $U failed"
+uffd_user_begin setup
 UID_U=$(id -u "$U")
-as_user() { setpriv --reuid="$U" --regid="$(id -g "$U")" --init-groups -- "$@"; }
 as_user test -r "$FL_SHIM" -a -x "$P" -a -x "$F" ||
 	skip_all "the build tree is not readable by other users ($FL_SHIM)"
 UD=$WORK/u
