@@ -2,8 +2,9 @@
 # preload-budget-bench.sh and programs-bench.sh: a memory cgroup limited to
 # the budget, and a swap for it held by faultline-bench-swap
 # (examples/bench/memswap.c, as faultline-bench's farmem-sort does). The
-# caller sets: name (the cgroup's), tmp (a scratch directory), swaptool,
-# and calls memcg_cleanup from its EXIT trap.
+# caller sets name (the cgroup's) and swaptool, and later tmp (a scratch
+# directory, removed at exit); sourcing this sets the EXIT trap that
+# releases the swap and removes the cgroup and tmp.
 #
 # The cgroup is v2's memory.max when the memory controller is on the v2
 # hierarchy, else v1's memory.limit_in_bytes (hybrid mounts): both make the
@@ -15,7 +16,7 @@
 # group's memory.stat every 10 ms: the kernel's reclaim otherwise decides
 # from statistics up to ~2 s old and can OOM-kill a small group with most
 # of it in swap (see memcg_stat_refresh() in memswap.h).
-cg= swap_pid= swap_in=
+cg= swap_pid= swap_in= tmp=
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
@@ -73,5 +74,8 @@ release_swap() {
 
 memcg_cleanup() {
 	release_swap
-	[ -n "$cg" ] && rmdir "$cg" 2>/dev/null || true
+	[ -n "$cg" ] && rmdir "$cg" 2>/dev/null
+	[ -n "$tmp" ] && rm -rf "$tmp"
+	true
 }
+trap memcg_cleanup EXIT

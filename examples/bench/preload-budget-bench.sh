@@ -31,14 +31,7 @@ touch=$(readlink -f "$build/examples/touch-pages")
 cli=$(readlink -f "$build/runtime/cli/faultline")
 swaptool=$(readlink -f "$build/examples/bench/faultline-bench-swap")
 name=fl-bench-$$
-tmp=
 . "$(dirname "$0")/memcg-lib.sh"
-
-cleanup() {
-	memcg_cleanup
-	[ -n "$tmp" ] && rm -rf "$tmp"
-}
-trap cleanup EXIT
 
 [ "$(id -u)" = 0 ] || { echo "needs root (cgroup, swap)" >&2; exit 1; }
 

@@ -22,15 +22,9 @@ build=$(readlink -f "${1:-build}")
 runs=${2:-3}
 cli=$build/runtime/cli/faultline
 swaptool=$build/examples/bench/faultline-bench-swap
+src=$(readlink -f "$(dirname "$0")/../..")
 name=fl-programs-$$
-tmp=
 . "$(dirname "$0")/memcg-lib.sh"
-
-cleanup() {
-	memcg_cleanup
-	[ -n "$tmp" ] && rm -rf "$tmp"
-}
-trap cleanup EXIT
 
 [ "$(id -u)" = 0 ] || { echo "needs root (cgroup, swap)" >&2; exit 1; }
 for p in java javac node python3; do
@@ -40,32 +34,7 @@ tmp=$(mktemp -d)
 chmod 755 "$tmp"
 
 # the programs: the compatibility tests' workloads (tests/preload/)
-cat > "$tmp/Big.java" <<'JAVA'
-public class Big {
-    public static void main(String[] a) {
-        int n = Integer.parseInt(a[0]);
-        long[][] arr = new long[n][];
-        for (int i = 0; i < n; i++) {
-            arr[i] = new long[131072];
-            for (int j = 0; j < arr[i].length; j++) arr[i][j] = (long) i * 1000003L + j;
-        }
-        long sum = 0;
-        for (int r = 0; r < 2; r++)
-            for (int i = 0; i < n; i++)
-                for (int j = 0; j < arr[i].length; j += 7) sum += arr[i][j] ^ r;
-        System.out.println("sum " + sum);
-    }
-}
-JAVA
-javac -d "$tmp" "$tmp/Big.java"
-cat > "$tmp/ta.js" <<'JS'
-const crypto = require('crypto');
-const n = 24 << 20;		// 24M doubles: 192 MiB
-const a = new Float64Array(n);
-for (let i = 0; i < n; i += 512) a[i] = i * 0.5;
-for (let r = 0; r < 2; r++) for (let i = 0; i < n; i += 512) a[i] += r;
-console.log(crypto.createHash('sha256').update(Buffer.from(a.buffer)).digest('hex'));
-JS
+javac -d "$tmp" "$src/tests/preload/Big.java"
 cat > "$tmp/far.py" <<'PY'
 import hashlib
 b = bytearray(192 << 20)
@@ -77,7 +46,7 @@ PY
 programs=(
 	"java Parallel|JVM heap (mmap MAP_FIXED)|128|java -Xmx512m -XX:+UseParallelGC -cp $tmp Big 300"
 	"java G1|JVM heap (mmap MAP_FIXED)|128|java -Xmx1g -XX:+UseG1GC -cp $tmp Big 300"
-	"node typed array|V8, backing store by malloc|64|node $tmp/ta.js"
+	"node typed array|V8, backing store by malloc|64|node $src/tests/preload/typed-array.js"
 	"python3 bytearray|CPython, glibc malloc|64|python3 $tmp/far.py"
 	"reserve-commit|PROT_NONE + MAP_FIXED|32|$build/tests/preload/preload-reserve-commit 64"
 )

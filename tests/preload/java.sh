@@ -4,30 +4,14 @@
 # sums them, with the Parallel and the G1 collector: natively, under the shim
 # (the committed heap must be managed) and under a 128 MiB budget (the same
 # output, evictions and page-ins, resident memory held near the budget).
+# The program: Big.java.
 . "$(dirname "$0")/lib.sh"
 need java openjdk-17-jre-headless
 need javac openjdk-17-jdk-headless
 plan 10
 probe_uffd
 F=$FL_CLI
-cat > "$WORK/Big.java" <<'JAVA'
-public class Big {
-    public static void main(String[] a) {
-        int n = Integer.parseInt(a[0]);
-        long[][] arr = new long[n][];
-        for (int i = 0; i < n; i++) {
-            arr[i] = new long[131072];
-            for (int j = 0; j < arr[i].length; j++) arr[i][j] = (long) i * 1000003L + j;
-        }
-        long sum = 0;
-        for (int r = 0; r < 2; r++)
-            for (int i = 0; i < n; i++)
-                for (int j = 0; j < arr[i].length; j += 7) sum += arr[i][j] ^ r;
-        System.out.println("sum " + sum);
-    }
-}
-JAVA
-javac -d "$WORK" "$WORK/Big.java" || { echo "Bail out! javac failed"; exit 1; }
+javac -d "$WORK" "$SRCDIR/tests/preload/Big.java" || { echo "Bail out! javac failed"; exit 1; }
 BUDGET_PAGES=$((128 << 20 >> 12))
 
 # the JVM's own statistics line (a wrapper's, if any, comes before it)

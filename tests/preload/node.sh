@@ -8,23 +8,15 @@ need node nodejs
 plan 5
 probe_uffd
 F=$FL_CLI
-cat > "$WORK/ta.js" <<'JS'
-const crypto = require('crypto');
-const n = 24 << 20;		// 24M doubles: 192 MiB
-const a = new Float64Array(n);
-for (let i = 0; i < n; i += 512) a[i] = i * 0.5;
-for (let r = 0; r < 2; r++) for (let i = 0; i < n; i += 512) a[i] += r;
-console.log(crypto.createHash('sha256').update(Buffer.from(a.buffer)).digest('hex'));
-JS
-want=$(node "$WORK/ta.js")
+want=$(node "$SRCDIR/tests/preload/typed-array.js")
 [ ${#want} = 64 ]; ok $? "native: $want"
 
-out=$("$F" run --stats-file "$WORK/plain.json" -- node "$WORK/ta.js")
+out=$("$F" run --stats-file "$WORK/plain.json" -- node "$SRCDIR/tests/preload/typed-array.js")
 [ "$out" = "$want" ]; ok $? "under the shim: the same hash"
 b=$(json_get "$WORK/plain.json" 's["managed"]["bytes_peak"]')
 [ "${b:-0}" -ge $((192 << 20)) ]; ok $? "the array's 192 MiB are managed ($b bytes at peak)"
 
-watched 100 "$WORK/budget.out" "$F" run --budget 64M --stats-file "$WORK/budget.json" -- node "$WORK/ta.js"
+watched 100 "$WORK/budget.out" "$F" run --budget 64M --stats-file "$WORK/budget.json" -- node "$SRCDIR/tests/preload/typed-array.js"
 [ "$(cat "$WORK/budget.out")" = "$want" ]; ok $? "under --budget 64M: the same hash"
 check_far "$WORK/budget.json" "node under --budget 64M"
 done_testing
