@@ -656,8 +656,8 @@ FL_EXPORT int fl_region_map(struct fl_runtime *rt, size_t len,
  * region_readback_locked() - far memory: a region registered over the
  * program's own mapping outlives its registration, and once [@a, @b) of it
  * leaves the runtime nothing could produce the evicted pages there again:
- * read them back first. Regions made by fl_region_map() are unmapped instead: nothing to
- * save. Context: index writer lock held, @r quiesced (unpublished and
+ * read them back first. Regions made by fl_region_map() are unmapped
+ * instead: nothing to save. Context: index writer lock held, @r quiesced (unpublished and
  * write-locked: the evictor, which works under the region read lock, can
  * take no page out any more), and the far gate held (fl_region_unregister,
  * fl_region_resize) or the evictor stopped (fl_runtime_destroy): no
