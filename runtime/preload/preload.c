@@ -465,7 +465,7 @@ static void shim_unregister(void *a, bool keep)
 	int ret;
 
 	if (!rt || atomic_load(&shim_state) != SHIM_ACTIVE)
-		return;	/* forked child: the range is plain memory already */
+		return;	/* no runtime (or the shim is off): nothing is registered */
 	ret = keep ? fl_region_unregister(rt, a) : fl_region_unregister_discard(rt, a);
 	if (ret)
 		shim_log(FL_OPT_LOG_DEBUG, "unregister %p: %s", a, fl_strerror(ret));
@@ -545,7 +545,7 @@ static bool shim_carve(uintptr_t a, uintptr_t b, bool discard)
 	int ret;
 
 	if (!rt || atomic_load(&shim_state) != SHIM_ACTIVE)
-		return true;	/* forked child: the range is plain memory already */
+		return true;	/* no runtime (or the shim is off): nothing is registered */
 	ret = fl_range_unregister(rt, (void *)a, b - a, discard ? FL_UNREGISTER_DISCARD : 0);
 	if (ret && ret != -ENOENT) {
 		shim_log(FL_OPT_LOG_DEBUG, "unregister %#lx-%#lx: %s", (unsigned long)a,
