@@ -11,8 +11,13 @@
  *   - mmap(NULL, len >= FAULTLINE_MIN_REGION, PROT_READ|PROT_WRITE,
  *     MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) called through the PLT: allocators
  *     that map their own arenas (jemalloc, CPython's obmalloc) and programs
- *     that map buffers directly. File, shared, fixed, hugetlb, stack,
- *     populated and not-read-write mappings are passed through untouched.
+ *     that map buffers directly; MAP_FIXED ones too (a commit over a
+ *     reservation: the JVM). File, shared, hugetlb, stack, populated and
+ *     not-read-write mappings are passed through untouched.
+ *   - memory an mprotect() makes read-write inside a private anonymous
+ *     mapping the program made (a commit into a PROT_NONE reservation: V8),
+ *     in pieces of FAULTLINE_MIN_REGION or more; and managed memory stays
+ *     read-write: see mprotect() below.
  *   - malloc blocks of FAULTLINE_MIN_REGION or more. glibc serves them with
  *     its *internal* mmap (a direct call inside libc), which interposing the
  *     mmap symbol never sees; glibc >= 2.34 has no hooks left either. So the
@@ -612,6 +617,125 @@ static size_t ranges_release_locked(uintptr_t a, uintptr_t b, struct range *keep
 static bool ranges_empty(void)
 {
 	return !atomic_load_explicit(&nranges, memory_order_relaxed);
+}
+
+/*
+ * ---- private anonymous mappings the program made: where a commit comes from ----
+ *
+ * A runtime that reserves memory with PROT_NONE and commits it with
+ * mprotect(PROT_READ | PROT_WRITE) (V8) makes read-write private anonymous
+ * memory without an mmap the shim could manage. mprotect() cannot tell what
+ * kind of memory it is given (a file mapping, a shared one, a stack), and
+ * /proc/self/maps is far too slow to read on every call; so the shim records
+ * every private anonymous mapping of min_region or more the program makes
+ * through mmap, whatever its protection, and cuts the record wherever the
+ * program unmaps, remaps or maps over it. A commit inside a record is the
+ * program's private anonymous memory. Entries are disjoint.
+ */
+static struct range anon_maps[RANGES_MAX];
+static _Atomic size_t nanon_maps;
+
+static bool anon_empty(void)
+{
+	return !atomic_load_explicit(&nanon_maps, memory_order_relaxed);
+}
+
+/* the shape of mapping a commit may come from: any protection */
+static bool anon_shape(size_t len, int flags, int fd)
+{
+	const int skip = MAP_SHARED | MAP_HUGETLB | MAP_GROWSDOWN | MAP_STACK;
+
+	return len >= min_region && fd == -1 && (flags & MAP_ANONYMOUS) &&
+	       (flags & MAP_TYPE) == MAP_PRIVATE && !(flags & skip);
+}
+
+/* Context: range_lock held. A full table forgets the mapping: never managed. */
+static void anon_add_locked(uintptr_t a, uintptr_t b)
+{
+	size_t n = atomic_load_explicit(&nanon_maps, memory_order_relaxed);
+
+	if (n == RANGES_MAX) {
+		atomic_fetch_add_explicit(&n_unmanaged, 1, memory_order_relaxed);
+		return;
+	}
+	anon_maps[n] = (struct range){ a, b };
+	atomic_store_explicit(&nanon_maps, n + 1, memory_order_relaxed);
+}
+
+/*
+ * Cut [a, b) out of the records (unmapped, remapped, mapped over).
+ * Context: range_lock held. Return: whether a record overlapped it.
+ */
+static bool anon_cut_locked(uintptr_t a, uintptr_t b)
+{
+	bool found = false;
+
+	for (size_t i = 0; i < atomic_load_explicit(&nanon_maps, memory_order_relaxed);) {
+		struct range r = anon_maps[i];
+		size_t n;
+
+		if (r.start >= b || r.end <= a) {
+			i++;
+			continue;
+		}
+		found = true;
+		n = atomic_load_explicit(&nanon_maps, memory_order_relaxed) - 1;
+		anon_maps[i] = anon_maps[n];	/* the last record moves to i */
+		atomic_store_explicit(&nanon_maps, n, memory_order_relaxed);
+		if (r.start < a && a - r.start >= min_region)
+			anon_add_locked(r.start, a);
+		if (r.end > b && r.end - b >= min_region)
+			anon_add_locked(b, r.end);
+	}
+	return found;
+}
+
+/* Context: range_lock held. Whether one record holds all of [a, b). */
+static bool anon_covers_locked(uintptr_t a, uintptr_t b)
+{
+	for (size_t i = 0; i < atomic_load_explicit(&nanon_maps, memory_order_relaxed); i++)
+		if (anon_maps[i].start <= a && b <= anon_maps[i].end)
+			return true;
+	return false;
+}
+
+/* Context: range_lock held. The managed range holding @x, or -1. */
+static ssize_t range_at_locked(uintptr_t x)
+{
+	for (size_t i = 0; i < atomic_load_explicit(&nranges, memory_order_relaxed); i++)
+		if (ranges[i].start <= x && x < ranges[i].end)
+			return (ssize_t)i;
+	return -1;
+}
+
+/*
+ * [a, b) became read-write (mprotect): manage what of it lies in a recorded
+ * mapping and is not managed yet, each such piece if it is min_region or
+ * more, as its own region (the same rule as for an mmap).
+ * Context: shim_depth raised, range_lock held.
+ */
+static void range_commit_locked(uintptr_t a, uintptr_t b)
+{
+	for (size_t i = 0; i < atomic_load_explicit(&nanon_maps, memory_order_relaxed); i++) {
+		uintptr_t x = anon_maps[i].start > a ? anon_maps[i].start : a;
+		uintptr_t e = anon_maps[i].end < b ? anon_maps[i].end : b;
+
+		while (x < e) {
+			uintptr_t g = e;
+			ssize_t k = range_at_locked(x);
+
+			if (k >= 0) {
+				x = ranges[k].end;
+				continue;
+			}
+			/* the gap ends where the next managed range begins */
+			for (size_t j = 0; j < atomic_load_explicit(&nranges, memory_order_relaxed); j++)
+				if (ranges[j].start > x && ranges[j].start < g)
+					g = ranges[j].start;
+			range_manage_locked(x, g);
+			x = g;
+		}
+	}
 }
 
 /* ---- managed malloc blocks: a lock-free table keyed by the pointer ----
@@ -1226,33 +1350,37 @@ SHIM_EXPORT void *shim_mmap64(void *addr, size_t len, int prot, int flags, int f
 
 SHIM_EXPORT void *shim_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
+	struct range keep[2 * 8];
+	size_t nk = 0;
+	bool shape = anon_shape(len, flags, fd);
 	void *p;
 
-	if (!shim_manages())
+	if (!shim_manages() ||
+	    (!shape && anon_empty() && (!(flags & MAP_FIXED) || ranges_empty())))
 		return sys_mmap(addr, len, prot, flags, fd, off);
 	shim_depth++;
-	if ((flags & MAP_FIXED) && !ranges_empty()) {
+	pthread_mutex_lock(&range_lock);
+	if (flags & MAP_FIXED) {
 		/* the new mapping replaces whatever is there: release it first */
-		struct range keep[2 * 8];
-		size_t nk;
-
-		pthread_mutex_lock(&range_lock);
 		nk = ranges_release_locked((uintptr_t)addr, (uintptr_t)addr + page_up(len),
 					   keep, 16, NULL, false);
-		p = sys_mmap(addr, len, prot, flags, fd, off);
-		for (size_t i = 0; i < nk; i++)
-			range_manage_locked(keep[i].start, keep[i].end);
-		if (p != MAP_FAILED && mmap_eligible(len, prot, flags, fd))
-			range_manage_locked((uintptr_t)p, (uintptr_t)p + page_up(len));
-		pthread_mutex_unlock(&range_lock);
-	} else {
-		p = sys_mmap(addr, len, prot, flags, fd, off);
-		if (p != MAP_FAILED && mmap_eligible(len, prot, flags, fd)) {
-			pthread_mutex_lock(&range_lock);
-			range_manage_locked((uintptr_t)p, (uintptr_t)p + page_up(len));
-			pthread_mutex_unlock(&range_lock);
-		}
+		anon_cut_locked((uintptr_t)addr, (uintptr_t)addr + page_up(len));
 	}
+	p = sys_mmap(addr, len, prot, flags, fd, off);
+	for (size_t i = 0; i < nk; i++)
+		range_manage_locked(keep[i].start, keep[i].end);
+	/*
+	 * Where the kernel put a mapping, no record can be right any more
+	 * (the memory there was unmapped behind the shim's back: a direct
+	 * system call, or libc's own munmap).
+	 */
+	if (p != MAP_FAILED && !(flags & MAP_FIXED))
+		anon_cut_locked((uintptr_t)p, (uintptr_t)p + page_up(len));
+	if (p != MAP_FAILED && shape)
+		anon_add_locked((uintptr_t)p, (uintptr_t)p + page_up(len));
+	if (p != MAP_FAILED && mmap_eligible(len, prot, flags, fd))
+		range_manage_locked((uintptr_t)p, (uintptr_t)p + page_up(len));
+	pthread_mutex_unlock(&range_lock);
 	shim_depth--;
 	return p;
 }
@@ -1268,7 +1396,7 @@ SHIM_EXPORT int munmap(void *addr, size_t len)
 	size_t nk;
 	int ret;
 
-	if (shim_depth || ranges_empty() ||
+	if (shim_depth || (ranges_empty() && anon_empty()) ||
 	    atomic_load_explicit(&shim_state, memory_order_relaxed) != SHIM_ACTIVE)
 		return sys_munmap(addr, len);
 	shim_depth++;
@@ -1277,6 +1405,8 @@ SHIM_EXPORT int munmap(void *addr, size_t len)
 	nk = ranges_release_locked((uintptr_t)addr, (uintptr_t)addr + page_up(len), keep, 16, NULL,
 				   len && !((uintptr_t)addr & (page_size - 1)));
 	ret = sys_munmap(addr, len);
+	if (!ret)
+		anon_cut_locked((uintptr_t)addr, (uintptr_t)addr + page_up(len));
 	for (size_t i = 0; i < nk; i++)
 		range_manage_locked(keep[i].start, keep[i].end);
 	pthread_mutex_unlock(&range_lock);
@@ -1298,7 +1428,7 @@ SHIM_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, .
 		to = va_arg(ap, void *);
 		va_end(ap);
 	}
-	if (shim_depth || ranges_empty() ||
+	if (shim_depth || (ranges_empty() && anon_empty()) ||
 	    atomic_load_explicit(&shim_state, memory_order_relaxed) != SHIM_ACTIVE)
 		return sys_mremap(old, old_len, new_len, flags, to);
 	shim_depth++;
@@ -1312,6 +1442,27 @@ SHIM_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, .
 	p = sys_mremap(old, old_len, new_len, flags, to);
 	for (size_t i = 0; i < nk; i++)
 		range_manage_locked(keep[i].start, keep[i].end);
+	/*
+	 * The records follow: what the call moved inside one recorded mapping
+	 * is recorded where it is now. Anything else it touched is forgotten
+	 * (a failed call's too, which may have done part of its work), never
+	 * guessed: a record must not claim memory that is not private
+	 * anonymous. MREMAP_DONTUNMAP leaves the source mapped, empty, as it was.
+	 */
+	if (p != MAP_FAILED) {
+		uintptr_t a = (uintptr_t)old, b = a + page_up(old_len);
+		bool whole = old_len && anon_covers_locked(a, b);
+
+		if (!(flags & MREMAP_DONTUNMAP))
+			anon_cut_locked(a, b);
+		anon_cut_locked((uintptr_t)p, (uintptr_t)p + page_up(new_len));
+		if (whole && page_up(new_len) >= min_region)
+			anon_add_locked((uintptr_t)p, (uintptr_t)p + page_up(new_len));
+	} else {
+		anon_cut_locked((uintptr_t)old, (uintptr_t)old + page_up(old_len ? old_len : 1));
+		if (to)
+			anon_cut_locked((uintptr_t)to, (uintptr_t)to + page_up(new_len));
+	}
 	/* the moved (or, on failure, untouched) source stays managed; an
 	 * unmanaged source does not become managed by moving */
 	if (managed && p != MAP_FAILED)
@@ -1324,11 +1475,10 @@ SHIM_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, .
 }
 
 /*
- * madvise and mprotect change nothing the shim tracks: MADV_DONTNEED /
- * MADV_FREE of managed memory reaches the runtime as a REMOVE event (those
- * pages read zeros afterwards), and protection changes keep the uffd
- * registration of every piece. They are interposed so that a debug log
- * shows what the program does to its managed memory.
+ * madvise changes nothing the shim tracks: MADV_DONTNEED / MADV_FREE of
+ * managed memory reaches the runtime as a REMOVE event (those pages read
+ * zeros afterwards). It is interposed so that a debug log shows what the
+ * program does to its managed memory.
  */
 SHIM_EXPORT int madvise(void *addr, size_t len, int advice)
 {
@@ -1339,13 +1489,49 @@ SHIM_EXPORT int madvise(void *addr, size_t len, int advice)
 	return real_madvise(addr, len, advice);
 }
 
+/*
+ * Managed memory is read-write, always: far memory's evictor moves or copies
+ * a victim out through the program's mapping, which a MOVE refuses for a
+ * page whose protection differs from its staging frames' and a copy cannot
+ * read under PROT_NONE. So a managed range that is to lose read or write
+ * access leaves the runtime first, keeping its bytes (its evicted pages are
+ * read back), while it is still read-write; the pieces beside it stay
+ * managed. The other way round is a commit: memory a program reserved with
+ * PROT_NONE and makes read-write (V8's heap pages), or made read-only and
+ * writable again, is managed from the moment the call returns, where it lies
+ * in a private anonymous mapping the program made (anon_maps[]).
+ *
+ * A call that fails leaves what it released unmanaged (the kernel may have
+ * changed part of the range before failing): correct, only not managed.
+ */
 SHIM_EXPORT int mprotect(void *addr, size_t len, int prot)
 {
+	uintptr_t a = (uintptr_t)addr, b = a + page_up(len);
+	bool rw = (prot & (PROT_READ | PROT_WRITE)) == (PROT_READ | PROT_WRITE);
+	struct range keep[16];
+	size_t nk = 0;
+	int ret;
+
 	if (!real_mprotect)
 		return (int)syscall(SYS_mprotect, addr, len, prot);
-	if (!shim_depth && opt.log >= FL_OPT_LOG_DEBUG && !ranges_empty())
+	if (!shim_manages() || (ranges_empty() && anon_empty()) || !len || (a & (page_size - 1)) ||
+	    b < a)
+		return real_mprotect(addr, len, prot);	/* nothing of ours, or EINVAL */
+	if (opt.log >= FL_OPT_LOG_DEBUG)
 		shim_log(FL_OPT_LOG_DEBUG, "mprotect(%p, %zu, %d)", addr, len, prot);
-	return real_mprotect(addr, len, prot);
+	shim_depth++;
+	pthread_mutex_lock(&range_lock);
+	/* before the change: no victim may be caught read-only or PROT_NONE */
+	if (!rw)
+		nk = ranges_release_locked(a, b, keep, 16, NULL, false);
+	ret = real_mprotect(addr, len, prot);
+	for (size_t i = 0; i < nk; i++)
+		range_manage_locked(keep[i].start, keep[i].end);
+	if (!ret && rw)
+		range_commit_locked(a, b);
+	pthread_mutex_unlock(&range_lock);
+	shim_depth--;
+	return ret;
 }
 
 /* ---- threads the runtime starts never have their memory managed ---- */
@@ -1445,6 +1631,9 @@ static void shim_atfork_child(void)
 		close(store_lock_fd);
 	store_lock_fd = -1;
 	atomic_store_explicit(&nranges, 0, memory_order_relaxed);
+	/* what the parent recorded may be gone here (MADV_DONTFORK): the
+	 * child manages commits only of mappings it makes itself */
+	atomic_store_explicit(&nanon_maps, 0, memory_order_relaxed);
 	for (size_t i = 0; i < BLK_SLOTS; i++)
 		blk_tab[i].managed = false;
 	/* the counters are the process's: the child starts from none */

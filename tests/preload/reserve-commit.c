@@ -1,14 +1,20 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * reserve-commit - memory the way a managed runtime's heap uses it: one large
- * PROT_NONE reservation, committed piece by piece with mmap(MAP_FIXED,
- * PROT_READ | PROT_WRITE) over it (the JVM's commit), written and read back,
- * then some pieces uncommitted (mmap(MAP_FIXED | MAP_NORESERVE, PROT_NONE)
- * over them) and committed again, which must read zeros, and the middle of
- * one piece unmapped. Prints a digest of every committed byte: the same run
- * natively and under the shim must print the same line.
+ * PROT_NONE reservation, committed piece by piece, written and read back,
+ * then some pieces uncommitted and committed again, which must read zeros,
+ * one piece made read-only for a while and read, and the middle of one piece
+ * unmapped. Two ways to commit:
+ *   mmap      mmap(MAP_FIXED, PROT_READ | PROT_WRITE) over the reservation,
+ *             uncommitted by mmap(MAP_FIXED | MAP_NORESERVE, PROT_NONE) (the
+ *             JVM's way);
+ *   mprotect  mprotect(PROT_READ | PROT_WRITE), uncommitted by
+ *             madvise(MADV_DONTNEED) and mprotect(PROT_NONE) (V8's way).
+ * Prints a digest of every committed byte: the same run natively and under
+ * the shim must print the same line.
  *
- * Usage: reserve-commit MIB   (committed at once; the reservation is 4x)
+ * Usage: reserve-commit MIB [mmap|mprotect]   (MIB committed at once; the
+ *        reservation is 4x; mmap by default)
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -34,14 +40,20 @@ static void fill(uint8_t *p, size_t len, unsigned int salt)
 		memset(p + i, (int)((i >> 12) * 7 + salt), 4096);
 }
 
+static int by_mprotect;
+
 static int commit(uint8_t *p, size_t len)
 {
+	if (by_mprotect)
+		return mprotect(p, len, PROT_READ | PROT_WRITE);
 	return mmap(p, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
 		    -1, 0) == p ? 0 : -1;
 }
 
 static int uncommit(uint8_t *p, size_t len)
 {
+	if (by_mprotect)
+		return madvise(p, len, MADV_DONTNEED) || mprotect(p, len, PROT_NONE) ? -1 : 0;
 	return mmap(p, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
 		    -1, 0) == p ? 0 : -1;
 }
@@ -51,10 +63,11 @@ int main(int argc, char **argv)
 	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 0, n = mib * (1 << 20) / PIECE;
 	uint8_t *res;
 
-	if (n < 4) {
-		fprintf(stderr, "usage: reserve-commit MIB (16 or more)\n");
+	if (n < 4 || (argc > 2 && strcmp(argv[2], "mmap") && strcmp(argv[2], "mprotect"))) {
+		fprintf(stderr, "usage: reserve-commit MIB [mmap|mprotect] (MIB: 16 or more)\n");
 		return 2;
 	}
+	by_mprotect = argc > 2 && !strcmp(argv[2], "mprotect");
 	res = mmap(NULL, 4 * n * PIECE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 		   -1, 0);
 	if (res == MAP_FAILED)
@@ -76,6 +89,13 @@ int main(int argc, char **argv)
 		if (res[PIECE + i] || res[PIECE + i + 4095])
 			return fprintf(stderr, "recommitted piece: byte %zu not zero\n", i), 1;
 	fill(res + PIECE, PIECE, 99);
+	/* piece 0 read-only for a while (its bytes stay), then written again */
+	if (mprotect(res, PIECE, PROT_READ))
+		return perror("mprotect"), 1;
+	mix(res, PIECE);
+	if (mprotect(res, PIECE, PROT_READ | PROT_WRITE))
+		return perror("mprotect"), 1;
+	fill(res, PIECE / 2, 42);
 	/* the middle half of piece 3 goes */
 	if (munmap(res + 3 * PIECE + PIECE / 4, PIECE / 2))
 		return perror("munmap"), 1;
