@@ -736,7 +736,7 @@ static struct fl_region *find_start_locked(struct fl_runtime *rt, uintptr_t a)
 
 /*
  * Collect up to @max regions overlapping [start, end) of the current index.
- * Context: index writer lock held.
+ * Context: index lock held (read or write).
  */
 static size_t overlapping_locked(struct fl_runtime *rt, uintptr_t start, uintptr_t end,
 				 struct fl_region **out, size_t max)
@@ -952,6 +952,18 @@ FL_EXPORT int fl_range_unregister(struct fl_runtime *rt, void *addr, size_t len,
 		return -EINVAL;
 	if (rt->forked_child)
 		return -ENODEV;
+	/*
+	 * Nothing there is the common answer (the shim asks before every
+	 * mprotect that takes access away): give it from the read side, without
+	 * the gate or a writer section that would send faults down the locked
+	 * path. A region registered after this look is the caller's race.
+	 */
+	pthread_rwlock_rdlock(&rt->index.lock);
+	n = (int)overlapping_locked(rt, a, a + len, &r, 1);
+	pthread_rwlock_unlock(&rt->index.lock);
+	if (!n)
+		return -ENOENT;
+	n = 0;
 	gate_lock(rt);	/* before the index lock: see far/evict.c, non-MOVE step 4 */
 	index_write_begin(&rt->index);
 	/* each turn takes one region out of [a, a + len): the loop ends */

@@ -64,6 +64,8 @@ enum fl_opt_log { FL_OPT_LOG_ERROR, FL_OPT_LOG_WARN, FL_OPT_LOG_INFO, FL_OPT_LOG
 	  "fault-resolution tiers (forced tiers are for benchmarks)") \
 	X(BUDGET,	budget,		SIZE,	"0",	NULL, \
 	  "resident budget for managed memory (at least 1M); the coldest pages beyond it go to the store; 0: no budget") \
+	X(EVICT,	evict,		ENUM,	"auto",	"auto|copy", \
+	  "how far memory evicts: auto (UFFDIO_MOVE where the kernel has it), copy (write-protect, copy, zap: what kernels without MOVE, such as 6.1, get)") \
 	X(STORE,	store,		STRING,	"",	NULL, \
 	  "where evicted pages go (with a budget): a directory (an unnamed file in it) or a file (%p is the pid; one process per file); empty: an unnamed file in $TMPDIR or /tmp") \
 	X(STATS,	stats,		ENUM,	"off",	"off|text|json", \

@@ -370,6 +370,8 @@ static struct fl_runtime *shim_runtime(void)
 	ro.tiers = (enum fl_tier_policy)opt.tiers;
 	if (!opt.pin)
 		ro.flags |= FL_RT_NO_PIN;
+	if (opt.evict == 1)
+		ro.flags |= FL_RT_EVICT_NO_MOVE;
 	/* store and budget are fl_runtime_create() options: set them first */
 	shim_farmem_setup(&ro);
 	ret = fl_runtime_create(&ro, &r);
@@ -459,21 +461,23 @@ static bool shim_register(void *a, size_t len)
 }
 
 /*
- * @keep: the bytes must survive (mremap, a range only partly unmapped). Else
- * the caller unmaps the whole range next, and far memory need not read its
- * evicted pages back from the store first (fl_region_unregister_discard):
- * a free() of a mostly evicted 1 GiB block would read it all in, far over
- * the budget, only to unmap it.
+ * Take all of [a, a + len) out of the runtime, whatever regions it holds
+ * now (a block the program gave a guard page is in two pieces: see
+ * mprotect()). @keep: the bytes must survive (mremap, a range only partly
+ * unmapped). Else the caller unmaps the whole range next, and far memory
+ * need not read its evicted pages back from the store first
+ * (FL_UNREGISTER_DISCARD): a free() of a mostly evicted 1 GiB block would
+ * read it all in, far over the budget, only to unmap it.
  */
-static void shim_unregister(void *a, bool keep)
+static void shim_unregister(void *a, size_t len, bool keep)
 {
 	int ret;
 
 	if (!rt || atomic_load(&shim_state) != SHIM_ACTIVE)
 		return;	/* no runtime (or the shim is off): nothing is registered */
-	ret = keep ? fl_region_unregister(rt, a) : fl_region_unregister_discard(rt, a);
+	ret = fl_range_unregister(rt, a, len, keep ? 0 : FL_UNREGISTER_DISCARD);
 	if (ret)
-		shim_log(FL_OPT_LOG_DEBUG, "unregister %p: %s", a, fl_strerror(ret));
+		shim_log(FL_OPT_LOG_DEBUG, "unregister %p+%zu: %s", a, len, fl_strerror(ret));
 }
 
 static void bytes_add(size_t len)
@@ -599,7 +603,7 @@ static size_t ranges_release_locked(uintptr_t a, uintptr_t b, struct range *keep
 				add[na++] = (struct range){ cb, r.end };
 			continue;
 		}
-		shim_unregister((void *)r.start, true);
+		shim_unregister((void *)r.start, r.end - r.start, true);
 		bytes_sub(r.end - r.start);
 		if (r.start < a && nk < max)
 			keep[nk++] = (struct range){ r.start, a };
@@ -845,7 +849,7 @@ static void *blk_alloc(size_t size, size_t align)
 	managed = shim_register((void *)p, maplen);
 	if (!blk_insert(p, maplen, managed)) {
 		if (managed)
-			shim_unregister((void *)p, false);
+			shim_unregister((void *)p, maplen, false);
 		sys_munmap((void *)p, maplen);
 		atomic_fetch_add_explicit(&n_unmanaged, 1, memory_order_relaxed);
 		return NULL;
@@ -865,7 +869,7 @@ static void blk_free(struct blk *b, void *ptr)
 
 	/* unregister before munmap: see ranges_release_locked() */
 	if (b->managed) {
-		shim_unregister(ptr, false);
+		shim_unregister(ptr, maplen, false);
 		bytes_sub(maplen);
 	}
 	blk_remove(b);
@@ -1130,7 +1134,7 @@ static void *shim_realloc(void *ptr, size_t size)
 		bool managed = b->managed;
 
 		if (managed)
-			shim_unregister(ptr, true);
+			shim_unregister(ptr, b->maplen, true);
 		np = sys_mremap(ptr, b->maplen, maplen, MREMAP_MAYMOVE, NULL);
 		if (np == MAP_FAILED) {
 			if (managed)
@@ -1147,7 +1151,7 @@ static void *shim_realloc(void *ptr, size_t size)
 				void *g = next()->malloc(size);
 
 				if (managed)
-					shim_unregister(np, true);
+					shim_unregister(np, maplen, true);
 				if (g)
 					memcpy(g, np, size);
 				sys_munmap(np, maplen);
@@ -1328,14 +1332,23 @@ SHIM_EXPORT size_t xallocx(void *ptr, size_t size, size_t extra, int flags)
  * the reservation (the JVM) gets a fresh, empty mapping each time, which is
  * managed like any other; the reservation itself (PROT_NONE) is not.
  */
+/*
+ * Read-write, nothing else: far memory's evictor moves a victim into staging
+ * frames that are read-write, and UFFDIO_MOVE refuses a page whose access
+ * flags differ (PROT_EXEC included), so such a page could never be evicted.
+ */
+static bool prot_managed(int prot)
+{
+	return (prot & (PROT_READ | PROT_WRITE | PROT_EXEC)) == (PROT_READ | PROT_WRITE);
+}
+
 static bool mmap_eligible(size_t len, int prot, int flags, int fd)
 {
 	const int skip = MAP_SHARED | MAP_HUGETLB | MAP_GROWSDOWN | MAP_STACK | MAP_POPULATE;
 
 	return len >= min_region && fd == -1 &&
 	       (flags & (MAP_ANONYMOUS | MAP_PRIVATE)) == (MAP_ANONYMOUS | MAP_PRIVATE) &&
-	       !(flags & skip) && (flags & MAP_TYPE) == MAP_PRIVATE &&
-	       (prot & (PROT_READ | PROT_WRITE)) == (PROT_READ | PROT_WRITE);
+	       !(flags & skip) && (flags & MAP_TYPE) == MAP_PRIVATE && prot_managed(prot);
 }
 
 /*
@@ -1490,13 +1503,13 @@ SHIM_EXPORT int madvise(void *addr, size_t len, int advice)
 }
 
 /*
- * Managed memory is read-write, always: far memory's evictor moves or copies
- * a victim out through the program's mapping, which a MOVE refuses for a
- * page whose protection differs from its staging frames' and a copy cannot
- * read under PROT_NONE. So a managed range that is to lose read or write
- * access leaves the runtime first, keeping its bytes (its evicted pages are
- * read back), while it is still read-write; the pieces beside it stay
- * managed. The other way round is a commit: memory a program reserved with
+ * Managed memory is read-write, always (prot_managed()): far memory's
+ * evictor moves or copies a victim out through the program's mapping, which
+ * a MOVE refuses for a page whose protection differs from its staging
+ * frames' and a copy cannot read under PROT_NONE. So a managed range that is
+ * to get any other protection leaves the runtime first, keeping its bytes
+ * (its evicted pages are read back), while it is still read-write; the
+ * pieces beside it stay managed. The other way round is a commit: memory a program reserved with
  * PROT_NONE and makes read-write (V8's heap pages), or made read-only and
  * writable again, is managed from the moment the call returns, where it lies
  * in a private anonymous mapping the program made (anon_maps[]).
@@ -1507,7 +1520,7 @@ SHIM_EXPORT int madvise(void *addr, size_t len, int advice)
 SHIM_EXPORT int mprotect(void *addr, size_t len, int prot)
 {
 	uintptr_t a = (uintptr_t)addr, b = a + page_up(len);
-	bool rw = (prot & (PROT_READ | PROT_WRITE)) == (PROT_READ | PROT_WRITE);
+	bool rw = prot_managed(prot);
 	struct range keep[16];
 	size_t nk = 0;
 	int ret;
@@ -1521,9 +1534,16 @@ SHIM_EXPORT int mprotect(void *addr, size_t len, int prot)
 		shim_log(FL_OPT_LOG_DEBUG, "mprotect(%p, %zu, %d)", addr, len, prot);
 	shim_depth++;
 	pthread_mutex_lock(&range_lock);
-	/* before the change: no victim may be caught read-only or PROT_NONE */
-	if (!rw)
+	/*
+	 * Before the change: no victim may be caught read-only or PROT_NONE.
+	 * Malloc blocks too (a guard page at one end of a block used as a
+	 * stack): the piece leaves, and the block's free() takes the rest.
+	 */
+	if (!rw) {
 		nk = ranges_release_locked(a, b, keep, 16, NULL, false);
+		if (atomic_load_explicit(&blk_any, memory_order_relaxed))
+			shim_carve(a, b, false);
+	}
 	ret = real_mprotect(addr, len, prot);
 	for (size_t i = 0; i < nk; i++)
 		range_manage_locked(keep[i].start, keep[i].end);

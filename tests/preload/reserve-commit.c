@@ -3,8 +3,9 @@
  * reserve-commit - memory the way a managed runtime's heap uses it: one large
  * PROT_NONE reservation, committed piece by piece, written and read back,
  * then some pieces uncommitted and committed again, which must read zeros,
- * one piece made read-only for a while and read, and the middle of one piece
- * unmapped. Two ways to commit:
+ * most pieces made PROT_NONE for a while (with malloc blocks with a guard
+ * page at the front, a stack's, made meanwhile), then read-only and read,
+ * and the middle of one piece unmapped. Two ways to commit:
  *   mmap      mmap(MAP_FIXED, PROT_READ | PROT_WRITE) over the reservation,
  *             uncommitted by mmap(MAP_FIXED | MAP_NORESERVE, PROT_NONE) (the
  *             JVM's way);
@@ -58,6 +59,32 @@ static int uncommit(uint8_t *p, size_t len)
 		    -1, 0) == p ? 0 : -1;
 }
 
+/*
+ * Blocks with a guard page, the way a stack is made from malloc: the first
+ * page is written, then made PROT_NONE while the rest is written and read.
+ */
+static int guarded_blocks(void)
+{
+	for (unsigned int k = 0; k < 4; k++) {
+		void *v;
+		uint8_t *blk;
+
+		if (posix_memalign(&v, 4096, 4 * PIECE))
+			return fprintf(stderr, "posix_memalign failed\n"), 1;
+		blk = v;
+		memset(blk, 0x5a, 4096);
+		if (mprotect(blk, 4096, PROT_NONE))
+			return perror("guard"), 1;
+		fill(blk + 4096, 4 * PIECE - 4096, k);
+		mix(blk + 4096, 4 * PIECE - 4096);
+		if (mprotect(blk, 4096, PROT_READ | PROT_WRITE))
+			return perror("unguard"), 1;
+		mix(blk, 4096);
+		free(blk);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 0, n = mib * (1 << 20) / PIECE;
@@ -89,13 +116,23 @@ int main(int argc, char **argv)
 		if (res[PIECE + i] || res[PIECE + i + 4095])
 			return fprintf(stderr, "recommitted piece: byte %zu not zero\n", i), 1;
 	fill(res + PIECE, PIECE, 99);
-	/* piece 0 read-only for a while (its bytes stay), then written again */
-	if (mprotect(res, PIECE, PROT_READ))
+	/*
+	 * Pieces 4 to n - 1 written again, then out of reach while other
+	 * memory is busy (what of them is resident is dirty: an evictor that
+	 * took those pages through the mapping now would fault), then
+	 * read-only and read, then written again.
+	 */
+	fill(res + 4 * PIECE, (n - 4) * PIECE, 7);
+	if (mprotect(res + 4 * PIECE, (n - 4) * PIECE, PROT_NONE))
 		return perror("mprotect"), 1;
-	mix(res, PIECE);
-	if (mprotect(res, PIECE, PROT_READ | PROT_WRITE))
+	if (guarded_blocks())
+		return 1;
+	if (mprotect(res + 4 * PIECE, (n - 4) * PIECE, PROT_READ))
 		return perror("mprotect"), 1;
-	fill(res, PIECE / 2, 42);
+	mix(res + 4 * PIECE, (n - 4) * PIECE);
+	if (mprotect(res + 4 * PIECE, (n - 4) * PIECE, PROT_READ | PROT_WRITE))
+		return perror("mprotect"), 1;
+	fill(res + 4 * PIECE, PIECE / 2, 42);
 	/* the middle half of piece 3 goes */
 	if (munmap(res + 3 * PIECE + PIECE / 4, PIECE / 2))
 		return perror("munmap"), 1;

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Reserve-then-commit memory (reserve-commit.c: a PROT_NONE reservation
 # committed piece by piece, uncommitted and committed again, a piece made
-# read-only for a while, part of a piece unmapped), both ways a runtime
-# commits: mmap(MAP_FIXED) over the reservation (the JVM) and mprotect (V8).
+# read-only for a while, part of a piece unmapped, malloc blocks with a guard
+# page), both ways a runtime commits: mmap(MAP_FIXED) over the reservation
+# (the JVM) and mprotect (V8).
 # Each way: the same digest natively, under the shim and under a budget a
 # quarter of the committed memory; the committed pieces are managed, and the
 # budget holds for them after the cuts.
 . "$(dirname "$0")/lib.sh"
-plan 12
+plan 16
 probe_uffd
 F=$FL_CLI
 
@@ -20,6 +21,12 @@ for how in mmap mprotect; do
 	m=$(json_get "$WORK/plain-$how.json" 's["managed"]["mmaps"]')
 	# 16 pieces, piece 1 again, piece 0 writable again, the last 64 MiB: 19
 	[ "${m:-0}" -ge 19 ]; ok $? "$how: every committed piece is managed ($m mappings; 19 commits)"
+	# each guarded block leaves whole at free(), so the next one, mapped
+	# at the same address, registers
+	b=$(json_get "$WORK/plain-$how.json" 's["managed"]["malloc_blocks"]')
+	e=$(json_get "$WORK/plain-$how.json" 's["managed"]["register_errors"]')
+	[ "${b:-0}" -ge 4 ] && [ "${e:-1}" -eq 0 ]
+	ok $? "$how: the guarded blocks are managed ($b blocks, $e registration errors)"
 
 	watched 100 "$WORK/budget-$how.out" "$F" run --budget 32M \
 		--stats-file "$WORK/budget-$how.json" -- "$RESERVE_COMMIT" 64 $how
@@ -32,4 +39,17 @@ for how in mmap mprotect; do
 	[ "${pk:-0}" -gt 0 ] && [ "$pk" -le $((bp * 5 / 4 + 1024)) ]
 	ok $? "$how: resident memory held to the budget + 25 % + 4 MiB ($pk of $bp pages at peak)"
 done
+
+# The evictor without UFFDIO_MOVE (Linux 6.1's) copies a victim through the
+# program's mapping: a managed page the program made PROT_NONE (the
+# uncommits, the read-only piece, the guard pages) must have left the
+# runtime first, or the copy is a SIGSEGV.
+watched 100 "$WORK/copy.out" env FAULTLINE_EVICT=copy "$F" run --budget 32M \
+	--stats-file "$WORK/copy.json" -- "$RESERVE_COMMIT" 64 mprotect
+out=$(cat "$WORK/copy.out")
+[ "$out" = "$want" ]; ok $? "mprotect, copying evictor: the same digest (${out:-nothing})"
+ev=$(json_get "$WORK/copy.json" 's["counters"]["far_evictions"]')
+mv=$(json_get "$WORK/copy.json" 's["counters"]["far_evict_move"]')
+[ "${ev:-0}" -gt 0 ] && [ "${mv:-1}" -eq 0 ]
+ok $? "mprotect: the copying evictor at work ($ev evictions, $mv by MOVE)"
 done_testing
