@@ -1326,13 +1326,6 @@ SHIM_EXPORT size_t xallocx(void *ptr, size_t size, size_t extra, int flags)
 /* ---- the mmap family ---- */
 
 /*
- * Private anonymous read-write memory the program maps itself, big enough.
- * MAP_FIXED included: a runtime that reserves its heap with PROT_NONE and
- * commits it piece by piece with mmap(MAP_FIXED, PROT_READ | PROT_WRITE) over
- * the reservation (the JVM) gets a fresh, empty mapping each time, which is
- * managed like any other; the reservation itself (PROT_NONE) is not.
- */
-/*
  * Read-write, nothing else: far memory's evictor moves a victim into staging
  * frames that are read-write, and UFFDIO_MOVE refuses a page whose access
  * flags differ (PROT_EXEC included), so such a page could never be evicted.
@@ -1342,6 +1335,13 @@ static bool prot_managed(int prot)
 	return (prot & (PROT_READ | PROT_WRITE | PROT_EXEC)) == (PROT_READ | PROT_WRITE);
 }
 
+/*
+ * Private anonymous read-write memory the program maps itself, big enough.
+ * MAP_FIXED included: a runtime that reserves its heap with PROT_NONE and
+ * commits it piece by piece with mmap(MAP_FIXED, PROT_READ | PROT_WRITE) over
+ * the reservation (the JVM) gets a fresh, empty mapping each time, which is
+ * managed like any other; the reservation itself (PROT_NONE) is not.
+ */
 static bool mmap_eligible(size_t len, int prot, int flags, int fd)
 {
 	const int skip = MAP_SHARED | MAP_HUGETLB | MAP_GROWSDOWN | MAP_STACK | MAP_POPULATE;
@@ -1466,7 +1466,7 @@ SHIM_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, .
 		uintptr_t a = (uintptr_t)old, b = a + page_up(old_len);
 		bool whole = old_len && anon_covers_locked(a, b);
 
-		if (!(flags & MREMAP_DONTUNMAP))
+		if (!(flags & MREMAP_DONTUNMAP) && old_len)
 			anon_cut_locked(a, b);
 		anon_cut_locked((uintptr_t)p, (uintptr_t)p + page_up(new_len));
 		if (whole && page_up(new_len) >= min_region)
