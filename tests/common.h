@@ -6,12 +6,17 @@
 #ifndef FL_TEST_COMMON_H
 #define FL_TEST_COMMON_H
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,6 +62,43 @@ static inline void ms_sleep(unsigned int ms)
  * faulting thread (COPY) before it adds the pages it installed, so a
  * snapshot right after an access may miss the last few counts.
  */
+/*
+ * Whether a thread of this process other than the caller is running, waiting
+ * for a CPU, or in an uninterruptible wait (state R or D): one of the
+ * runtime's threads with work in hand.
+ */
+static inline bool others_busy(void)
+{
+	pid_t me = (pid_t)syscall(SYS_gettid);
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	bool busy = false;
+
+	if (!d)
+		return false;
+	while (!busy && (e = readdir(d))) {
+		char path[300], buf[512], *p;
+		ssize_t n;
+		int fd;
+
+		if (e->d_name[0] == '.' || atoi(e->d_name) == me)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/stat", e->d_name);
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;	/* the thread is gone */
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = 0;
+		p = strrchr(buf, ')');	/* the name may hold spaces and parentheses */
+		busy = p && p[1] == ' ' && (p[2] == 'R' || p[2] == 'D');
+	}
+	closedir(d);
+	return busy;
+}
+
 static inline void stats_quiet(const struct fl_runtime *rt, struct fl_stats *st)
 {
 	struct fl_stats prev;
@@ -66,11 +108,14 @@ static inline void stats_quiet(const struct fl_runtime *rt, struct fl_stats *st)
 	st->size = sizeof(*st);
 	fl_stats_get(rt, st);
 	/*
-	 * A handler counts after the ioctl that woke the program, and under
-	 * TSan on a loaded machine it can be descheduled in between for a few
-	 * ms: settled means unchanged over three samples in a row.
+	 * A handler counts after the ioctl that woke the program, and the
+	 * woken thread can take its CPU at that very moment: on a loaded
+	 * machine the handler may then wait for a CPU far longer than any
+	 * quiet time. Settled means unchanged over three samples in a row
+	 * with no other thread of the process running or waiting to run
+	 * (a handler between its ioctl and its count is runnable); 5 s at most.
 	 */
-	for (int i = 0; i < 1000 && still < 3; i++) {
+	for (int i = 0; i < 1000 && (still < 3 || others_busy()); i++) {
 		prev = *st;
 		ms_sleep(5);
 		fl_stats_get(rt, st);
