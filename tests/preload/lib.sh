@@ -120,7 +120,12 @@ uffd_user_begin() {
 	useradd -r -M -s /usr/sbin/nologin "$U" || skip_all "useradd -r -M $U failed"
 }
 uffd_user_restore() {
+	local i
 	[ -n "${UFFD_USER_CLEANUP:-}" ] && $UFFD_USER_CLEANUP
+	# whatever the user still runs (a server the cleanup could not stop,
+	# the test killed in the middle) goes, or userdel refuses
+	pkill -KILL -u "$U" 2>/dev/null
+	for ((i = 0; i < 50; i++)); do pgrep -u "$U" >/dev/null || break; sleep 0.1; done
 	userdel "$U" 2>/dev/null
 	[ -z "$GROUP_EXISTED" ] && groupdel faultline 2>/dev/null
 	chmod 600 $DEV && chown "$DEV_OWNER" $DEV && chmod "$DEV_MODE" $DEV
@@ -128,4 +133,6 @@ uffd_user_restore() {
 	for ((i = ${#MADE_DIRS[@]} - 1; i >= 0; i--)); do rmdir "${MADE_DIRS[i]}"; done
 	rm -rf "$WORK"
 }
-as_user() { setpriv --reuid="$U" --regid="$(id -g "$U")" --init-groups -- "$@"; }
+# fd 9 (the lock) is not passed on: a server started this way and left
+# running would hold the lock and stall every later such test
+as_user() { setpriv --reuid="$U" --regid="$(id -g "$U")" --init-groups -- "$@" 9>&-; }
