@@ -1509,10 +1509,11 @@ SHIM_EXPORT int madvise(void *addr, size_t len, int advice)
  * frames' and a copy cannot read under PROT_NONE. So a managed range that is
  * to get any other protection leaves the runtime first, keeping its bytes
  * (its evicted pages are read back), while it is still read-write; the
- * pieces beside it stay managed. The other way round is a commit: memory a program reserved with
- * PROT_NONE and makes read-write (V8's heap pages), or made read-only and
- * writable again, is managed from the moment the call returns, where it lies
- * in a private anonymous mapping the program made (anon_maps[]).
+ * pieces beside it stay managed. The other way round is a commit: memory a
+ * program reserved with PROT_NONE and makes read-write (V8's heap pages), or
+ * made read-only and writable again, is managed from the moment the call
+ * returns, where it lies in a private anonymous mapping the program made
+ * (anon_maps[]).
  *
  * A call that fails leaves what it released unmanaged (the kernel may have
  * changed part of the range before failing): correct, only not managed.
@@ -1527,8 +1528,9 @@ SHIM_EXPORT int mprotect(void *addr, size_t len, int prot)
 
 	if (!real_mprotect)
 		return (int)syscall(SYS_mprotect, addr, len, prot);
-	if (!shim_manages() || (ranges_empty() && anon_empty()) || !len || (a & (page_size - 1)) ||
-	    b < a)
+	if (!shim_manages() || !len || (a & (page_size - 1)) || b < a ||
+	    (ranges_empty() && anon_empty() &&
+	     !atomic_load_explicit(&blk_any, memory_order_relaxed)))
 		return real_mprotect(addr, len, prot);	/* nothing of ours, or EINVAL */
 	if (opt.log >= FL_OPT_LOG_DEBUG)
 		shim_log(FL_OPT_LOG_DEBUG, "mprotect(%p, %zu, %d)", addr, len, prot);

@@ -8,7 +8,7 @@
 # quarter of the committed memory; the committed pieces are managed, and the
 # budget holds for them after the cuts.
 . "$(dirname "$0")/lib.sh"
-plan 16
+plan 18
 probe_uffd
 F=$FL_CLI
 
@@ -52,4 +52,13 @@ ev=$(json_get "$WORK/copy.json" 's["counters"]["far_evictions"]')
 mv=$(json_get "$WORK/copy.json" 's["counters"]["far_evict_move"]')
 [ "${ev:-0}" -gt 0 ] && [ "${mv:-1}" -eq 0 ]
 ok $? "mprotect: the copying evictor at work ($ev evictions, $mv by MOVE)"
+
+# The same with malloc blocks only: a program with no mapping of its own
+want=$("$RESERVE_COMMIT" blocks)
+watched 100 "$WORK/blocks.out" env FAULTLINE_EVICT=copy "$F" run --budget 32M \
+	--stats-file "$WORK/blocks.json" -- "$RESERVE_COMMIT" blocks
+out=$(cat "$WORK/blocks.out")
+[[ $want == "digest "* ]] && [ "$out" = "$want" ]
+ok $? "blocks, copying evictor: the same digest (${out:-nothing}, native ${want:-nothing})"
+check_far "$WORK/blocks.json" "blocks under --budget 32M"
 done_testing
