@@ -16,7 +16,7 @@ cd "$work"
 ar x "$lib"
 ls core_*.o far_*.o ckpt_*.o > /dev/null 2>&1 || {
 	echo "1..0 # SKIP $lib has no core_/far_/ckpt_ objects"
-	exit 77
+	exit 0	# skipped by the TAP plan (see tests/tap.h)
 }
 
 defined() { nm --defined-only -g "$@" 2>/dev/null | awk 'NF == 3 { print $3 }' | sort -u; }

@@ -8,7 +8,8 @@ set -eu
 lib=${1:?usage: probes.sh LIB PROBES.H enabled|disabled}
 hdr=${2:?}
 want_on=${3:?}
-command -v readelf > /dev/null || { echo "1..0 # SKIP no readelf"; exit 77; }
+# skipped by the TAP plan, exit 0 (see tests/tap.h)
+command -v readelf > /dev/null || { echo "1..0 # SKIP no readelf"; exit 0; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

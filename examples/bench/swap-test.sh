@@ -26,7 +26,8 @@ ok() {	# ok COND-EXIT-STATUS description
 	if [ "$1" = 0 ]; then echo "ok $TAP_N - $2"; else echo "not ok $TAP_N - $2"; TAP_FAILED=$((TAP_FAILED + 1)); fi
 }
 diag() { printf '%s\n' "$*" | sed 's/^/# /'; }
-skip_all() { echo "1..0 # SKIP $*"; exit 77; }
+# a TAP file is skipped by its plan, with exit 0 (see tests/tap.h)
+skip_all() { echo "1..0 # SKIP $*"; exit 0; }
 
 [ -x "$tool" ] || { echo "Bail out! usage: swap-test.sh path/to/faultline-bench-swap"; exit 1; }
 [ "$(id -u)" = 0 ] || skip_all "needs root (swapon, zram)"
