@@ -954,7 +954,7 @@ FL_EXPORT int fl_range_unregister(struct fl_runtime *rt, void *addr, size_t len,
 		return -ENODEV;
 	/*
 	 * Nothing there is the common answer (the shim asks before every
-	 * mprotect that takes access away): give it from the read side, without
+	 * mprotect to anything but read-write): give it from the read side, without
 	 * the gate or a writer section that would send faults down the locked
 	 * path. A region registered after this look is the caller's race.
 	 */

@@ -13,7 +13,7 @@
  *     that map their own arenas (jemalloc, CPython's obmalloc) and programs
  *     that map buffers directly; MAP_FIXED ones too (a commit over a
  *     reservation: the JVM). File, shared, hugetlb, stack, populated and
- *     not-read-write mappings are passed through untouched.
+ *     not exactly read-write mappings are passed through untouched.
  *   - memory an mprotect() makes read-write inside a private anonymous
  *     mapping the program made (a commit into a PROT_NONE reservation: V8),
  *     in pieces of FAULTLINE_MIN_REGION or more; and managed memory stays
