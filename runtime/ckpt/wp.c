@@ -263,8 +263,15 @@ void wp_fault(struct fl_fault_ctx *c, uintptr_t addr)
 		pthread_rwlock_unlock(&w->lock);
 		if (unknown_defer(c, pg))
 			return;
-		STAT_INC(c->st, wp_unknown);
 		pthread_rwlock_rdlock(&w->lock);
+		/* the event may have been applied since we looked: the next
+		 * fault takes the tracked path */
+		if (find_locked(w, pg)) {
+			pthread_rwlock_unlock(&w->lock);
+			park_fault(c, pg, rt->page_size);
+			return;
+		}
+		STAT_INC(c->st, wp_unknown);
 	}
 	ret = uffd_writeprotect(&rt->uffd, pg, rt->page_size, false, false);
 	pthread_rwlock_unlock(&w->lock);

@@ -27,6 +27,7 @@
 #include <numa.h>
 #include <poll.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -230,6 +231,14 @@ static void announce_events(struct fl_handler *h, const struct uffd_msg *msgs, s
 	}
 }
 
+#ifdef FL_TEST_HOOKS
+/* the address a pause point names for an event: see testhooks.h */
+static uintptr_t msg_addr(const struct uffd_msg *m)
+{
+	return m->event == UFFD_EVENT_REMAP ? m->arg.remap.to : m->arg.remove.start;
+}
+#endif
+
 static void *handler_main(void *arg)
 {
 	struct fl_handler *h = arg;
@@ -239,6 +248,7 @@ static void *handler_main(void *arg)
 	uint32_t window = 0;
 
 	fl_rcu_register_thread();
+	atomic_store_explicit(&h->tid, (uint32_t)gettid(), memory_order_relaxed);
 	while (!stop) {
 		bool events = false;
 		ssize_t n;
@@ -254,15 +264,13 @@ static void *handler_main(void *arg)
 		 * The read window opens before read(2) can hand us an event
 		 * (seq_cst: the kernel's queue lock then orders it before any
 		 * later read of another handler) and closes once the batch's
-		 * events are announced: see events_read_applied().
+		 * events are counted and announced: see window_busy().
 		 */
-		if (h->polls)
-			atomic_store_explicit(&h->reading, ++window, memory_order_seq_cst);
+		atomic_store_explicit(&h->reading, ++window, memory_order_seq_cst);
 		n = read(rt->uffd.fd, msgs, sizeof(msgs));
 		full = n == (ssize_t)sizeof(msgs);
 		if (n < 0) {
-			if (h->polls)
-				atomic_store_explicit(&h->reading, ++window, memory_order_release);
+			atomic_store_explicit(&h->reading, ++window, memory_order_release);
 			if (errno == EAGAIN && h->polls)
 				continue;	/* another handler took it: sleep again */
 			/* never die: the application would hang on its faults */
@@ -282,19 +290,17 @@ static void *handler_main(void *arg)
 		 */
 		for (ssize_t i = 0; i < n; i++)
 			if (msgs[i].event != UFFD_EVENT_PAGEFAULT) {
+				FL_TEST_PAUSE(FL_PAUSE_EVENT_TAKEN, msg_addr(&msgs[i]));
 				events = true;
 				atomic_fetch_add_explicit(&rt->wp_events_pending, 1,
 							  memory_order_relaxed);
 				atomic_fetch_add_explicit(&rt->events_active, 1,
 							  memory_order_seq_cst);
-				FL_TEST_PAUSE(FL_PAUSE_EVENT_READ,
-					      msgs[i].event == UFFD_EVENT_REMAP ?
-					      msgs[i].arg.remap.to : msgs[i].arg.remove.start);
+				FL_TEST_PAUSE(FL_PAUSE_EVENT_READ, msg_addr(&msgs[i]));
 			}
 		if (events)
 			announce_events(h, msgs, n);
-		if (h->polls)
-			atomic_store_explicit(&h->reading, ++window, memory_order_release);
+		atomic_store_explicit(&h->reading, ++window, memory_order_release);
 		for (ssize_t i = 0; i < n; i++)
 			stop |= handle_msg(h, &msgs[i]);
 		/* the batch's events are applied: a page-in in their range may go */
@@ -308,6 +314,64 @@ static void *handler_main(void *arg)
 	fault_reads_drain(&h->ctx);	/* EBADF: never leave reads behind */
 	fl_rcu_unregister_thread();
 	return NULL;
+}
+
+const char *task_stat(uint32_t tid, char *buf, size_t size)
+{
+	char path[64];
+	const char *p;
+	ssize_t len;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%u/stat", tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	len = read(fd, buf, size - 1);
+	close(fd);
+	if (len <= 0)
+		return NULL;
+	buf[len] = 0;
+	/* the name (field 2) may hold spaces and parentheses: skip to its end */
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p + 2 : NULL;
+}
+
+/*
+ * window_busy() - may @h hold an event it read and has not counted yet?
+ *
+ * Race: the program's mremap() (munmap, MADV_DONTNEED) returns once *a*
+ * handler has taken its event off the queue, and that handler can lose its
+ * CPU before it counts the event (the wake-up of the program's thread
+ * preempts it). A fault raised after that return may meanwhile be read by
+ * another handler: it must see that an event is in flight. The taker's
+ * window is odd then, and its thread runs or waits for a CPU: from dequeue
+ * to close it never sleeps. An odd window whose (blocking) handler sleeps
+ * is a read(2) waiting on an empty queue: it holds nothing, and everything
+ * it read before was counted when its previous window closed. A polling
+ * handler's read never sleeps, so its odd window is always busy. The state
+ * comes from /proc (~10 us): only faults in no region and page-ins that
+ * meet an open window pay it.
+ * Context: any thread. Return: true if @h is inside a window that may hold
+ * an uncounted event.
+ */
+bool window_busy(const struct fl_handler *h)
+{
+	uint32_t s = atomic_load_explicit(&h->reading, memory_order_seq_cst);
+	uint32_t tid = atomic_load_explicit(&h->tid, memory_order_relaxed);
+	char buf[512];
+	const char *st;
+
+	if (!(s & 1))
+		return false;
+	if (h->polls || !tid)
+		return true;
+	st = task_stat(tid, buf, sizeof(buf));
+	/* gone: nothing to hold; 'S': asleep in read(2), see above */
+	if (!st || *st == 'S')
+		return false;
+	/* it may have left the window while we looked */
+	return atomic_load_explicit(&h->reading, memory_order_seq_cst) == s;
 }
 
 /* ---- start / stop ---- */

@@ -74,12 +74,16 @@ struct fl_handler {
 	struct fl_fault_ctx ctx;
 	struct fl_counters st;
 	/*
-	 * The read window (events_read_applied()), written by this handler
-	 * only: @reading is odd from before its read(2) until the events that
-	 * read returned are announced, their ranges in [ev_lo, ev_hi) until
-	 * they are applied (0, 0: none).
+	 * The read window (unknown_defer(), events_read_applied()), written
+	 * by this handler only: @reading is odd from before its read(2) until
+	 * the events that read returned are counted and announced, their
+	 * ranges in [ev_lo, ev_hi) until they are applied (0, 0: none). A
+	 * blocking handler's window also spans its sleep in read(2): it holds
+	 * an event only while it runs (window_busy()). @tid: its thread, for
+	 * that test; 0 before it starts.
 	 */
 	_Alignas(64) _Atomic uint32_t reading;
+	_Atomic uint32_t tid;
 	_Atomic uintptr_t ev_lo, ev_hi;
 };
 
@@ -236,6 +240,10 @@ int handlers_start(struct fl_runtime *rt, const struct fl_runtime_opts *o);
 void handlers_stop(struct fl_runtime *rt);
 int fault_ctx_init(struct fl_fault_ctx *c, struct fl_runtime *rt, struct fl_counters *st);
 void fault_ctx_fini(struct fl_fault_ctx *c);
+/* the fields of /proc/self/task/<tid>/stat after the name (@buf holds them);
+ * NULL if the thread is gone */
+const char *task_stat(uint32_t tid, char *buf, size_t size);
+bool window_busy(const struct fl_handler *h);
 
 /* park.c: faults that must come again later, and the retrier */
 void park_fault(struct fl_fault_ctx *c, uintptr_t start, size_t len);

@@ -132,28 +132,13 @@ void numa_ctx_fini(struct fl_fault_ctx *c)
 /* the CPU @tid last ran on: /proc/self/task/<tid>/stat field 39; -1 if gone */
 static int tid_cpu(uint32_t tid)
 {
-	char path[64], buf[1024];
-	const char *p;
-	ssize_t len;
-	int fd, field;
+	char buf[1024];
+	const char *p = task_stat(tid, buf, sizeof(buf));
 
-	snprintf(path, sizeof(path), "/proc/self/task/%u/stat", tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	len = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (len <= 0)
-		return -1;
-	buf[len] = 0;
-	/* the name (field 2) may hold spaces and parentheses: skip to its end */
-	p = strrchr(buf, ')');
-	if (!p)
-		return -1;
-	/* p is at the end of field 2; 37 more separators reach field 39 */
-	for (field = 2; field < 39 && p; field++)
-		p = strchr(p + 1, ' ');
-	return p ? atoi(p + 1) : -1;
+	/* p is at field 3; 36 more separators reach field 39 */
+	for (int field = 3; field < 39 && p; field++)
+		p = strchr(p, ' ') ? strchr(p, ' ') + 1 : NULL;
+	return p ? atoi(p) : -1;
 }
 
 static int tid_node(struct fl_fault_ctx *c, uint32_t tid)

@@ -57,13 +57,17 @@ void park_fault(struct fl_fault_ctx *c, uintptr_t start, size_t len)
  * can read that fault before the first one has applied the event to the
  * index. The address is then in no region with an even, unchanged count,
  * and serving it zeros would lose the moved pages. Handlers count the
- * events they read (events_active) before resolving anything else, so a
- * fault in no region is parked (woken after the next event or 1 ms, when it
- * faults again) for as long as any event is being applied, and at least
- * FL_UNKNOWN_WAIT_NS from its first sighting: that covers the few
- * instructions between read(2) returning the event and the count going up.
- * Only then is it served zeros. Stale messages (their range already
- * unregistered) just age out.
+ * events they read (events_active) before resolving anything else, and the
+ * moments between read(2) taking an event and that count are each
+ * handler's read window (window_busy()). So a fault in no region is parked
+ * (woken after the next event or 1 ms, when it faults again) while another
+ * handler's window is busy or any event is counted and not yet applied:
+ * the caller holds the index lock for reading, so one cannot be applied
+ * between its lookup and this look. And it waits at least
+ * FL_UNKNOWN_WAIT_NS from its first sighting: a thread of the program that
+ * touches the new address before its mremap() returned races an event not
+ * read yet. Only then is it served zeros. Stale messages (their range
+ * already unregistered) just age out.
  * Context: any resolving thread; takes park_lock. Return: true if parked.
  */
 #define FL_UNKNOWN_WAIT_NS (5ull * 1000 * 1000)
@@ -71,13 +75,26 @@ void park_fault(struct fl_fault_ctx *c, uintptr_t start, size_t len)
  * may have been reused since (parked faults come back within ~1 ms) */
 #define FL_UNKNOWN_GAP_NS (10ull * 1000 * 1000)
 
+/* is a handler other than @c's in a busy read window? Windows first, then
+ * events_active: a window closes after its events are counted */
+static bool windows_busy(const struct fl_fault_ctx *c)
+{
+	for (unsigned int i = 0; i < c->rt->nhandlers; i++) {
+		const struct fl_handler *h = &c->rt->handlers[i];
+
+		if (&h->ctx != c && window_busy(h))
+			return true;
+	}
+	return false;
+}
+
 bool unknown_defer(struct fl_fault_ctx *c, uintptr_t page)
 {
 	struct fl_runtime *rt = c->rt;
 	struct fl_unknown *slot = NULL, *oldest = &rt->unknown[0];
 	struct timespec ts;
 	uint64_t now;
-	bool wait = true;
+	bool ripe = false, wait = true;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
@@ -92,16 +109,22 @@ bool unknown_defer(struct fl_fault_ctx *c, uintptr_t page)
 		if (u->last_ns < oldest->last_ns)
 			oldest = u;
 	}
-	if (!slot) {
-		*oldest = (struct fl_unknown){ page, now, now };
-	} else if (now - slot->first_ns >= FL_UNKNOWN_WAIT_NS &&
-		   !atomic_load_explicit(&rt->events_active, memory_order_seq_cst)) {
-		*slot = (struct fl_unknown){ 0, 0, 0 };
-		wait = false;
-	} else {
+	if (slot) {
 		slot->last_ns = now;
+		ripe = now - slot->first_ns >= FL_UNKNOWN_WAIT_NS;
+	} else {
+		*oldest = (struct fl_unknown){ page, now, now };
 	}
 	pthread_mutex_unlock(&rt->park_lock);
+	/* the windows' states come from /proc: looked at outside park_lock */
+	if (ripe && !windows_busy(c) &&
+	    !atomic_load_explicit(&rt->events_active, memory_order_seq_cst)) {
+		pthread_mutex_lock(&rt->park_lock);
+		if (slot->page == page)	/* else reused for another: let it age */
+			*slot = (struct fl_unknown){ 0, 0, 0 };
+		pthread_mutex_unlock(&rt->park_lock);
+		wait = false;
+	}
 	if (wait) {
 		STAT_INC(c->st, faults_unknown_waits);
 		park_fault(c, page, rt->page_size);
@@ -119,9 +142,8 @@ bool unknown_defer(struct fl_fault_ctx *c, uintptr_t page)
  * page words. A page that far memory keeps outside the mapping (EVICTED:
  * in the store, or rescued) still says EVICTED then, and a page-in would
  * give the program back the bytes it just dropped. So wait out every other
- * handler's read window (odd @reading: from before its read(2) to the
- * announcement of the events that read returned; polling handlers read
- * without blocking, so a window is a few instructions long unless the
+ * handler's read window (window_busy(); far memory's handlers poll and
+ * read without blocking, so a window is a few instructions long unless the
  * handler is preempted), then look at the ranges of the events read and
  * not yet applied. The caller parks the fault if this says no (an event in
  * range, or a window still open after a few yields): it comes back after
@@ -134,8 +156,9 @@ bool unknown_defer(struct fl_fault_ctx *c, uintptr_t page)
  * Return: true if no event overlapping [start, end) is read and unapplied.
  */
 /*
- * Wait until @h is out of the read window it may be in, at most @spins
- * yields (0: for as long as it takes). Return: false if it still is.
+ * Wait until @h is out of the read window it may be in (or, blocking,
+ * asleep in it: window_busy()), at most @spins yields (0: for as long as
+ * it takes). Return: false if it still is.
  */
 static bool read_window_wait(const struct fl_handler *h, unsigned int spins)
 {
@@ -144,7 +167,8 @@ static bool read_window_wait(const struct fl_handler *h, unsigned int spins)
 	if (!(s & 1))
 		return true;
 	for (unsigned int i = 0; !spins || i < spins; i++) {
-		if (atomic_load_explicit(&h->reading, memory_order_seq_cst) != s)
+		if (atomic_load_explicit(&h->reading, memory_order_seq_cst) != s ||
+		    (!h->polls && !window_busy(h)))
 			return true;
 		if (spins)
 			sched_yield();

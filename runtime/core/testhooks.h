@@ -18,10 +18,14 @@
  *				without the victims, before region_write_lock
  *   FL_PAUSE_WRITER_SYNCED	victims_quiesce_locked(): victims write-locked
  *				and a grace period passed
- *   FL_PAUSE_EVENT_READ	handler_main(): read(2) returned an event
+ *   FL_PAUSE_EVENT_TAKEN	handler_main(): read(2) returned an event
  *				(addr: a REMOVE's or UNMAP's start, a REMAP's
- *				destination), its range
- *				not yet announced (races the faults other
+ *				destination), not yet counted in events_active
+ *				(races a fault in no region that another handler
+ *				reads: window_busy()); a hook that stands for a
+ *				preempted handler must spin, not sleep
+ *   FL_PAUSE_EVENT_READ	handler_main(): the same event counted, its
+ *				range not yet announced (races the faults other
  *				handlers read after it: events_read_applied())
  *   FL_PAUSE_EVICT_PROTECT	far/evict.c evict_copy_locked(): a victim
  *				(addr) is EVICTING and about to be
@@ -41,6 +45,7 @@ enum fl_test_point {
 	FL_PAUSE_REGION_RECHECK,
 	FL_PAUSE_WRITER_PUBLISHED,
 	FL_PAUSE_WRITER_SYNCED,
+	FL_PAUSE_EVENT_TAKEN,
 	FL_PAUSE_EVENT_READ,
 	FL_PAUSE_EVICT_PROTECT,
 	FL_PAUSE_NR
