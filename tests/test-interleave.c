@@ -13,16 +13,25 @@
  *  c. a writer waiting for a tier-2 reader while another reader arrives
  *     with a pointer it found before the writer came: the late reader is
  *     refused at the refcount (region_abort_locked) and falls back; the
- *     writer gets through as soon as the early reader leaves.
+ *     writer gets through as soon as the early reader leaves;
+ *  d. the handler that took an mremap's REMAP off the queue loses its CPU
+ *     before it counts the event (a spinning pause: it stays runnable, as
+ *     a preempted thread does) while the program reads the new address
+ *     through the other handler: the fault, in no region for now, waits
+ *     for the event however long that takes, never served zeros.
  *
  * Every wait here waits for a state (a pause point reached, a counter, a
  * lock word), never for time; the one sleep only widens a window in which
  * a broken protocol would show itself.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tap.h"
 #include "core/internal.h"
@@ -48,10 +57,35 @@ static void deadline(struct timespec *ts, int secs)
 	ts->tv_sec += secs;
 }
 
+/* the spinning gate of case d: a handler held runnable, as if preempted */
+static _Atomic uintptr_t spin_page;
+static _Atomic bool spin_arrived, spin_released;
+
+static void spin_gate(uintptr_t addr)
+{
+	uintptr_t want = atomic_load(&spin_page);
+	struct timespec t0, t;
+
+	if (!want || addr != want || !atomic_compare_exchange_strong(&spin_page, &want, 0))
+		return;
+	atomic_store(&spin_arrived, true);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* bounded: a broken test must fail, not hang the suite */
+	do {
+		sched_yield();
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while (!atomic_load(&spin_released) && t.tv_sec - t0.tv_sec < 20);
+}
+
 static void hook(enum fl_test_point p, uintptr_t addr)
 {
 	struct gate *g = &gates[p];
 	struct timespec ts;
+
+	if (p == FL_PAUSE_EVENT_TAKEN) {
+		spin_gate(addr);
+		return;
+	}
 
 	pthread_mutex_lock(&gm);
 	passed[p]++;
@@ -382,6 +416,45 @@ static void case_writer_progress(void)
 	munmap(p, len);
 }
 
+static void case_event_taken(void)
+{
+	size_t len = 4 * page_size;
+	unsigned char *src = malloc(len);
+	void *p = map_pages(4), *dst, *q;
+	uint64_t unknown0 = STAT(faults_unknown), waits0 = STAT(faults_unknown_waits);
+	struct toucher t;
+
+	memset(src, 0x5d, len);
+	dst = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	TAP_EQ(register_copy(p, len, src), 0);
+	atomic_store(&spin_page, (uintptr_t)dst);	/* the REMAP's destination */
+	q = mremap(p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+	/* mremap() returns once the event is off the queue: the handler that
+	 * took it may still be on its way to the pause point */
+	for (int i = 0; i < 10000 && !atomic_load(&spin_arrived); i++)
+		usleep(1000);
+	tap_ok(q == dst && atomic_load(&spin_arrived),
+	       "d: mremap returned; the handler that took its REMAP runs and has not counted it");
+	touch_start(&t, q);
+	/* widens the window: far longer than the 5 ms a fault in no region
+	 * waits at least, and than the 1 ms between its retries */
+	usleep(50 * 1000);
+	tap_ok(STAT(faults_unknown_waits) > waits0,
+	       "d: the read at the new address waits (%llu waits)",
+	       (unsigned long long)(STAT(faults_unknown_waits) - waits0));
+	tap_ok(STAT(faults_unknown) == unknown0,
+	       "d: and is not served as a fault in no region (%llu)",
+	       (unsigned long long)(STAT(faults_unknown) - unknown0));
+	atomic_store(&spin_released, true);
+	pthread_join(t.t, NULL);
+	tap_ok(t.got == 0x5d, "d: once the event is applied the read gets the moved page (0x%02x)",
+	       t.got);
+	tap_ok(all_bytes(q, len, 0x5d), "d: every moved page holds its bytes");
+	fl_region_unregister(rt, q);
+	munmap(q, len);
+	free(src);
+}
+
 int main(void)
 {
 	struct fl_runtime_opts o;
@@ -393,10 +466,11 @@ int main(void)
 	rt = tap_runtime(&o);
 	atomic_store(&fl_test_pause_hook, hook);
 
-	tap_plan(25);
+	tap_plan(31);
 	case_stale_install();
 	case_stale_pointer();
 	case_writer_progress();
+	case_event_taken();
 
 	atomic_store(&fl_test_pause_hook, NULL);
 	fl_runtime_destroy(rt);
