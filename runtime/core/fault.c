@@ -32,7 +32,7 @@
 #include "rcu.h"
 #include "testhooks.h"
 
-char fl_zero_buf[FL_FAULT_AROUND_MAX] __attribute__((aligned(4096)));
+char fl_zero_buf[FL_ZERO_BUF] __attribute__((aligned(4096)));
 
 static inline void snap_take(struct fl_snap *s, struct fl_region *r)
 {
@@ -253,6 +253,10 @@ static void install(struct fl_fault_ctx *c, const struct fl_snap *s, size_t pg,
 	while (off < len) {
 		if (zeropage)
 			ret = uffd_zeropage(&rt->uffd, a + off, len - off, 0, &done);
+		else if (src == fl_zero_buf)	/* zeros: the buffer again and again */
+			ret = uffd_copy(&rt->uffd, a + off, fl_zero_buf,
+					len - off < FL_ZERO_BUF ? len - off : FL_ZERO_BUF,
+					mode, &done);
 		else
 			ret = uffd_copy(&rt->uffd, a + off, (const char *)src + off,
 					len - off, mode, &done);
@@ -272,7 +276,7 @@ static void install(struct fl_fault_ctx *c, const struct fl_snap *s, size_t pg,
 			off += done;
 		}
 		if (!ret)
-			break;
+			continue;	/* all of it, or one piece of zeros */
 		if (ret == -EAGAIN && done) {
 			/*
 			 * The kernel reports a COPY/ZEROPAGE that stopped
@@ -297,7 +301,7 @@ static void install(struct fl_fault_ctx *c, const struct fl_snap *s, size_t pg,
 			 */
 			STAT_INC(c->st, copy_eexist);
 			zeropage = false;
-			src = fl_zero_buf;	/* a run is at most FL_FAULT_AROUND_MAX */
+			src = fl_zero_buf;
 			continue;
 		}
 		if (ret == -EEXIST) {
