@@ -98,9 +98,12 @@ int main(void)
 	TAP_EQ(fl_region_map(rt, PAGES * pgsz, NULL, (void **)&m), 0);
 
 	/* dirty pages over the budget: the evictor takes a batch and stops
-	 * at its first victim's write-protect */
+	 * at its first victim's write-protect. No more writes then: with the
+	 * evictor held mid-batch, every fault over the budget waits out the
+	 * throttle's bound (1 s), and runs under a budget this small are one
+	 * page long */
 	atomic_store(&armed, 1);
-	for (size_t pg = 0; pg < PAGES; pg++)
+	for (size_t pg = 0; pg < PAGES && !atomic_load(&held); pg++)
 		memset(m + pg * pgsz, (int)(pg | 1), pgsz);
 	for (int i = 0; i < 10000 && !atomic_load(&held); i++)
 		ms_sleep(1);

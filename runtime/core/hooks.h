@@ -54,6 +54,8 @@ struct fl_hooks {
 	/* over the resident budget? Then throttle() before producing a page */
 	bool (*over_budget)(const struct fl_runtime *rt);
 	void (*throttle)(struct fl_fault_ctx *c);
+	/* the most pages one fault may install (a fault-around run) */
+	size_t (*run_cap)(const struct fl_runtime *rt);
 	/* a zap of pages [lo, hi), just claimed, may be coming: un-claim and park */
 	bool (*zap_coming)(const struct fl_runtime *rt, _Atomic uint32_t *pstate,
 			   uintptr_t start, size_t lo, size_t hi);

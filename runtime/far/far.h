@@ -137,6 +137,7 @@ void far_aio_drain(struct fl_fault_ctx *c);
 void far_note_installed(struct fl_runtime *rt, long pages);
 void far_note_gone(struct fl_runtime *rt, long pages);
 bool far_over_budget(const struct fl_runtime *rt);
+size_t far_run_cap(const struct fl_runtime *rt);
 bool far_zap_coming(const struct fl_runtime *rt, _Atomic uint32_t *pstate, uintptr_t start,
 		    size_t lo, size_t hi);
 void far_throttle(struct fl_fault_ctx *c);

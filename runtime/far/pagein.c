@@ -70,7 +70,7 @@ static void far_read_failed(struct fl_fault_ctx *c, const struct fl_snap *s, siz
 /*
  * The read-ahead window for a fault on evicted page @pg: the adaptive
  * window, but only where the access really is sequential, and never more
- * than an eighth of the budget.
+ * than far_run_cap() (a sixteenth of the budget over all handlers).
  * - A hint outlives the run that left it: the page stays EVICTED, hint and
  *   all, until something touches it. A random access landing on it much
  *   later is no stream; read ahead only when the page before it is
@@ -87,12 +87,9 @@ static size_t far_window(struct fl_fault_ctx *c, const struct fl_snap *s, size_t
 	if (win > 1 && !s->fault_around && pg &&
 	    ps_state(atomic_load_explicit(&s->pstate[pg - 1], memory_order_relaxed)) != PS_RESIDENT)
 		return 1;
-	if (rt->far && rt->far->budget >= 16) {
-		cap = (size_t)1 << (63 - __builtin_clzll((unsigned long long)rt->far->budget / 8));
-		if (win > cap)
-			win = cap;
-	}
-	return win;
+	/* and never past what the budget's overshoot allows (far_run_cap()) */
+	cap = far_run_cap(rt);
+	return win > cap ? cap : win;
 }
 
 /*
