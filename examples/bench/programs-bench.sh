@@ -42,13 +42,15 @@ for i in range(0, len(b), 4096): b[i] = (i >> 12) & 0xff
 print(hashlib.sha256(b).hexdigest())
 PY
 
-# name|runtime or allocator|budget MiB|command
+# name|runtime or allocator|budget MiB|more options of faultline run|command
+# (V8's heap pages are 256 KiB: node's own heap needs --min-region 256K)
 programs=(
-	"java Parallel|JVM heap (mmap MAP_FIXED)|128|java -Xmx512m -XX:+UseParallelGC -cp $tmp Big 300"
-	"java G1|JVM heap (mmap MAP_FIXED)|128|java -Xmx1g -XX:+UseG1GC -cp $tmp Big 300"
-	"node typed array|V8, backing store by malloc|64|node $src/tests/preload/typed-array.js"
-	"python3 bytearray|CPython, glibc malloc|64|python3 $tmp/far.py"
-	"reserve-commit|PROT_NONE + MAP_FIXED|32|$build/tests/preload/preload-reserve-commit 64"
+	"java Parallel|JVM heap (mmap MAP_FIXED)|128||java -Xmx512m -XX:+UseParallelGC -cp $tmp Big 300"
+	"java G1|JVM heap (mmap MAP_FIXED)|128||java -Xmx1g -XX:+UseG1GC -cp $tmp Big 300"
+	"node typed array|V8, backing store by malloc|64||node $src/tests/preload/typed-array.js"
+	"node objects|V8's heap (mprotect)|64|--min-region 256K|node $src/tests/preload/js-heap.js"
+	"python3 bytearray|CPython, glibc malloc|64||python3 $tmp/far.py"
+	"reserve-commit|PROT_NONE + MAP_FIXED|32||$build/tests/preload/preload-reserve-commit 64"
 )
 
 # measure FILE command...: wall seconds and the child's peak RSS (KiB) on
@@ -98,7 +100,7 @@ echo "# kernel side: $cgkind, swap: $swap_kind $swap_dev ($swap_detail)"
 printf '%-18s %-28s %6s %8s %6s %8s %8s %9s %9s\n' program "runtime / allocator" budget \
 	managed res/B RSS native "vs native" "vs cgroup"
 for p in "${programs[@]}"; do
-	IFS='|' read -r label kind budget cmd <<< "$p"
+	IFS='|' read -r label kind budget opts cmd <<< "$p"
 	key=${label// /_}
 	# shellcheck disable=SC2086
 	$cmd > "$tmp/want"
@@ -106,7 +108,7 @@ for p in "${programs[@]}"; do
 	native=$(series "$key.native" $cmd)
 	rm -f "$tmp/st.json"
 	# shellcheck disable=SC2086
-	shim=$(series "$key.shim" "$cli" run --budget "${budget}M" --stats-interval 0.05 \
+	shim=$(series "$key.shim" "$cli" run --budget "${budget}M" $opts --stats-interval 0.05 \
 		--stats-file "$tmp/st.json" -- $cmd)
 	memcg_limit "$budget"
 	# shellcheck disable=SC2086
