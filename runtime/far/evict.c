@@ -298,10 +298,15 @@ bool far_over_budget(const struct fl_runtime *rt)
  * each may install one run past the budget before the throttle sees it: a
  * 4 MiB fault-around run per handler was a 25 % overshoot of a 32 MiB
  * budget. A run is at most budget / (16 x handlers) pages (the power of two
- * at or below, at least one page): together they overshoot by a sixteenth
- * at most. Fault-around amortises its fault over the run; 1 MiB runs
- * (32 MiB, two handlers) keep nearly all of that.
+ * at or below): together they overshoot by a sixteenth at most. Fault-around
+ * amortises its fault over the run; 1 MiB runs (32 MiB, two handlers) keep
+ * nearly all of that. But never fewer than FAR_RUN_MIN pages: with budgets
+ * of a few hundred pages, one-page runs made every fault over the budget
+ * wait out the throttle on its own (a 32-page budget's write test ran 4x
+ * longer), for an overshoot of a few pages less.
  */
+#define FAR_RUN_MIN	16	/* pages */
+
 size_t far_run_cap(const struct fl_runtime *rt)
 {
 	const struct fl_far *f = rt->far;
@@ -309,7 +314,9 @@ size_t far_run_cap(const struct fl_runtime *rt)
 
 	if (!f->evicts)
 		return SIZE_MAX;	/* nothing is held to the budget */
-	return cap ? (size_t)1 << (63 - __builtin_clzl(cap)) : 1;
+	if (cap < FAR_RUN_MIN)
+		return FAR_RUN_MIN;
+	return (size_t)1 << (63 - __builtin_clzl(cap));
 }
 
 /*
