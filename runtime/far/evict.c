@@ -334,12 +334,15 @@ size_t far_run_cap(const struct fl_runtime *rt)
  * (or FAR_THROTTLE_MAX_MS in all) the fault goes ahead and the overshoot
  * shows in far_resident_peak. A millisecond without the count falling
  * counts towards the stall if a batch ended in it (a batch that freed
- * nothing: pages written meanwhile, pinned, in transit) or the evictor is
- * not at work (f->evicting: asleep, out of victims, waiting on a handler);
- * not while a batch is under way: on a busy machine the evictor may not run
- * for several milliseconds in the middle of one, and a stall counted then
- * let a fast writer run ahead to twice the budget (a 128 MiB sequential
- * fill under a 32 MiB budget, load 5 on 2 vCPUs).
+ * nothing: pages written meanwhile, pinned, in transit), if the evictor
+ * waits on a handler (it may be this one), or if it is idle although it
+ * looked at the count after our first kick (asleep with nothing to do, out
+ * of victims). Not while a batch is under way, and not while the evictor
+ * has not run since our kick: on a busy machine it may wait several
+ * milliseconds for a CPU, at the start of a round as in the middle of one,
+ * and a stall counted then let a fast writer run ahead of the budget (a
+ * 128 MiB sequential fill under a 32 MiB budget reached twice the budget at
+ * load 5 on 2 vCPUs; reserve-commit under 32 MiB, 152 % at load 6).
  *
  * The handler's own page-in reads keep completing meanwhile: each round
  * installs what has completed (far_aio_complete(), never blocks), so the
@@ -358,21 +361,33 @@ void far_throttle(struct fl_fault_ctx *c)
 
 	STAT_INC(c->st, far_throttled);
 	FL_PROBE(throttle, best, f->budget);
+	/* our first kick: the evictor has looked at the count since once
+	 * kick_seen reaches it (wrapping compare) */
+	uint32_t k0 = atomic_fetch_add_explicit(&f->kick, 1, memory_order_seq_cst) + 1;
+
+	futex_wake_all(&f->kick);
 	for (int ms = 0; ms < FAR_THROTTLE_MAX_MS && stalled < FAR_THROTTLE_STALL_MS &&
 			 far_over_budget(c->rt); ms++) {
 		uint32_t p = atomic_load_explicit(&f->progress, memory_order_acquire);
+		uint32_t ev;
 		long now;
 
-		atomic_fetch_add_explicit(&f->kick, 1, memory_order_release);
-		futex_wake_all(&f->kick);
+		if (ms) {
+			atomic_fetch_add_explicit(&f->kick, 1, memory_order_release);
+			futex_wake_all(&f->kick);
+		}
 		futex_wait_ms(&f->progress, p, 1);
 		far_aio_complete(c);
 		now = atomic_load_explicit(&f->resident, memory_order_relaxed);
+		ev = atomic_load_explicit(&f->evicting, memory_order_relaxed);
 		if (now < best) {
 			best = now;
 			stalled = 0;
 		} else if (atomic_load_explicit(&f->progress, memory_order_relaxed) != p ||
-			   !atomic_load_explicit(&f->evicting, memory_order_relaxed)) {
+			   ev == FAR_ON_HANDLER ||
+			   (ev == FAR_IDLE &&
+			    (int32_t)(atomic_load_explicit(&f->kick_seen, memory_order_seq_cst) -
+				      k0) >= 0)) {
 			stalled++;	/* a batch that freed nothing, or no batch coming */
 		}
 	}
@@ -850,10 +865,10 @@ static void zap_range_gated(struct fl_runtime *rt, uintptr_t addr, size_t len)
 	 * up would be taken for the program's zap, and the evicted pages
 	 * would read zeros.
 	 */
-	atomic_store_explicit(&f->evicting, 0, memory_order_relaxed);	/* on a handler */
+	atomic_store_explicit(&f->evicting, FAR_ON_HANDLER, memory_order_relaxed);
 	if (madvise((void *)addr, len, MADV_DONTNEED) == 0)
 		events_wait_applied(rt, addr, addr + len);
-	atomic_store_explicit(&f->evicting, 1, memory_order_relaxed);
+	atomic_store_explicit(&f->evicting, FAR_AT_WORK, memory_order_relaxed);
 	atomic_store_explicit(&f->zap_pending, 0, memory_order_release);
 }
 
@@ -1091,8 +1106,13 @@ static void *evictor_main(void *arg)
 	fl_rcu_register_thread();
 	while (!atomic_load_explicit(&f->stop, memory_order_acquire)) {
 		uint32_t k = atomic_load_explicit(&f->kick, memory_order_acquire);
-		long res = atomic_load_explicit(&f->resident, memory_order_relaxed);
+		long res;
 		int sweeps = 0;
+
+		/* before the count: a throttled fault that sees this knows
+		 * we looked at the count after its kick (far_throttle()) */
+		atomic_store_explicit(&f->kick_seen, k, memory_order_seq_cst);
+		res = atomic_load_explicit(&f->resident, memory_order_seq_cst);
 
 		/* gauges, in the evictor's own counter block */
 		__atomic_store_n(&f->st->far_resident_pages, (uint64_t)(res > 0 ? res : 0),
@@ -1102,7 +1122,7 @@ static void *evictor_main(void *arg)
 			futex_wait_ms(&f->kick, k, 20);
 			continue;
 		}
-		atomic_store_explicit(&f->evicting, 1, memory_order_relaxed);
+		atomic_store_explicit(&f->evicting, FAR_AT_WORK, memory_order_relaxed);
 		while (!atomic_load_explicit(&f->stop, memory_order_relaxed) &&
 		       (res = atomic_load_explicit(&f->resident, memory_order_relaxed)) > f->low) {
 			int got;
@@ -1146,7 +1166,7 @@ static void *evictor_main(void *arg)
 			if (++sweeps >= 3)
 				break;	/* pins, errors, pages in transit */
 		}
-		atomic_store_explicit(&f->evicting, 0, memory_order_relaxed);
+		atomic_store_explicit(&f->evicting, FAR_IDLE, memory_order_relaxed);
 		if (atomic_load_explicit(&f->resident, memory_order_relaxed) > f->budget) {
 			STAT_INC(f->st, far_budget_overshoot);
 			usleep(1000);

@@ -69,8 +69,9 @@ struct fl_far {
 	/* pages resident in far regions: approximate (see evict.c) */
 	_Alignas(64) _Atomic long resident;
 	_Atomic uint32_t kick;		/* futex: bumped to wake the evictor */
+	_Atomic uint32_t kick_seen;	/* the last @kick the evictor looked at */
 	_Atomic uint32_t progress;	/* futex: bumped after each evictor batch */
-	_Atomic uint32_t evicting;	/* the evictor is at work, not waiting on anyone */
+	_Atomic uint32_t evicting;	/* FAR_IDLE, FAR_AT_WORK, FAR_ON_HANDLER */
 
 	/* store extents: bump allocator, index writer lock held */
 	_Alignas(64) uint64_t store_next;
@@ -132,6 +133,9 @@ int far_aio_init(struct fl_fault_ctx *c);
 void far_aio_fini(struct fl_fault_ctx *c);
 void far_aio_complete(struct fl_fault_ctx *c);
 void far_aio_drain(struct fl_fault_ctx *c);
+
+/* what the evictor is doing (fl_far.evicting), for the throttle */
+enum { FAR_IDLE, FAR_AT_WORK, FAR_ON_HANDLER };
 
 /* evict.c: the core's budget hooks */
 void far_note_installed(struct fl_runtime *rt, long pages);
