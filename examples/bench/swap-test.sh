@@ -31,6 +31,12 @@ skip_all() { echo "1..0 # SKIP $*"; exit 0; }
 
 [ -x "$tool" ] || { echo "Bail out! usage: swap-test.sh path/to/faultline-bench-swap"; exit 1; }
 [ "$(id -u)" = 0 ] || skip_all "needs root (swapon, zram)"
+# Race: this test compares the machine's swaps and zram devices before and
+# after each case, so two copies of it at once (two test suites on one
+# machine) see each other's devices. One at a time, machine-wide (the
+# tools it starts in the background do not inherit the lock: 9>&-).
+exec 9> /run/lock/faultline-swap-test.lock
+flock -w 90 9 || { echo "Bail out! another swap test held the lock for 90 s"; exit 1; }
 [ -z "$(tail -n +2 /proc/swaps)" ] ||
 	skip_all "swap is active on this machine, which the tool uses as it is: $(tail -n +2 /proc/swaps | awk '{print $1}' | tr '\n' ' ')"
 [ -e /sys/class/zram-control ] || [ -e /sys/block/zram0 ] || modprobe -q zram 2>/dev/null
@@ -54,7 +60,7 @@ hold() {	# hold OUT ARGS...
 	shift
 	rm -f "$WORK/fifo"
 	mkfifo "$WORK/fifo"
-	"$tool" "$@" < "$WORK/fifo" > "$out" 2> "$out.err" &
+	"$tool" "$@" < "$WORK/fifo" > "$out" 2> "$out.err" 9>&- &
 	holder=$!
 	exec 3> "$WORK/fifo"
 	for _ in $(seq 100); do
@@ -124,7 +130,7 @@ hold "$WORK/a.out" zram 16
 first=$holder
 # 3>&-: with the first holder's pipe open in it, the second would keep the
 # first from ever seeing its end
-"$tool" zram 16 < /dev/null > "$WORK/b.out" 2> "$WORK/b.err" 3>&- &
+"$tool" zram 16 < /dev/null > "$WORK/b.out" 2> "$WORK/b.err" 3>&- 9>&- &
 second=$!
 for _ in $(seq 50); do
 	grep -q "waiting up to" "$WORK/b.err" && break
