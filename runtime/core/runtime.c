@@ -555,6 +555,24 @@ static uint64_t register_modes(const struct fl_runtime *rt)
 	return UFFDIO_REGISTER_MODE_MISSING | rt->hooks.register_modes;
 }
 
+/*
+ * Race: munmap() and mremap() return once *a* handler has taken their UNMAP
+ * event off the queue, and the program may map the same addresses again at
+ * once (a fresh mapping usually lands in the hole just left). A handler
+ * preempted between taking the event and applying it would then apply it
+ * to the new region registered meanwhile: drop it from the index, and keep
+ * it for a REMAP to take back. Its faults were served zeros, and an
+ * mremap() of it brought that back with the zero pages (test-events, "a
+ * read at the new address", 1 run in ~300 under load). So a registration
+ * first waits until every event a handler has read over its range is
+ * applied. Context: no runtime lock held (applying an event takes the
+ * index lock); not from a handler thread.
+ */
+static void register_wait_events(struct fl_runtime *rt, uintptr_t a, size_t len)
+{
+	events_wait_applied(rt, a, a + len);
+}
+
 static int register_locked(struct fl_runtime *rt, uintptr_t a, size_t len,
 			   const struct fl_region_opts *o, unsigned int rflags)
 {
@@ -612,6 +630,7 @@ FL_EXPORT int fl_region_register(struct fl_runtime *rt, void *addr, size_t len,
 	ret = range_mapped((uintptr_t)addr, len);
 	if (ret)
 		return ret;
+	register_wait_events(rt, (uintptr_t)addr, len);
 	index_write_begin(&rt->index);
 	ret = register_locked(rt, (uintptr_t)addr, len, &opts, 0);
 	index_write_end(&rt->index);
@@ -640,6 +659,7 @@ FL_EXPORT int fl_region_map(struct fl_runtime *rt, size_t len,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return -errno;
+	register_wait_events(rt, (uintptr_t)p, len);
 	index_write_begin(&rt->index);
 	ret = register_locked(rt, (uintptr_t)p, len, &opts, R_OWNED);
 	index_write_end(&rt->index);
