@@ -18,7 +18,11 @@
  *     before it counts the event (a spinning pause: it stays runnable, as
  *     a preempted thread does) while the program reads the new address
  *     through the other handler: the fault, in no region for now, waits
- *     for the event however long that takes, never served zeros.
+ *     for the event however long that takes, never served zeros;
+ *  e. the same for a munmap()'s UNMAP, while the program maps the same
+ *     addresses again and registers a new region there: the registration
+ *     waits until the event is applied, which then leaves the new region
+ *     alone (applied after it, it dropped the new region from the index).
  *
  * Every wait here waits for a state (a pause point reached, a counter, a
  * lock word), never for time; the one sleep only widens a window in which
@@ -459,6 +463,59 @@ static void case_event_taken(void)
 	free(src);
 }
 
+struct registrar {
+	pthread_t t;
+	void *addr;
+	size_t len;
+	const void *src;
+	int ret;
+	_Atomic bool done;
+};
+
+static void *register_fn(void *arg)
+{
+	struct registrar *g = arg;
+
+	g->ret = register_copy(g->addr, g->len, g->src);
+	atomic_store(&g->done, true);
+	return NULL;
+}
+
+static void case_unmap_taken(void)
+{
+	size_t len = 4 * page_size;
+	unsigned char *src = malloc(len);
+	void *p = map_pages(4), *again;
+	struct registrar g = { .len = len, .src = src };
+	bool early;
+
+	memset(src, 0x6e, len);
+	TAP_EQ(register_copy(p, len, map_pages(4)), 0);
+	atomic_store(&spin_arrived, false);
+	atomic_store(&spin_released, false);
+	atomic_store(&spin_page, (uintptr_t)p);		/* the UNMAP's start */
+	munmap(p, len);
+	for (int i = 0; i < 10000 && !atomic_load(&spin_arrived); i++)
+		usleep(1000);
+	again = mmap(p, len, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	tap_ok(atomic_load(&spin_arrived) && again == p,
+	       "e: munmap returned, its UNMAP's taker runs uncounted; the same addresses mapped again");
+	g.addr = again;
+	pthread_create(&g.t, NULL, register_fn, &g);
+	usleep(50 * 1000);	/* widens the window: a registration not held is done by now */
+	early = atomic_load(&g.done);
+	tap_ok(!early, "e: the registration of the new mapping waits for the event");
+	atomic_store(&spin_released, true);
+	pthread_join(g.t, NULL);
+	TAP_EQ(g.ret, 0);
+	tap_ok(lookup(again) != NULL, "e: once the event is applied the new region stays in the index");
+	tap_ok(all_bytes(again, len, 0x6e), "e: and serves its own bytes");
+	fl_region_unregister(rt, again);
+	munmap(again, len);
+	free(src);
+}
+
 int main(void)
 {
 	struct fl_runtime_opts o;
@@ -470,11 +527,12 @@ int main(void)
 	rt = tap_runtime(&o);
 	atomic_store(&fl_test_pause_hook, hook);
 
-	tap_plan(31);
+	tap_plan(37);
 	case_stale_install();
 	case_stale_pointer();
 	case_writer_progress();
 	case_event_taken();
+	case_unmap_taken();
 
 	atomic_store(&fl_test_pause_hook, NULL);
 	fl_runtime_destroy(rt);
