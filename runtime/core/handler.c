@@ -346,12 +346,16 @@ const char *task_stat(uint32_t tid, char *buf, size_t size)
  * preempts it). A fault raised after that return may meanwhile be read by
  * another handler: it must see that an event is in flight. The taker's
  * window is odd then, and its thread runs or waits for a CPU: from dequeue
- * to close it never sleeps. An odd window whose (blocking) handler sleeps
- * is a read(2) waiting on an empty queue: it holds nothing, and everything
- * it read before was counted when its previous window closed. A polling
- * handler's read never sleeps, so its odd window is always busy. The state
- * comes from /proc (~10 us): only faults in no region and page-ins that
- * meet an open window pay it.
+ * to close it never sleeps. (The kernel dequeues with the reader marked
+ * TASK_INTERRUPTIBLE, interrupts off, and marks it running a few
+ * instructions later: long before the program thread it wakes can fault
+ * and another handler read that fault.) An odd window whose (blocking)
+ * handler sleeps is a read(2) waiting on an empty queue: it holds nothing,
+ * and everything it read before was counted when its previous window
+ * closed. A polling handler's read never sleeps, so its odd window is
+ * always busy. The state comes from /proc (~10 us): only faults in no
+ * region, registrations (register_wait_events()) and page-ins that meet
+ * an open window pay it.
  * Context: any thread. Return: true if @h is inside a window that may hold
  * an uncounted event.
  */
