@@ -232,8 +232,10 @@ void fl_region_opts_init(struct fl_region_opts *o);
  * @o: region options, or NULL for the defaults.
  * @addr: out: the region's start address.
  *
- * Context: any thread but a handler thread; takes the index writer lock and
- *	waits for an RCU grace period only on failure paths. May block.
+ * Context: any thread but a handler thread; first waits until the events
+ *	handlers have read over the range (an earlier munmap of the same
+ *	addresses) are applied, then takes the index writer lock; waits for
+ *	an RCU grace period only on failure paths. May block.
  * Return: 0; -EINVAL (bad argument); -ENOMEM (address space, memory);
  *	-EOVERFLOW (absurd length); -EOPNOTSUPP (FL_REGION_WP without the
  *	kernel's uffd-wp); -ENODEV (runtime unusable after fork).
