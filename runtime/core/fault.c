@@ -417,8 +417,11 @@ static enum fl_res resolve(struct fl_fault_ctx *c, const struct fl_snap *s,
 
 	/* the run: claimed neighbours of the same kind inside the window */
 	win = k == K_PARTIAL ? 1 : window_pages(c, s, page_down(rt, addr));
-	if (unlikely(rt->hooks.run_cap) && win > rt->hooks.run_cap(rt))
-		win = rt->hooks.run_cap(rt);	/* under a budget: its overshoot */
+	if (unlikely(rt->hooks.run_cap)) {
+		size_t cap = rt->hooks.run_cap(rt);	/* under a budget: its overshoot */
+
+		win = win < cap ? win : cap;
+	}
 	claim_run(rt, s, pg, win, k, &lo, &hi);
 	/* far memory without MOVE: a page the program zapped after it was
 	 * evicted may still be in the evictor's own zap (zap_victims()) */
