@@ -50,6 +50,8 @@ static inline void snap_take(struct fl_snap *s, struct fl_region *r)
 	s->flags = r->flags;
 	s->pstate = r->pstate;
 	s->store_off = r->store_off;
+	s->run_lo = 0;
+	s->run_hi = SIZE_MAX;
 }
 
 static enum fl_kind page_kind(const struct fl_runtime *rt, const struct fl_snap *s,
@@ -171,6 +173,9 @@ static void claim_run(const struct fl_runtime *rt, const struct fl_snap *s, size
 	size_t npages = (s->end - s->start) >> rt->page_shift;
 	size_t wlo = pg & ~(win - 1);
 	size_t whi = wlo + win < npages ? wlo + win : npages;
+
+	wlo = wlo > s->run_lo ? wlo : s->run_lo;
+	whi = whi < s->run_hi ? whi : s->run_hi;
 
 	*lo = pg;
 	*hi = pg + 1;
@@ -665,7 +670,15 @@ void region_make_resident_locked(struct fl_fault_ctx *c, struct fl_region *r,
 
 	snap_take(&s, r);
 	s.fault_around = FL_FAULT_AROUND_MAX;
-	for (size_t p = (a - r->start) >> rt->page_shift; p < last; p++) {
+	/*
+	 * Runs as large as can be, but inside [a, b): the rest of the region
+	 * stays managed (a cut of a few pages out of a large region), and
+	 * pages read back past the cut would count against the budget with
+	 * no throttle to hold them (c->no_throttle).
+	 */
+	s.run_lo = (a - r->start) >> rt->page_shift;
+	s.run_hi = last;
+	for (size_t p = s.run_lo; p < last; p++) {
 		_Atomic uint32_t *w = &s.pstate[p];
 		unsigned int tries = 0;
 		uint64_t before;

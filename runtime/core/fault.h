@@ -33,6 +33,7 @@ struct fl_snap {
 	unsigned int flags;
 	_Atomic uint32_t *pstate;
 	uint64_t store_off;		/* far memory */
+	size_t run_lo, run_hi;		/* runs stay inside pages [run_lo, run_hi) */
 };
 
 /* how a page's contents are produced */
