@@ -527,11 +527,9 @@ static void range_del_locked(size_t i)
 	atomic_store_explicit(&nranges, n, memory_order_relaxed);
 }
 
-/* Context: shim_depth raised, range_lock held. Manage [a, b) if big enough. */
-static void range_manage_locked(uintptr_t a, uintptr_t b)
+/* Context: shim_depth raised, range_lock held. Manage [a, b) as a region. */
+static void range_register_locked(uintptr_t a, uintptr_t b)
 {
-	if (b - a < min_region)
-		return;
 	if (!range_add_locked(a, b)) {
 		atomic_fetch_add_explicit(&n_unmanaged, 1, memory_order_relaxed);
 		return;
@@ -542,6 +540,13 @@ static void range_manage_locked(uintptr_t a, uintptr_t b)
 	}
 	atomic_fetch_add_explicit(&n_mmaps, 1, memory_order_relaxed);
 	bytes_add(b - a);
+}
+
+/* Context: shim_depth raised, range_lock held. Manage [a, b) if big enough. */
+static void range_manage_locked(uintptr_t a, uintptr_t b)
+{
+	if (b - a >= min_region)
+		range_register_locked(a, b);
 }
 
 /*
@@ -644,13 +649,19 @@ static bool anon_empty(void)
 	return !atomic_load_explicit(&nanon_maps, memory_order_relaxed);
 }
 
-/* the shape of mapping a commit may come from: any protection */
-static bool anon_shape(size_t len, int flags, int fd)
+/* a private anonymous mapping of the kind the runtime can manage: any size */
+static bool anon_kind(int flags, int fd)
 {
 	const int skip = MAP_SHARED | MAP_HUGETLB | MAP_GROWSDOWN | MAP_STACK;
 
-	return len >= min_region && fd == -1 && (flags & MAP_ANONYMOUS) &&
-	       (flags & MAP_TYPE) == MAP_PRIVATE && !(flags & skip);
+	return fd == -1 && (flags & MAP_ANONYMOUS) && (flags & MAP_TYPE) == MAP_PRIVATE &&
+	       !(flags & skip);
+}
+
+/* the shape of mapping a commit may come from: any protection */
+static bool anon_shape(size_t len, int flags, int fd)
+{
+	return len >= min_region && anon_kind(flags, fd);
 }
 
 /* Context: range_lock held. A full table forgets the mapping: never managed. */
@@ -740,6 +751,51 @@ static void range_commit_locked(uintptr_t a, uintptr_t b)
 			x = g;
 		}
 	}
+}
+
+/*
+ * [a, b), smaller than min_region, was just mapped read-write with
+ * mmap(MAP_FIXED) over a recorded mapping: a commit into a reservation, fresh
+ * and empty. The JVM commits G1's card table, block offset table and mark
+ * bitmaps this way a page or a few at a time, and they grow to megabytes: a
+ * region per commit would flood the index, none would leave them outside the
+ * budget. So the commit joins the managed range that ends where it begins
+ * (fl_region_resize() grows that region in place: a side table committed in
+ * address order is one region), and with no such range it starts one, a
+ * small region to grow. Commits scattered downwards cost a region each: new
+ * ones start only while the table is at most half full, which keeps room
+ * for the program's big mappings. Not for mprotect() commits: those may
+ * flip a JIT's code pages between executable and writable at every
+ * compilation, and joining them would cut and grow regions as often.
+ * Context: shim_depth raised, range_lock held.
+ */
+static void range_join_locked(uintptr_t a, uintptr_t b)
+{
+	for (size_t i = 0; i < atomic_load_explicit(&nranges, memory_order_relaxed); i++) {
+		int ret;
+
+		if (ranges[i].end != a)
+			continue;
+		/*
+		 * Race: none with a fault. Until mmap() returns, no thread of
+		 * the program knows [a, b) is there; and the resize waits for
+		 * the faults in flight on the region before it changes it.
+		 */
+		ret = rt && atomic_load(&shim_state) == SHIM_ACTIVE ?
+			fl_region_resize(rt, (void *)ranges[i].start, b - ranges[i].start) :
+			-ENODEV;
+		if (!ret) {
+			ranges[i].end = b;	/* counted in regions_resized */
+			bytes_add(b - a);
+			return;
+		}
+		/* -ENOSPC: the region filled its store extent; start another */
+		shim_log(FL_OPT_LOG_DEBUG, "grow %#lx to %#lx: %s", (unsigned long)ranges[i].start,
+			 (unsigned long)b, fl_strerror(ret));
+		break;
+	}
+	if (atomic_load_explicit(&nranges, memory_order_relaxed) < RANGES_MAX / 2)
+		range_register_locked(a, b);
 }
 
 /* ---- managed malloc blocks: a lock-free table keyed by the pointer ----
@@ -1365,7 +1421,8 @@ SHIM_EXPORT void *shim_mmap(void *addr, size_t len, int prot, int flags, int fd,
 {
 	struct range keep[2 * 8];
 	size_t nk = 0;
-	bool shape = anon_shape(len, flags, fd);
+	bool shape = anon_shape(len, flags, fd), in_rec = false;
+	uintptr_t a = (uintptr_t)addr, b = a + page_up(len);
 	void *p;
 
 	if (!shim_manages() ||
@@ -1375,9 +1432,16 @@ SHIM_EXPORT void *shim_mmap(void *addr, size_t len, int prot, int flags, int fd,
 	pthread_mutex_lock(&range_lock);
 	if (flags & MAP_FIXED) {
 		/* the new mapping replaces whatever is there: release it first */
-		nk = ranges_release_locked((uintptr_t)addr, (uintptr_t)addr + page_up(len),
-					   keep, 16, NULL, false);
-		anon_cut_locked((uintptr_t)addr, (uintptr_t)addr + page_up(len));
+		nk = ranges_release_locked(a, b, keep, 16, NULL, false);
+		/*
+		 * Private anonymous memory mapped over a record (a commit, an
+		 * uncommit) is still the program's private anonymous memory:
+		 * the record stays whole. Anything else cuts it.
+		 */
+		in_rec = len && !(a & (page_size - 1)) && b > a && anon_kind(flags, fd) &&
+			 anon_covers_locked(a, b);
+		if (!in_rec)
+			anon_cut_locked(a, b);
 	}
 	p = sys_mmap(addr, len, prot, flags, fd, off);
 	for (size_t i = 0; i < nk; i++)
@@ -1385,14 +1449,19 @@ SHIM_EXPORT void *shim_mmap(void *addr, size_t len, int prot, int flags, int fd,
 	/*
 	 * Where the kernel put a mapping, no record can be right any more
 	 * (the memory there was unmapped behind the shim's back: a direct
-	 * system call, or libc's own munmap).
+	 * system call, or libc's own munmap). A MAP_FIXED call that fails may
+	 * have unmapped the old memory all the same.
 	 */
+	if (p == MAP_FAILED && in_rec)
+		anon_cut_locked(a, b);
 	if (p != MAP_FAILED && !(flags & MAP_FIXED))
 		anon_cut_locked((uintptr_t)p, (uintptr_t)p + page_up(len));
-	if (p != MAP_FAILED && shape)
+	if (p != MAP_FAILED && shape && !in_rec)
 		anon_add_locked((uintptr_t)p, (uintptr_t)p + page_up(len));
 	if (p != MAP_FAILED && mmap_eligible(len, prot, flags, fd))
 		range_manage_locked((uintptr_t)p, (uintptr_t)p + page_up(len));
+	else if (p != MAP_FAILED && in_rec && prot_managed(prot) && !(flags & MAP_POPULATE))
+		range_join_locked(a, b);
 	pthread_mutex_unlock(&range_lock);
 	shim_depth--;
 	return p;

@@ -14,8 +14,11 @@
  * Prints a digest of every committed byte: the same run natively and under
  * the shim must print the same line.
  *
- * Usage: reserve-commit MIB [mmap|mprotect]   (MIB committed at once; the
- *        reservation is 4x; mmap by default)
+ * A third way, pages: side tables committed a page or a few at a time (see
+ * side_tables()).
+ *
+ * Usage: reserve-commit MIB [mmap|mprotect|pages]   (MIB committed at once;
+ *        the reservation is 4x, for pages 2x; mmap by default)
  *        reserve-commit blocks   (malloc blocks only: see blocks_only())
  */
 #include <stdint.h>
@@ -119,6 +122,52 @@ static int blocks_only(void)
 	return 0;
 }
 
+/*
+ * Side tables, the way the JVM's G1 collector commits its card table and
+ * mark bitmaps: one reservation committed a page or a few at a time with
+ * mmap(MAP_FIXED), in address order, each commit written at once; then a
+ * quarter uncommitted 16 pages at a time and committed again page by page
+ * (zeros, then written), and 64 pages above it all committed from the top
+ * down; everything read back.
+ */
+static int side_tables(size_t mib)
+{
+	size_t pages = (mib << 20) / 4096, pg, k;
+	uint8_t *t = mmap(NULL, 2 * (mib << 20), PROT_NONE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (t == MAP_FAILED)
+		return perror("reserve"), 1;
+	for (pg = 0; pg < pages; pg += k) {
+		k = 1 + (pg / 7) % 4;
+		if (pg + k > pages)
+			k = pages - pg;
+		if (commit(t + pg * 4096, k * 4096))
+			return perror("commit"), 1;
+		fill(t + pg * 4096, k * 4096, (unsigned int)pg);
+	}
+	mix(t, pages * 4096);
+	for (pg = pages / 2; pg < 3 * pages / 4; pg += 16)
+		if (uncommit(t + pg * 4096, 16 * 4096))
+			return perror("uncommit"), 1;
+	for (pg = pages / 2; pg < 3 * pages / 4; pg++) {
+		if (commit(t + pg * 4096, 4096))
+			return perror("commit"), 1;
+		if (t[pg * 4096] || t[pg * 4096 + 4095])
+			return fprintf(stderr, "recommitted page %zu not zero\n", pg), 1;
+		fill(t + pg * 4096, 4096, (unsigned int)pg + 5);
+	}
+	for (pg = pages + 64; pg-- > pages;) {
+		if (commit(t + pg * 4096, 4096))
+			return perror("commit"), 1;
+		fill(t + pg * 4096, 4096, (unsigned int)pg);
+	}
+	for (k = 0; k < 2; k++)
+		mix(t, (pages + 64) * 4096);
+	printf("digest %016llx\n", (unsigned long long)digest);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 0, n = mib * (1 << 20) / PIECE;
@@ -126,8 +175,11 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && !strcmp(argv[1], "blocks"))
 		return blocks_only();
+	if (n >= 4 && argc > 2 && !strcmp(argv[2], "pages"))
+		return side_tables(mib);
 	if (n < 4 || (argc > 2 && strcmp(argv[2], "mmap") && strcmp(argv[2], "mprotect"))) {
-		fprintf(stderr, "usage: reserve-commit MIB [mmap|mprotect] | blocks (MIB: 16 or more)\n");
+		fprintf(stderr, "usage: reserve-commit MIB [mmap|mprotect|pages] | blocks "
+			"(MIB: 16 or more)\n");
 		return 2;
 	}
 	by_mprotect = argc > 2 && !strcmp(argv[2], "mprotect");
