@@ -75,7 +75,7 @@ struct wp_root {
 
 int wp_init(struct fl_runtime *rt)
 {
-	struct wp_root *w = calloc(1, sizeof(*w));
+	struct wp_root *w = zalloc_aligned(_Alignof(struct wp_root), sizeof(*w));
 
 	if (!w)
 		return -ENOMEM;

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "faultline.h"
@@ -167,6 +169,22 @@ struct fl_runtime {
 	bool forked_child;
 	struct fl_runtime *next_rt;	/* list of live runtimes for atfork */
 };
+
+/*
+ * Zeroed memory for a struct with cache-line aligned members (the counter
+ * blocks, the far memory's hot words): calloc() aligns to 16 bytes only,
+ * and a member access through a misaligned pointer is undefined (UBSan
+ * reports it once the allocator is glibc's, as under the shim). @size is a
+ * multiple of @align: sizeof() of such a struct always is.
+ */
+static inline void *zalloc_aligned(size_t align, size_t size)
+{
+	void *p = aligned_alloc(align, size);
+
+	if (p)
+		memset(p, 0, size);
+	return p;
+}
 
 static inline uintptr_t page_down(const struct fl_runtime *rt, uintptr_t a)
 {

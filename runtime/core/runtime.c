@@ -204,7 +204,7 @@ int runtime_init(const struct fl_runtime_opts *o, struct fl_runtime_opts *opts,
 		return ret;
 	pthread_once(&atfork_once, atfork_register);
 
-	rt = calloc(1, sizeof(*rt));
+	rt = zalloc_aligned(_Alignof(struct fl_runtime), sizeof(*rt));
 	if (!rt)
 		return -ENOMEM;
 	pg = sysconf(_SC_PAGESIZE);

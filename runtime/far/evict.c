@@ -1206,11 +1206,11 @@ int far_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 
 	if (!o->store)
 		return 0;
-	f = calloc(1, sizeof(*f));
+	f = zalloc_aligned(_Alignof(struct fl_far), sizeof(*f));
 	if (!f)
 		return -ENOMEM;
 	f->pagemap_fd = -1;
-	f->st = calloc(1, sizeof(*f->st));
+	f->st = zalloc_aligned(_Alignof(struct fl_counters), sizeof(*f->st));
 	if (!f->st) {
 		free(f);
 		return -ENOMEM;
