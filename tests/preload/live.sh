@@ -75,7 +75,11 @@ done
 
 ra=$(json_get "$WORK/last.json" 's["process"]["rss_anon"]')
 hwm=$(json_get "$WORK/last.json" 's["process"]["vm_hwm"]')
-[ "${ra:-0}" -gt $((16 << 20)) ] && [ "${hwm:-0}" -ge "$ra" ]
+# at exit the managed memory sits between the evictor's low mark (90 % of
+# the budget) and the budget; a batch may take it a little below the mark.
+# The runtime's own memory is small (a 256 KiB zero buffer): the anonymous
+# RSS need not reach the budget, only come near it.
+[ "${ra:-0}" -ge $(((16 << 20) * 85 / 100)) ] && [ "${hwm:-0}" -ge "$ra" ]
 ok $? "the statistics give the process's anonymous RSS (${ra:-none}) and its peak RSS (${hwm:-none})"
 grep -q "^process:  .* anonymous resident (.* of it managed, [0-9]*%), .* peak resident set" "$WORK/top"
 ok $? "top shows the process's own resident memory, and how much of it is managed"
