@@ -13,6 +13,23 @@ plan 25
 probe_uffd
 F=$FL_CLI
 
+# under_budget NAME MIB ARGS...: reserve-commit ARGS under --budget MIB M:
+# the digest $want, far memory at work, resident memory held to the budget
+# + 25 % (see java.sh) + one fault-around batch of 4 MiB
+under_budget() {
+	local name=$1 mib=$2 out pk bp
+	shift 2
+	watched 100 "$WORK/budget-$name.out" "$F" run --budget ${mib}M \
+		--stats-file "$WORK/budget-$name.json" -- "$RESERVE_COMMIT" "$@"
+	out=$(cat "$WORK/budget-$name.out")
+	[ "$out" = "$want" ]; ok $? "$name, under --budget ${mib}M: the same digest (${out:-nothing})"
+	check_far "$WORK/budget-$name.json" "reserve-commit $name under --budget ${mib}M"
+	pk=$(json_get "$WORK/budget-$name.json" 's["counters"]["far_resident_peak"]')
+	bp=$((mib << 20 >> 12))
+	[ "${pk:-0}" -gt 0 ] && [ "$pk" -le $((bp * 5 / 4 + 1024)) ]
+	ok $? "$name: resident memory held to the budget + 25 % + 4 MiB ($pk of $bp pages at peak)"
+}
+
 for how in mmap mprotect; do
 	want=$("$RESERVE_COMMIT" 64 $how)
 	[[ $want == "digest "* ]]; ok $? "$how, native: $want"
@@ -29,16 +46,7 @@ for how in mmap mprotect; do
 	[ "${b:-0}" -ge 4 ] && [ "${e:-1}" -eq 0 ]
 	ok $? "$how: the guarded blocks are managed ($b blocks, $e registration errors)"
 
-	watched 100 "$WORK/budget-$how.out" "$F" run --budget 32M \
-		--stats-file "$WORK/budget-$how.json" -- "$RESERVE_COMMIT" 64 $how
-	out=$(cat "$WORK/budget-$how.out")
-	[ "$out" = "$want" ]; ok $? "$how, under --budget 32M: the same digest (${out:-nothing})"
-	check_far "$WORK/budget-$how.json" "reserve-commit $how under --budget 32M"
-	# the bound: 25 % (see java.sh), and one fault-around batch of 4 MiB
-	pk=$(json_get "$WORK/budget-$how.json" 's["counters"]["far_resident_peak"]')
-	bp=$((32 << 20 >> 12))
-	[ "${pk:-0}" -gt 0 ] && [ "$pk" -le $((bp * 5 / 4 + 1024)) ]
-	ok $? "$how: resident memory held to the budget + 25 % + 4 MiB ($pk of $bp pages at peak)"
+	under_budget $how 32 64 $how
 done
 
 # The evictor without UFFDIO_MOVE (Linux 6.1's) copies a victim through the
@@ -72,16 +80,8 @@ r=$(json_get "$WORK/pages.json" 's["process"]["rss_anon"]')
 m=$(json_get "$WORK/pages.json" 's["process"]["managed_resident"]')
 [ "${m:-0}" -gt 0 ] && [ $((m * 10)) -ge $((${r:-1} * 9)) ]
 ok $? "pages: the tables are managed ($m of $r bytes of anonymous memory)"
-watched 100 "$WORK/pages-b.out" "$F" run --budget 8M --stats-file "$WORK/pages-b.json" \
-	-- "$RESERVE_COMMIT" 32 pages
-out=$(cat "$WORK/pages-b.out")
-[ "$out" = "$want" ]; ok $? "pages, under --budget 8M: the same digest (${out:-nothing})"
-check_far "$WORK/pages-b.json" "pages under --budget 8M"
-# a cut reads back only the pages it takes out: none past it, unthrottled
-pk=$(json_get "$WORK/pages-b.json" 's["counters"]["far_resident_peak"]')
-bp=$((8 << 20 >> 12))
-[ "${pk:-0}" -gt 0 ] && [ "$pk" -le $((bp * 5 / 4 + 1024)) ]
-ok $? "pages: resident memory held to the budget + 25 % + 4 MiB ($pk of $bp pages at peak)"
+# (a cut reads back only the pages it takes out: none past it, unthrottled)
+under_budget pages 8 32 pages
 
 # The same with malloc blocks only: a program with no mapping of its own
 want=$("$RESERVE_COMMIT" blocks)
