@@ -55,8 +55,9 @@ static bool publisher_alive(const struct fl_live *l)
 /*
  * Map the file of @pid (owned by @uid). Return: 0; -ENOENT (no file: not
  * under the shim, runtime not started yet, or FAULTLINE_LIVE=no), -ESTALE
- * (the process that wrote it is gone), -EPROTO (not a file of this
- * version), -errno.
+ * (the process that wrote it is gone), -ETIMEDOUT (its publisher never
+ * started: the process is stopped), -EPROTO (not a file of this version),
+ * -errno.
  */
 static int live_map(struct watched *w, int pid, unsigned int uid)
 {
@@ -83,9 +84,23 @@ static int live_map(struct watched *w, int pid, unsigned int uid)
 	w->len = (size_t)sb.st_size;
 	w->pid = pid;
 	w->uid = uid;
-	/* a publisher still starting has not set version yet */
-	for (int i = 0; i < 100 && !atomic_load_explicit(&w->l->version, memory_order_acquire); i++)
+	/*
+	 * The shim creates the file, then starts its publisher, which sets
+	 * version last (release: everything before it is written). A process
+	 * stopped or killed in between leaves a file of zeros so far: that
+	 * is a process that does not answer, or a stale file, never a
+	 * foreign one.
+	 */
+	for (int i = 0; i < ANSWER_MS / 10 &&
+	     !atomic_load_explicit(&w->l->version, memory_order_acquire); i++)
 		usleep(10000);
+	if (!atomic_load_explicit(&w->l->version, memory_order_acquire)) {
+		char proc[32];
+
+		munmap(m, w->len);
+		snprintf(proc, sizeof(proc), "/proc/%d", pid);
+		return access(proc, F_OK) ? -ESTALE : -ETIMEDOUT;
+	}
 	if (memcmp(w->l->magic, FL_LIVE_MAGIC, sizeof(w->l->magic)) ||
 	    atomic_load_explicit(&w->l->version, memory_order_acquire) != FL_LIVE_VERSION ||
 	    w->l->size != sizeof(struct fl_live) || w->l->pid != pid) {
@@ -326,6 +341,10 @@ static void open_or_die(struct watched *w, int pid)
 	else if (ret == -EACCES || ret == -EPERM)
 		fprintf(stderr, "%s: top: cannot read the counters of process %d: %s "
 			"(only its user and root can)\n", prog, pid, strerror(-ret));
+	else if (ret == -ETIMEDOUT)
+		fprintf(stderr, "%s: top: process %d did not answer within %d ms: stopped "
+			"(SIGSTOP, a debugger) while its runtime was starting\n", prog, pid,
+			ANSWER_MS);
 	else if (ret == -EPROTO)
 		fprintf(stderr, "%s: top: the counters file of process %d is not one this "
 			"faultline reads (another version, or not faultline's)\n", prog, pid);

@@ -22,7 +22,10 @@
  * exec(2) keeps the pid but not the publisher. The file names the
  * publisher's thread id; a reader that cannot find /proc/PID/task/TID (or
  * gets no answer) treats the file as stale. A new image of the same pid
- * removes a stale file at start.
+ * removes a stale file at start. The file exists before the publisher
+ * runs, and @version is the last word the publisher sets: a reader waits
+ * a while for it, then takes a file still at 0 for a process that does
+ * not answer (stopped while starting) or, if PID is gone, a stale one.
  *
  * The layout is shared by the shim and the launcher, which are built from
  * the same tree; @version changes with any change to it.

@@ -5,7 +5,7 @@
 # plot, and the errors of each.
 . "$(dirname "$0")/lib.sh"
 F=$FL_CLI
-plan 31
+plan 33
 probe_uffd
 
 # $LIVE_PROG DIR: 64 MiB written over and over (here under a 16 MiB budget)
@@ -138,6 +138,20 @@ wait "$spid" 2>/dev/null
 ok $? "top -l does not list it and removes the stale file"
 err=$("$F" top "$spid" 2>&1); rc=$?
 [ $rc = 1 ] && [[ $err == *"no process $spid"* ]]; ok $? "top of the dead pid: exit 1 (${err%%$'\n'*})"
+
+# a process stopped between creating its file and starting its publisher
+# leaves a file of zeros: it does not answer (not a foreign file); once it
+# is gone, the file is stale and top -l removes it
+sleep 60 &
+zpid=$!
+zfile=/dev/shm/faultline.$me.$zpid
+truncate -s 64K "$zfile"
+err=$("$F" top -b -n 1 "$zpid" 2>&1); rc=$?
+[ $rc = 1 ] && [[ $err == *"did not answer"*"while its runtime was starting"* ]]
+ok $? "top of a process whose publisher never started: exit 1 (${err%%$'\n'*})"
+kill "$zpid"; wait "$zpid" 2>/dev/null
+"$F" top -l > "$WORK/list3"
+[ ! -e "$zfile" ]; ok $? "top -l removes that file once the process is gone"
 
 # FAULTLINE_LIVE=no: nothing published
 mkdir "$WORK/nolive"; touch "$WORK/nolive/idle"
