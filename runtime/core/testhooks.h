@@ -30,6 +30,15 @@
  *   FL_PAUSE_EVICT_PROTECT	far/evict.c evict_copy_locked(): a victim
  *				(addr) is EVICTING and about to be
  *				write-protected (races the program's zap of it)
+ *   FL_PAUSE_EVICT_SETTLED	far/evict.c zap_victims(): the batch (addr: its
+ *				first victim) is EVICTED and still mapped, the
+ *				gate not yet taken, the words not yet looked at
+ *				(races a page-in's read-ahead claiming a victim)
+ *   FL_PAUSE_EVICT_ZAP		far/evict.c zap_range_gated(): gate held, words
+ *				looked at, the run at addr about to be zapped
+ *   FL_PAUSE_PAGEIN_CLAIMED	far/pagein.c far_resolve(): the run around the
+ *				fault (addr) claimed FILLING, not yet read
+ *				(holds read-ahead pages across the zapper's look)
  * FL_TEST_FAIL(site): true when the test scheduled a failure for this call
  *	of @site (the n-th call from now, or all of them: fl_test_fail_at).
  */
@@ -48,6 +57,9 @@ enum fl_test_point {
 	FL_PAUSE_EVENT_TAKEN,
 	FL_PAUSE_EVENT_READ,
 	FL_PAUSE_EVICT_PROTECT,
+	FL_PAUSE_EVICT_SETTLED,
+	FL_PAUSE_EVICT_ZAP,
+	FL_PAUSE_PAGEIN_CLAIMED,
 	FL_PAUSE_NR
 };
 

@@ -52,8 +52,10 @@
  *      fault whose handler CASed EVICTING -> RESIDENT and lifted the
  *      protection: our CAS fails, the eviction is abandoned, nothing is lost
  *      (the copy in the store is simply not trusted: INSTORE stays clear).
- *      A write after 3 raises a WP fault that finds EVICTED: the handler
- *      parks it (retried after the next event) and the write waits.
+ *      A write after 3 raises a WP fault that finds EVICTED: while the
+ *      zapper holds @gate the handler parks it (retried after the next
+ *      event) and the write waits; otherwise it takes the page back
+ *      (below), and the zap skips it.
  *   4. Drop the region lock; take @gate (API writers take it before the
  *      index lock, so the range cannot be unregistered under us); announce
  *      the batch's span (a fault that refills a page of it, zapped by the
@@ -64,6 +66,15 @@
  *      handler recognises our range (far_own_remove), leaves the words
  *      EVICTED, and wakes the range: the parked writer faults MISSING and
  *      reads the page back from the store.
+ *   The zap lands only on what that look saw EVICTED. A victim that a
+ *   page-in's read-ahead held FILLING at the look stays mapped, and the
+ *   install finds it present (EEXIST): mapped, write-protected, the store's
+ *   bytes. Holding the gate, nobody can be about to zap an EVICTED page
+ *   without looking again, so the install (trylock: a handler never waits
+ *   for the gate) settles it RESIDENT|INSTORE, or, failing the trylock, puts
+ *   it back EVICTED, and the WP fault of a later write takes it back under
+ *   the gate (far_wp_fault()). Only reads reach a page left so, and they
+ *   see its bytes.
  *   The evictor reads managed memory in 2 (the copy). If the program zapped
  *   the page meanwhile, that read faults: a MISSING fault on an EVICTING
  *   page is served a write-protected zero page at once (what the program's
@@ -229,6 +240,16 @@ void far_gate_unlock(struct fl_runtime *rt)
 {
 	if (rt->far)
 		pthread_mutex_unlock(&rt->far->gate);
+}
+
+/*
+ * For a handler, which must never wait for the gate: the zapper holds it
+ * while it waits for a handler to read its REMOVE event. Return: true if
+ * taken (the caller unlocks @f->gate).
+ */
+bool far_gate_trylock(struct fl_far *f)
+{
+	return pthread_mutex_trylock(&f->gate) == 0;
 }
 
 /* ---- the fault side ---- */
@@ -421,7 +442,7 @@ bool far_wp_fault(struct fl_fault_ctx *c, uintptr_t addr)
 	uintptr_t pa = page_down(rt, addr);
 	_Atomic uint32_t *w = NULL;
 	struct fl_region *r;
-	bool locked = false;
+	bool locked = false, stranded = false;
 	int ret;
 
 	if (!f)
@@ -458,12 +479,38 @@ bool far_wp_fault(struct fl_fault_ctx *c, uintptr_t addr)
 				}
 				continue;
 			}
+			if (st == PS_EVICTED && !f->move && !(v & PS_RESCUED) &&
+			    far_gate_trylock(f)) {
+				/*
+				 * EVICTED and still mapped (this is a WP fault),
+				 * and we hold the gate: no zap of it is under
+				 * way, and none will come without a look at the
+				 * word under the gate first (zap_victims()). So
+				 * it is stranded: a page-in's read-ahead held it
+				 * FILLING when the zapper looked, then found it
+				 * present and put it back (pagein.c
+				 * far_install()). Take it back, as the RESIDENT
+				 * case below; the look will see it so. Parking
+				 * instead waited for a zap that never comes: the
+				 * write faulted again every millisecond, for good.
+				 */
+				bool got = atomic_compare_exchange_strong_explicit(w, &v,
+						(v & ~(PS_STATE_MASK | PS_INSTORE)) | PS_FILLING | PS_REF,
+						memory_order_acq_rel, memory_order_acquire);
+
+				pthread_mutex_unlock(&f->gate);
+				if (!got)
+					continue;
+				locked = stranded = true;
+				break;
+			}
 			if (st == PS_EVICTED || st == PS_EVICTING || st == PS_FILLING) {
 				/*
 				 * In transit (evicted and not yet zapped without
-				 * MOVE; being moved out; being read back): the
-				 * write waits and comes again after the next
-				 * event or 1 ms, as WP or as a MISSING fault.
+				 * MOVE, the zapper holding the gate; being moved
+				 * out; being read back): the write waits and
+				 * comes again after the next event or 1 ms, as WP
+				 * or as a MISSING fault.
 				 */
 				fl_rcu_read_unlock();
 				park_fault(c, pa, rt->page_size);
@@ -473,8 +520,11 @@ bool far_wp_fault(struct fl_fault_ctx *c, uintptr_t addr)
 		}
 	}
 	ret = uffd_writeprotect(&rt->uffd, pa, rt->page_size, false, false);
-	if (locked)
-		page_finish(w, PS_RESIDENT);	/* INSTORE stays clear: dirty */
+	/* INSTORE stays clear: dirty. A stranded page was off the budget's
+	 * count since its eviction: it counts again, unless the program
+	 * zapped it meanwhile (DISCARDED) */
+	if (locked && !page_finish(w, PS_RESIDENT) && stranded)
+		far_note_installed(rt, 1);
 	fl_rcu_read_unlock();
 	if (ret == -EAGAIN)
 		park_fault(c, pa, rt->page_size);
@@ -854,6 +904,7 @@ static void zap_range_gated(struct fl_runtime *rt, uintptr_t addr, size_t len)
 {
 	struct fl_far *f = rt->far;
 
+	FL_TEST_PAUSE(FL_PAUSE_EVICT_ZAP, addr);
 	atomic_store_explicit(&f->zap_start, addr, memory_order_relaxed);
 	atomic_store_explicit(&f->zap_end, addr + len, memory_order_relaxed);
 	atomic_store_explicit(&f->zap_pending, 1, memory_order_release);
@@ -882,6 +933,7 @@ static void zap_victims(struct fl_runtime *rt, struct victim *v, size_t n)
 	bool ok[FAR_BATCH];
 	struct fl_region *r;
 
+	FL_TEST_PAUSE(FL_PAUSE_EVICT_SETTLED, v[0].addr);
 	pthread_mutex_lock(&f->gate);
 	/*
 	 * Race: a victim the program zapped itself meanwhile is DISCARDED,

@@ -122,6 +122,7 @@ void far_gate_lock(struct fl_runtime *rt);
 void far_fork_prepare(struct fl_runtime *rt);
 void far_fork_done(struct fl_runtime *rt);
 void far_gate_unlock(struct fl_runtime *rt);
+bool far_gate_trylock(struct fl_far *f);	/* handlers: never wait for it */
 
 bool far_wp_fault(struct fl_fault_ctx *c, uintptr_t addr);
 bool far_own_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end);

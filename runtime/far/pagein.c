@@ -19,6 +19,7 @@
 
 #include "core/fault.h"
 #include "core/probes.h"
+#include "core/testhooks.h"
 #include "far.h"
 
 /*
@@ -104,6 +105,7 @@ static void far_install(struct fl_fault_ctx *c, const struct fl_snap *s, size_t 
 	struct fl_runtime *rt = c->rt;
 	uintptr_t a = s->start + (lo << rt->page_shift);
 	size_t len = (hi - lo) << rt->page_shift, off = 0, done;
+	bool gated = false;
 	int ret;
 
 	while (off < len) {
@@ -119,19 +121,32 @@ static void far_install(struct fl_fault_ctx *c, const struct fl_snap *s, size_t 
 		off += done;
 		if (!ret)
 			break;
-		if (ret == -EEXIST && c->no_zap_coming) {
+		if (ret == -EAGAIN && done)
+			continue;	/* stopped part-way: see fault.c install() */
+		if (ret == -EEXIST && !c->no_zap_coming && rt->far && !rt->far->move)
+			gated = far_gate_trylock(rt->far);
+		if (ret == -EEXIST && (c->no_zap_coming || gated)) {
 			/*
 			 * Non-MOVE eviction stopped between write-back and zap:
 			 * the page is still present, write-protected since the
 			 * copy, so it holds exactly the store's bytes. The
-			 * zapper needs the gate our caller holds, and re-checks
-			 * EVICTED under it: settling the page RESIDENT makes it
-			 * abandon the zap. (Without the gate this would race the
-			 * zap: then we park, below.)
+			 * zapper looks at the word under the gate (our caller's,
+			 * or taken here without waiting) and zaps only what it
+			 * saw EVICTED: settling the page RESIDENT makes it
+			 * abandon the zap. Without the gate the zap may be under
+			 * way (we park, below), or may never come: the zapper
+			 * looked while we held the page FILLING. Parking then
+			 * looped for good when the page came first in the run;
+			 * a write to it is taken back by far_wp_fault().
 			 */
-			far_finish(&s->pstate[lo + (off >> rt->page_shift)], PS_RESIDENT,
-				   PS_REF | PS_INSTORE);
-			far_note_installed(rt, 1);
+			unsigned int to = far_finish(&s->pstate[lo + (off >> rt->page_shift)],
+						     PS_RESIDENT, PS_REF | PS_INSTORE);
+
+			if (gated)
+				pthread_mutex_unlock(&rt->far->gate);
+			gated = false;
+			if (to == PS_RESIDENT)	/* else the program zapped it meanwhile */
+				far_note_installed(rt, 1);
 			off += rt->page_size;
 			continue;
 		}
@@ -641,6 +656,7 @@ enum fl_res far_resolve(struct fl_fault_ctx *c, const struct fl_snap *s,
 		return RES_DONE;
 	}
 	fault_claim_run(rt, s, pg, win, K_EVICTED, &lo, &hi);
+	FL_TEST_PAUSE(FL_PAUSE_PAGEIN_CLAIMED, addr);
 	if (async && aio_start(c, s, lo, hi, addr, cmode))
 		return RES_PENDING;
 
