@@ -216,7 +216,7 @@ static void one_case(struct fl_runtime *rt, bool hold_gate)
 	bool found = false;
 	pthread_t t;
 
-	for (int attempt = 0; attempt < 50 && !found; attempt++) {
+	for (int attempt = 0; attempt < 200 && !found; attempt++) {
 		atomic_store(&go_settled, 0);
 		atomic_store(&nrec, 0);
 		atomic_store(&recording, 1);

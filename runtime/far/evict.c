@@ -414,6 +414,15 @@ void far_throttle(struct fl_fault_ctx *c)
 	}
 }
 
+/* is the page at @pa mapped (a present PTE)? mincore(2): a uffd-wp marker
+ * or an empty PTE is not; neither is a page swapped out and not cached */
+static bool page_present(uintptr_t pa, size_t len)
+{
+	unsigned char vec = 0;
+
+	return mincore((void *)pa, len, &vec) == 0 && (vec & 1);
+}
+
 /* settle an EVICTING word to @to (keeping pins and flags in @keep); wake sleepers */
 static bool settle(_Atomic uint32_t *w, unsigned int to, uint32_t set, uint32_t clear)
 {
@@ -482,27 +491,39 @@ bool far_wp_fault(struct fl_fault_ctx *c, uintptr_t addr)
 			if (st == PS_EVICTED && !f->move && !(v & PS_RESCUED) &&
 			    far_gate_trylock(f)) {
 				/*
-				 * EVICTED and still mapped (this is a WP fault),
-				 * and we hold the gate: no zap of it is under
-				 * way, and none will come without a look at the
-				 * word under the gate first (zap_victims()). So
-				 * it is stranded: a page-in's read-ahead held it
+				 * EVICTED, and we hold the gate: no zap of it is
+				 * under way, and none comes without a look at the
+				 * word under the gate first (zap_victims()). Is it
+				 * still mapped? Race: the WP fault was raised
+				 * before a zap that has landed since (its REMOVE
+				 * applied, the gate let go): the page is gone,
+				 * and taking it back would set RESIDENT over an
+				 * empty PTE (the next eviction copied zeros into
+				 * the store: wrong bytes). The gate keeps the
+				 * answer true while we hold it. Still mapped, it
+				 * is stranded (a page-in's read-ahead held it
 				 * FILLING when the zapper looked, then found it
-				 * present and put it back (pagein.c
-				 * far_install()). Take it back, as the RESIDENT
-				 * case below; the look will see it so. Parking
-				 * instead waited for a zap that never comes: the
-				 * write faulted again every millisecond, for good.
+				 * present and could not take it back:
+				 * pagein.c far_install()) or about to be zapped
+				 * by a batch not yet at its look: take it back as
+				 * the RESIDENT case below, and the look skips it.
+				 * Parking instead waited for a zap that may never
+				 * come: the write faulted every millisecond, for
+				 * good. Gone, the write comes again as a MISSING
+				 * fault and reads the page back (parked below).
 				 */
-				bool got = atomic_compare_exchange_strong_explicit(w, &v,
+				bool mapped = page_present(pa, rt->page_size);
+				bool got = mapped && atomic_compare_exchange_strong_explicit(w, &v,
 						(v & ~(PS_STATE_MASK | PS_INSTORE)) | PS_FILLING | PS_REF,
 						memory_order_acq_rel, memory_order_acquire);
 
 				pthread_mutex_unlock(&f->gate);
-				if (!got)
-					continue;
-				locked = stranded = true;
-				break;
+				if (got) {
+					locked = stranded = true;
+					break;
+				}
+				if (mapped)
+					continue;	/* the word changed: look again */
 			}
 			if (st == PS_EVICTED || st == PS_EVICTING || st == PS_FILLING) {
 				/*

@@ -105,7 +105,6 @@ static void far_install(struct fl_fault_ctx *c, const struct fl_snap *s, size_t 
 	struct fl_runtime *rt = c->rt;
 	uintptr_t a = s->start + (lo << rt->page_shift);
 	size_t len = (hi - lo) << rt->page_shift, off = 0, done;
-	bool gated = false;
 	int ret;
 
 	while (off < len) {
@@ -123,32 +122,55 @@ static void far_install(struct fl_fault_ctx *c, const struct fl_snap *s, size_t 
 			break;
 		if (ret == -EAGAIN && done)
 			continue;	/* stopped part-way: see fault.c install() */
-		if (ret == -EEXIST && !c->no_zap_coming && rt->far && !rt->far->move)
-			gated = far_gate_trylock(rt->far);
-		if (ret == -EEXIST && (c->no_zap_coming || gated)) {
+		if (ret == -EEXIST && c->no_zap_coming) {
 			/*
 			 * Non-MOVE eviction stopped between write-back and zap:
 			 * the page is still present, write-protected since the
 			 * copy, so it holds exactly the store's bytes. The
-			 * zapper looks at the word under the gate (our caller's,
-			 * or taken here without waiting) and zaps only what it
-			 * saw EVICTED: settling the page RESIDENT makes it
-			 * abandon the zap. Without the gate the zap may be under
-			 * way (we park, below), or may never come: the zapper
-			 * looked while we held the page FILLING. Parking then
-			 * looped for good when the page came first in the run;
-			 * a write to it is taken back by far_wp_fault().
+			 * zapper needs the gate our caller holds, and re-checks
+			 * EVICTED under it: settling the page RESIDENT makes it
+			 * abandon the zap. Without the gate: below.
 			 */
-			unsigned int to = far_finish(&s->pstate[lo + (off >> rt->page_shift)],
-						     PS_RESIDENT, PS_REF | PS_INSTORE);
-
-			if (gated)
-				pthread_mutex_unlock(&rt->far->gate);
-			gated = false;
-			if (to == PS_RESIDENT)	/* else the program zapped it meanwhile */
+			if (far_finish(&s->pstate[lo + (off >> rt->page_shift)], PS_RESIDENT,
+				       PS_REF | PS_INSTORE) == PS_RESIDENT)
 				far_note_installed(rt, 1);
 			off += rt->page_size;
 			continue;
+		}
+		if (ret == -EEXIST && rt->far && !rt->far->move && far_gate_trylock(rt->far)) {
+			/*
+			 * The same without the gate, which a handler only tries
+			 * (the zapper holds it while it waits for a handler).
+			 * Held, no zap is under way, and none comes without a
+			 * look at the word, which says FILLING. Race: a zap
+			 * whose look came before our claim may have landed
+			 * since the EEXIST: so the page is copied once more,
+			 * under the gate. EEXIST again means mapped: it is ours
+			 * (RESIDENT|INSTORE), and the zapper skips it; else
+			 * it is installed from the store's bytes. Left
+			 * EVICTED instead, a page the zapper skipped (its look
+			 * saw our claim) waited for a zap that never came:
+			 * a run beginning with it looped (test-farmem-strand).
+			 */
+			size_t one = 0;
+			int again = uffd_copy(&rt->uffd, a + off, buf + off, rt->page_size,
+					      cmode, &one);
+			unsigned int to = PS_EVICTED;
+
+			if (!again || again == -EEXIST)
+				to = far_finish(&s->pstate[lo + (off >> rt->page_shift)],
+						PS_RESIDENT,
+						PS_REF | (cmode || again ? PS_INSTORE : 0));
+			pthread_mutex_unlock(&rt->far->gate);
+			if (!again)
+				STAT_INC(c->st, pages_installed);
+			if (!again || again == -EEXIST) {
+				if (to == PS_RESIDENT)	/* else the program zapped it */
+					far_note_installed(rt, 1);
+				off += rt->page_size;
+				continue;
+			}
+			ret = again;
 		}
 		/* the rest stays evicted and is read again on its next fault */
 		for (size_t p = lo + (off >> rt->page_shift); p < hi; p++)
