@@ -71,10 +71,12 @@
  *   install finds it present (EEXIST): mapped, write-protected, the store's
  *   bytes. Holding the gate, nobody can be about to zap an EVICTED page
  *   without looking again, so the install (trylock: a handler never waits
- *   for the gate) settles it RESIDENT|INSTORE, or, failing the trylock, puts
- *   it back EVICTED, and the WP fault of a later write takes it back under
- *   the gate (far_wp_fault()). Only reads reach a page left so, and they
- *   see its bytes.
+ *   for the gate) copies it once more and settles it RESIDENT (EEXIST: it
+ *   is mapped and ours; success: a zap whose look came first landed since),
+ *   or, failing the trylock, puts it back EVICTED, and the WP fault of a
+ *   later write takes it back under the gate if mincore() says it is still
+ *   mapped (far_wp_fault()). Only reads reach a page left so, and they see
+ *   its bytes.
  *   The evictor reads managed memory in 2 (the copy). If the program zapped
  *   the page meanwhile, that read faults: a MISSING fault on an EVICTING
  *   page is served a write-protected zero page at once (what the program's
