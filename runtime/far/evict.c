@@ -247,7 +247,7 @@ void far_gate_unlock(struct fl_runtime *rt)
 /*
  * For a handler, which must never wait for the gate: the zapper holds it
  * while it waits for a handler to read its REMOVE event. Return: true if
- * taken (the caller unlocks @f->gate).
+ * taken (the caller lets it go with far_gate_unlock()).
  */
 bool far_gate_trylock(struct fl_far *f)
 {
@@ -519,7 +519,7 @@ bool far_wp_fault(struct fl_fault_ctx *c, uintptr_t addr)
 						(v & ~(PS_STATE_MASK | PS_INSTORE)) | PS_FILLING | PS_REF,
 						memory_order_acq_rel, memory_order_acquire);
 
-				pthread_mutex_unlock(&f->gate);
+				far_gate_unlock(rt);
 				if (got) {
 					locked = stranded = true;
 					break;

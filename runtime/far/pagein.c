@@ -122,55 +122,47 @@ static void far_install(struct fl_fault_ctx *c, const struct fl_snap *s, size_t 
 			break;
 		if (ret == -EAGAIN && done)
 			continue;	/* stopped part-way: see fault.c install() */
-		if (ret == -EEXIST && c->no_zap_coming) {
+		if (ret == -EEXIST) {
 			/*
 			 * Non-MOVE eviction stopped between write-back and zap:
 			 * the page is still present, write-protected since the
 			 * copy, so it holds exactly the store's bytes. The
-			 * zapper needs the gate our caller holds, and re-checks
-			 * EVICTED under it: settling the page RESIDENT makes it
-			 * abandon the zap. Without the gate: below.
+			 * zapper looks at the word under the gate and zaps only
+			 * what says EVICTED: settling the page RESIDENT makes it
+			 * skip the page. Our caller may hold the gate; a handler
+			 * only tries it (the zapper holds it while it waits for
+			 * a handler). Race: a zap whose look came before our
+			 * claim may have landed since the EEXIST, so under a
+			 * gate we took the page is copied once more: EEXIST
+			 * again means mapped and ours, success installs the
+			 * store's bytes. Left EVICTED instead (no gate), a page
+			 * the zapper skipped (its look saw our claim) waits for
+			 * a zap that never comes: far_wp_fault() takes it back
+			 * on a write (test-farmem-strand).
 			 */
-			if (far_finish(&s->pstate[lo + (off >> rt->page_shift)], PS_RESIDENT,
-				       PS_REF | PS_INSTORE) == PS_RESIDENT)
-				far_note_installed(rt, 1);
-			off += rt->page_size;
-			continue;
-		}
-		if (ret == -EEXIST && rt->far && !rt->far->move && far_gate_trylock(rt->far)) {
-			/*
-			 * The same without the gate, which a handler only tries
-			 * (the zapper holds it while it waits for a handler).
-			 * Held, no zap is under way, and none comes without a
-			 * look at the word, which says FILLING. Race: a zap
-			 * whose look came before our claim may have landed
-			 * since the EEXIST: so the page is copied once more,
-			 * under the gate. EEXIST again means mapped: it is ours
-			 * (RESIDENT|INSTORE), and the zapper skips it; else
-			 * it is installed from the store's bytes. Left
-			 * EVICTED instead, a page the zapper skipped (its look
-			 * saw our claim) waited for a zap that never came:
-			 * a run beginning with it looped (test-farmem-strand).
-			 */
-			size_t one = 0;
-			int again = uffd_copy(&rt->uffd, a + off, buf + off, rt->page_size,
-					      cmode, &one);
-			unsigned int to = PS_EVICTED;
+			_Atomic uint32_t *w = &s->pstate[lo + (off >> rt->page_shift)];
+			bool gated = !c->no_zap_coming && rt->far && !rt->far->move &&
+				     far_gate_trylock(rt->far);
 
-			if (!again || again == -EEXIST)
-				to = far_finish(&s->pstate[lo + (off >> rt->page_shift)],
-						PS_RESIDENT,
-						PS_REF | (cmode || again ? PS_INSTORE : 0));
-			pthread_mutex_unlock(&rt->far->gate);
-			if (!again)
-				STAT_INC(c->st, pages_installed);
-			if (!again || again == -EEXIST) {
+			if (gated) {
+				ret = uffd_copy(&rt->uffd, a + off, buf + off, rt->page_size,
+						cmode, &done);
+				if (!ret)
+					STAT_INC(c->st, pages_installed);
+			}
+			if (c->no_zap_coming || (gated && (!ret || ret == -EEXIST))) {
+				unsigned int to = far_finish(w, PS_RESIDENT, PS_REF |
+							     (ret || cmode ? PS_INSTORE : 0));
+
+				if (gated)
+					far_gate_unlock(rt);
 				if (to == PS_RESIDENT)	/* else the program zapped it */
 					far_note_installed(rt, 1);
 				off += rt->page_size;
 				continue;
 			}
-			ret = again;
+			if (gated)
+				far_gate_unlock(rt);
 		}
 		/* the rest stays evicted and is read again on its next fault */
 		for (size_t p = lo + (off >> rt->page_shift); p < hi; p++)
