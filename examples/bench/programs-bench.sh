@@ -4,10 +4,14 @@
 # swap (zram where the kernel has it, else a swap file), median of N runs,
 # one table at the end. The output of every run must be the native run's.
 #
-#   examples/bench/programs-bench.sh [BUILD] [runs]
+#   examples/bench/programs-bench.sh [BUILD] [runs] [PATTERN]
 #
+# PATTERN (an extended regular expression) picks the programs by name.
 # Needs root (cgroup, swap), and the programs the tests use (java, node,
-# python3: ./dev.sh installs them). The columns:
+# python3, redis-server, memcached: ./dev.sh installs them). A server runs
+# one load from start to stop (examples/bench/server-load.sh): its wall time
+# is the load's, and only the server runs under the shim or in the cgroup.
+# The columns:
 #   managed    of the process's anonymous memory under the shim, the share
 #              that was managed (process.managed_resident / process.rss_anon)
 #              when the process held the most (statistics every 50 ms)
@@ -20,6 +24,10 @@
 set -euo pipefail
 build=$(readlink -f "${1:-build}")
 runs=${2:-3}
+only=${3:-}
+case "$runs" in
+''|*[!0-9]*|0) echo "programs-bench.sh: runs must be a positive number, not '$runs'" >&2; exit 2 ;;
+esac
 cli=$build/runtime/cli/faultline
 swaptool=$build/examples/bench/faultline-bench-swap
 src=$(readlink -f "$(dirname "$0")/../..")
@@ -27,7 +35,7 @@ name=fl-programs-$$
 . "$(dirname "$0")/memcg-lib.sh"
 
 [ "$(id -u)" = 0 ] || { echo "needs root (cgroup, swap)" >&2; exit 1; }
-for p in java javac node python3; do
+for p in java javac node python3 redis-server redis-cli memcached; do
 	command -v $p >/dev/null || { echo "$p is not installed (./dev.sh installs it)" >&2; exit 1; }
 done
 tmp=$(mktemp -d)
@@ -43,15 +51,31 @@ print(hashlib.sha256(b).hexdigest())
 PY
 
 # name|runtime or allocator|budget MiB|more options of faultline run|command
+# @W in the command stands for the wrapper of the run: nothing natively,
+# `faultline run ... --` under the shim, one that enters the cgroup.
 # (V8's heap pages are 256 KiB: node's own heap needs --min-region 256K)
+mkdir "$tmp/srv"
+load=$src/examples/bench/server-load.sh
 programs=(
-	"java Parallel|JVM heap (mmap MAP_FIXED)|128||java -Xmx512m -XX:+UseParallelGC -cp $tmp Big 300"
-	"java G1|JVM heap (mmap MAP_FIXED)|128||java -Xmx1g -XX:+UseG1GC -cp $tmp Big 300"
-	"node typed array|V8, backing store by malloc|64||node $src/tests/preload/typed-array.js"
-	"node objects|V8's heap (mprotect)|64|--min-region 256K|node $src/tests/preload/js-heap.js"
-	"python3 bytearray|CPython, glibc malloc|64||python3 $tmp/far.py"
-	"reserve-commit|PROT_NONE + MAP_FIXED|32||$build/tests/preload/preload-reserve-commit 64"
+	"java Parallel|JVM heap (mmap MAP_FIXED)|128||@W java -Xmx512m -XX:+UseParallelGC -cp $tmp Big 300"
+	"java G1|JVM heap (mmap MAP_FIXED)|128||@W java -Xmx1g -XX:+UseG1GC -cp $tmp Big 300"
+	"node typed array|V8, backing store by malloc|64||@W node $src/tests/preload/typed-array.js"
+	"node objects|V8's heap (mprotect)|64|--min-region 256K|@W node $src/tests/preload/js-heap.js"
+	"python3 bytearray|CPython, glibc malloc|64||@W python3 $tmp/far.py"
+	"reserve-commit|PROT_NONE + MAP_FIXED|32||@W $build/tests/preload/preload-reserve-commit 64"
+	"redis, 90 MB|jemalloc (linked)|32||$load redis $tmp/srv @W"
+	"memcached, 50 MB|slabs from malloc|24||$load memcached $tmp/srv @W"
 )
+if [ -n "$only" ]; then
+	printf '%s\n' "${programs[@]}" | cut -d'|' -f1 | grep -qE -- "$only" ||
+		{ echo "programs-bench.sh: no program's name matches '$only'" >&2; exit 2; }
+fi
+# the cgroup's wrapper: the command enters the group, then runs
+cat > "$tmp/in-cg" <<'SH'
+#!/bin/sh
+echo $$ > "$FL_BENCH_CG/cgroup.procs" && exec "$@"
+SH
+chmod 755 "$tmp/in-cg"
 
 # measure FILE command...: wall seconds and the child's peak RSS (KiB) on
 # one line of FILE, its standard output to FILE.out
@@ -76,6 +100,7 @@ series() {
 	local label=$1 i w=()
 	shift
 	for ((i = 0; i < runs; i++)); do
+		[[ $label != *.shim ]] || rm -f "$tmp"/st-*.json	# the last run's only
 		measure "$tmp/m" "$@"
 		read -r wall _ rc < "$tmp/m"
 		if [ "$rc" != 0 ] || ! cmp -s "$tmp/m.out" "$tmp/want"; then
@@ -99,26 +124,30 @@ echo "# median of $runs runs; $(nproc) CPUs; kernel $(uname -r); load $(cut -d' 
 echo "# kernel side: $cgkind, swap: $swap_kind $swap_dev ($swap_detail)"
 printf '%-18s %-28s %6s %8s %6s %8s %8s %9s %9s\n' program "runtime / allocator" budget \
 	managed res/B RSS native "vs native" "vs cgroup"
+export FL_BENCH_CG=$cg
 for p in "${programs[@]}"; do
 	IFS='|' read -r label kind budget opts cmd <<< "$p"
+	[ -z "$only" ] || [[ $label =~ $only ]] || continue
 	key=${label// /_}
+	key=${key//,/}
 	# shellcheck disable=SC2086
-	$cmd > "$tmp/want"
+	${cmd//@W/} > "$tmp/want"
 	# shellcheck disable=SC2086
-	native=$(series "$key.native" $cmd)
-	rm -f "$tmp/st.json"
+	native=$(series "$key.native" ${cmd//@W/})
 	# shellcheck disable=SC2086
-	shim=$(series "$key.shim" "$cli" run --budget "${budget}M" $opts --stats-interval 0.05 \
-		--stats-file "$tmp/st.json" -- $cmd)
+	shim=$(series "$key.shim" ${cmd//@W/$cli run --budget ${budget}M $opts --stats-interval 0.05 \
+		--stats-file $tmp/st-%p.json --})
 	memcg_limit "$budget"
 	# shellcheck disable=SC2086
-	cgt=$(series "$key.cg" sh -c 'echo $$ > "$1/cgroup.procs"; shift; exec "$@"' sh "$cg" $cmd)
-	# the shim's last run: its lines, the one with the most anonymous memory
-	python3 - "$tmp/st.json" "$budget" > "$tmp/fig" <<'PY'
-import json, sys
-lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-run = [l for l in lines if l["pid"] == lines[-1]["pid"]]
-s = max(run, key=lambda l: l["process"]["rss_anon"])
+	cgt=$(series "$key.cg" ${cmd//@W/$tmp/in-cg})
+	# the shim's last run: of its processes with a runtime, the one that
+	# held the most anonymous memory; its line with the most
+	python3 - "$tmp" "$budget" > "$tmp/fig" <<'PY'
+import glob, json, sys
+lines = [json.loads(l) for f in glob.glob(sys.argv[1] + "/st-*.json") for l in open(f) if l.strip()]
+lines = [l for l in lines if l["runtime"]]
+s = max(lines, key=lambda l: l["process"]["rss_anon"])
+run = [l for l in lines if l["pid"] == s["pid"]]
 p, end = s["process"], run[-1]
 share = 100.0 * p["managed_resident"] / p["rss_anon"] if p["rss_anon"] else 0
 res = 100.0 * end["counters"]["far_resident_peak"] * s["page_size"] / (int(sys.argv[2]) << 20)
