@@ -254,6 +254,42 @@ static void *scanner_main(void *arg)
 }
 
 /*
+ * Read pages of [mem, mem + npages pages) round robin until every page that
+ * was in memory at the start has been out of it at one look (mincore(2)):
+ * evicted after its last write, so in the store. Return: 0, or -ETIMEDOUT
+ * if some never left after four passes.
+ */
+static int settle_to_file(const char *mem, size_t npages, size_t ps, uint64_t *bad)
+{
+	unsigned char *vec = malloc(npages);
+	bool *pend = calloc(npages, sizeof(*pend));
+	size_t left = 0;
+
+	if (!vec || !pend || mincore((void *)mem, npages * ps, vec)) {
+		free(vec);
+		free(pend);
+		return -ENOMEM;
+	}
+	for (size_t pg = 0; pg < npages; pg++)
+		left += pend[pg] = vec[pg] & 1;
+	for (size_t k = 0; left && k < 4 * npages; k++) {
+		size_t pg = k % npages;
+
+		if (!pend[pg])
+			*bad += *(const volatile uint64_t *)(mem + pg * ps) != page_tag(pg);
+		if (k % 64 == 63 && !mincore((void *)mem, npages * ps, vec))
+			for (size_t q = 0; q < npages; q++)
+				if (pend[q] && !(vec[q] & 1)) {
+					pend[q] = false;
+					left--;
+				}
+	}
+	free(vec);
+	free(pend);
+	return left ? -ETIMEDOUT : 0;
+}
+
+/*
  * One scan run: the runtime's line (@nthreads faulting threads, as many
  * handler threads, each thread a slice of the order), then raw-store at each
  * queue depth of @qds on the file the runtime left. @l: 1 + @nqd lines.
@@ -330,6 +366,23 @@ static void scan_run(const struct farmem_opts *o, size_t npages, size_t budget_p
 		if (st.far_resident_pages && st.far_resident_pages <= budget_pages)
 			break;
 		usleep(1000);
+	}
+	/*
+	 * Untimed: every page into the file before anything else. raw-store
+	 * reads the file for the pages, and a page is there only once it was
+	 * evicted after its write. Those still in memory after the fill are
+	 * the dirty ones (and, without UFFDIO_MOVE, evicted ones not zapped
+	 * yet): read other pages until each of them has left memory. The
+	 * dance below assumed the evictor kept exactly the last pages
+	 * written; on a loaded machine it had not settled, and 16 pages that
+	 * stayed in memory through it were never written: raw-store read
+	 * them wrong (bad_words = 16).
+	 */
+	ret = settle_to_file(mem, npages, ps, &l[0].bad);
+	if (ret) {
+		l[0].err = ret;
+		snprintf(l[0].why, sizeof(l[0].why), "pages never left memory after the fill");
+		goto out;
 	}
 	/*
 	 * Untimed: the resident set is the last pages written, dirty. Make it
