@@ -256,13 +256,20 @@ static void *scanner_main(void *arg)
 /*
  * Read pages of [mem, mem + npages pages) round robin until every page that
  * was in memory at the start has been out of it at one look (mincore(2)):
- * evicted after its last write, so in the store. Return: 0, or -ETIMEDOUT
- * if some never left after four passes.
+ * evicted after its last write, so in the store. Bounded in time, not in
+ * passes: on a loaded machine the evictor may not run for a while, and a
+ * throttled fault then goes ahead over the budget, so that a pass can end
+ * with nothing evicted (four passes were not enough at load 7): after each
+ * pass the evictor gets time to bring the resident set under the budget.
+ * Return: 0, or -ETIMEDOUT if some page never left in 60 s.
  */
-static int settle_to_file(const char *mem, size_t npages, size_t ps, uint64_t *bad)
+static int settle_to_file(struct fl_runtime *rt, const char *mem, size_t npages,
+			  size_t budget_pages, size_t ps, uint64_t *bad)
 {
 	unsigned char *vec = malloc(npages);
 	bool *pend = calloc(npages, sizeof(*pend));
+	struct fl_stats st = { .size = sizeof(st) };
+	double end = now_s() + 60;
 	size_t left = 0;
 
 	if (!vec || !pend || mincore((void *)mem, npages * ps, vec)) {
@@ -272,7 +279,7 @@ static int settle_to_file(const char *mem, size_t npages, size_t ps, uint64_t *b
 	}
 	for (size_t pg = 0; pg < npages; pg++)
 		left += pend[pg] = vec[pg] & 1;
-	for (size_t k = 0; left && k < 4 * npages; k++) {
+	for (size_t k = 0; left && now_s() < end; k++) {
 		size_t pg = k % npages;
 
 		if (!pend[pg])
@@ -283,6 +290,12 @@ static int settle_to_file(const char *mem, size_t npages, size_t ps, uint64_t *b
 					pend[q] = false;
 					left--;
 				}
+		for (int i = 0; pg == npages - 1 && left && i < 1000; i++) {
+			fl_stats_get(rt, &st);
+			if (st.far_resident_pages <= budget_pages)
+				break;
+			usleep(1000);
+		}
 	}
 	free(vec);
 	free(pend);
@@ -378,7 +391,7 @@ static void scan_run(const struct farmem_opts *o, size_t npages, size_t budget_p
 	 * stayed in memory through it were never written: raw-store read
 	 * them wrong (bad_words = 16).
 	 */
-	ret = settle_to_file(mem, npages, ps, &l[0].bad);
+	ret = settle_to_file(rt, mem, npages, budget_pages, ps, &l[0].bad);
 	if (ret) {
 		l[0].err = ret;
 		snprintf(l[0].why, sizeof(l[0].why), "pages never left memory after the fill");
