@@ -27,7 +27,9 @@ BUILD=${BUILD:-build}
 # nodejs: V8 under the shim (node.sh); memcached: its slabs under the shim (memcached.sh);
 # openjdk-17-jdk-headless: the JVM's heap under the shim (java.sh compiles its program);
 # postgresql: forked backends under the shim (postgres.sh runs its own cluster)
+# libmemcached-dev, libsodium-dev: the store on memcached servers (sealed pages)
 PKGS=(meson ninja-build pkg-config gcc liburing-dev liburcu-dev libnuma-dev libc6-dev
+	libmemcached-dev libsodium-dev
 	python3 sqlite3 stress-ng spin clang libclang-rt-14-dev scdoc systemtap-sdt-dev
 	gnuplot-nox libjemalloc2 libtcmalloc-minimal4 redis-server
 	nodejs memcached openjdk-17-jdk-headless postgresql)

@@ -409,6 +409,33 @@ int fl_store_memory_create(struct fl_store **out);
 int fl_store_file_create(const char *path, unsigned int flags, struct fl_store **out);
 
 /**
+ * fl_store_memcached_create() - a store on a pool of memcached servers.
+ * @url: memcached://HOST:PORT[,HOST:PORT...][?OPTIONS], HOST a name, an
+ *	IPv4 address or [an IPv6 one]; OPTIONS, joined with '&':
+ *	replicas=N	each page on N + 1 servers (default 0; fewer than the
+ *			servers): losing any N of them loses no page
+ *	encrypt=no	authenticate the pages without encrypting them (for
+ *			a pool no one else can reach; default yes)
+ *	timeout=MS	give up on a server after MS milliseconds (2000)
+ * @flags: 0.
+ * @err: if not NULL, a message naming what is wrong (@errlen bytes).
+ *
+ * One item a page, keyed by a random id of the store and the page's
+ * offset, sealed with a random key that never leaves the process
+ * (XChaCha20-Poly1305, or keyed BLAKE2b with encrypt=no) over the bytes,
+ * the offset and a write generation: a page that was lost, replaced, went
+ * stale or was changed on a server is never read back as the page, but
+ * fails the read (the access gets SIGBUS) unless a replica has it right.
+ * The servers should run with -M (no eviction of items). Every server must
+ * answer before the store is made.
+ * Context: any. Return: 0; -EINVAL (a malformed @url); -E2BIG (over 64
+ *	servers); -ECONNREFUSED (a server did not answer); -EOPNOTSUPP (built
+ *	without libmemcached); -ENOMEM.
+ */
+int fl_store_memcached_create(const char *url, unsigned int flags, struct fl_store **out,
+			      char *err, size_t errlen);
+
+/**
  * fl_store_callbacks_create() - a store made of the caller's callbacks.
  * @ops: copied; @ops->read and @ops->write are required.
  * @arg: passed to every callback.

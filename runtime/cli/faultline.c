@@ -60,9 +60,10 @@ static void usage(FILE *f)
 "run options (each sets the FAULTLINE_* variable named; see `%s env`):\n"
 "  -b, --budget SIZE        resident budget, at least 1M; the coldest pages\n"
 "                           beyond it go to the store (FAULTLINE_BUDGET)\n"
-"  -s, --store PATH         where evicted pages go: a directory or a file\n"
-"                           (%%p: the pid); default: an unnamed file in\n"
-"                           $TMPDIR or /tmp (FAULTLINE_STORE)\n"
+"  -s, --store PATH|URL     where evicted pages go: a directory or a file\n"
+"                           (%%p: the pid), or memcached://HOST:PORT[,...]\n"
+"                           [?replicas=N&encrypt=no]; default: an unnamed\n"
+"                           file in $TMPDIR or /tmp (FAULTLINE_STORE)\n"
 "  -H, --handlers N         fault handler threads, 0: one per CPU (FAULTLINE_HANDLERS)\n"
 "  -m, --min-region SIZE    smallest managed mapping (FAULTLINE_MIN_REGION)\n"
 "  -a, --fault-around SIZE  bytes per fault, 0: adaptive (FAULTLINE_FAULT_AROUND)\n"
@@ -146,6 +147,18 @@ static void check_store(const char *path)
 	struct stat sb;
 	char *slash;
 
+	if (!strncmp(path, "memcached://", 12)) {
+		/* the program never starts on a pool that cannot work: the
+		 * store is made (every server asked) and dropped here first */
+		struct fl_store *st;
+		char why[512];
+		int ret = fl_store_memcached_create(path, 0, &st, why, sizeof(why));
+
+		if (ret)
+			usage_error("invalid --store '%s': %s", path, why);
+		fl_store_destroy(st);
+		return;
+	}
 	if (stat(path, &sb) == 0) {
 		if (access(path, S_ISDIR(sb.st_mode) ? W_OK | X_OK : W_OK))
 			usage_error("invalid --store '%s': not writable (%s)", path, strerror(errno));

@@ -219,6 +219,7 @@ static void live_begin(uint64_t budget);
  *
  *   - empty: an unnamed O_TMPFILE (mode 0600) in $TMPDIR, else /tmp;
  *   - a directory: such an unnamed file in it;
+ *   - memcached://...: a pool of memcached servers (far/store/memcached.c);
  *   - anything else (%p is the pid): that file, created with mode 0600 and
  *     truncated, and left in place at exit. A named file serves one process
  *     only: the shim takes an exclusive flock on it first, and a second
@@ -315,7 +316,20 @@ static void shim_farmem_setup(struct fl_runtime_opts *ro)
 
 	if (!opt.budget)
 		return;	/* a store alone: shim_init() said it is ignored */
-	if (opt.store[0]) {
+	if (!strncmp(opt.store, "memcached://", 12)) {
+		/* a pool: nothing on disk, no lock (each store has its own
+		 * random id in every key, so processes sharing the URL never
+		 * meet); without it the pages would go to a local file the
+		 * user did not ask for: say so */
+		char err[256];
+
+		ret = fl_store_memcached_create(opt.store, 0, &shim_store, err, sizeof(err));
+		if (!ret)
+			snprintf(store_path, sizeof(store_path), "%s", opt.store);	/* for the log */
+		else
+			shim_log(FL_OPT_LOG_WARN, "warning: FAULTLINE_STORE='%s': %s; using an "
+				 "unnamed file in $TMPDIR or /tmp", opt.store, err);
+	} else if (opt.store[0]) {
 		ret = store_open_named(&shim_store, &why);
 		if (ret) {
 			shim_log(FL_OPT_LOG_WARN, "warning: FAULTLINE_STORE='%s': %s; using an "

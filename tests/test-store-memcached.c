@@ -1,0 +1,453 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * test-store-memcached - far memory on a pool of memcached servers that the
+ * test starts on 127.0.0.1 (and kills, and restarts empty): every byte
+ * read back right over three servers with a working set 4x the budget;
+ * an item changed or replaced behind the runtime's back, a server lost
+ * without replicas, fail the access with SIGBUS and never read wrong; with
+ * replicas=1 a server killed, then back empty, costs nothing; a full pool
+ * (-M refusing) keeps the pages resident. Bad URLs and servers that do not
+ * answer are refused with a message naming them.
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "common.h"
+
+#define NSRV	3
+#define PAGES	1024		/* 4 MiB: 4x the budget */
+#define BUDGET	256
+#define SEED	7
+#define FULL_PAGES 1024	/* 4 MiB into one server of 2 MiB */
+
+static struct srv {
+	pid_t pid;
+	int port;
+} srv[NSRV];
+static const char *memcached_bin;
+static struct fl_features ft;
+
+__attribute__((noreturn, format(printf, 1, 2)))
+static void bail(const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("Bail out! ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	exit(1);
+}
+
+static int free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t l = sizeof(a);
+	int s = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+	if (s >= 0 && bind(s, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(s, (struct sockaddr *)&a, &l) == 0)
+		port = ntohs(a.sin_port);
+	if (s >= 0)
+		close(s);
+	return port;
+}
+
+static int connect_port(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (s >= 0 && connect(s, (struct sockaddr *)&a, sizeof(a)) == 0)
+		return s;
+	if (s >= 0)
+		close(s);
+	return -1;
+}
+
+/* start server @i on its port (a new one if 0), @mb of memory, -M */
+static void srv_start(int i, int mb)
+{
+	char port[16], mem[16];
+	pid_t pid;
+
+	if (!srv[i].port)
+		srv[i].port = free_port();
+	snprintf(port, sizeof(port), "%d", srv[i].port);
+	snprintf(mem, sizeof(mem), "%d", mb);
+	pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		dup2(null, 1);
+		dup2(null, 2);
+		/* memcached refuses root without -u; items of at most half the
+		 * memory (a 128 KiB item limit lets it run in 2 MiB) */
+		execl(memcached_bin, memcached_bin, "-l", "127.0.0.1", "-p", port, "-U", "0",
+		      "-M", "-m", mem, "-I", "128k", "-o", "slab_chunk_max=65536", "-t", "1",
+		      "-u", "root", (char *)NULL);
+		_exit(127);
+	}
+	srv[i].pid = pid;
+	for (int t = 0; t < 500; t++) {
+		int s = connect_port(srv[i].port);
+
+		if (s >= 0) {
+			close(s);
+			return;
+		}
+		usleep(10000);
+	}
+	bail("memcached on port %d does not come up", srv[i].port);
+}
+
+static void srv_kill(int i)
+{
+	if (srv[i].pid > 0) {
+		kill(srv[i].pid, SIGKILL);
+		waitpid(srv[i].pid, NULL, 0);
+	}
+	srv[i].pid = 0;
+}
+
+static void srv_all_kill(void)
+{
+	for (int i = 0; i < NSRV; i++)
+		srv_kill(i);
+}
+
+static void url_of(char *u, size_t n, const char *opts)
+{
+	snprintf(u, n, "memcached://127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d%s", srv[0].port,
+		 srv[1].port, srv[2].port, opts);
+}
+
+/* ---- a raw text-protocol client, to change items behind the runtime ---- */
+
+static ssize_t talk(int port, const char *req, size_t reqlen, char *out, size_t outlen,
+		    const char *end)
+{
+	int s = connect_port(port);
+	size_t got = 0;
+
+	if (s < 0)
+		return -1;
+	if (write(s, req, reqlen) != (ssize_t)reqlen) {
+		close(s);
+		return -1;
+	}
+	while (got < outlen - 1) {
+		ssize_t r = read(s, out + got, outlen - 1 - got);
+
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+		out[got] = '\0';
+		if (got >= strlen(end) && !strcmp(out + got - strlen(end), end))
+			break;
+	}
+	close(s);
+	out[got] = '\0';
+	return (ssize_t)got;
+}
+
+/* the value of @key on the server at @port into @val (up to 8 KiB); its length or -1 */
+static ssize_t raw_get(int port, const char *key, char *val)
+{
+	static char buf[16384];
+	char req[128];
+	unsigned int flags, len;
+	int hdr;
+
+	snprintf(req, sizeof(req), "get %s\r\n", key);
+	if (talk(port, req, strlen(req), buf, sizeof(buf), "END\r\n") <= 0 ||
+	    sscanf(buf, "VALUE %*s %u %u\r\n%n", &flags, &len, &hdr) != 2 || len > 8192)
+		return -1;
+	memcpy(val, buf + hdr, len);
+	return len;
+}
+
+static bool raw_set(int port, const char *key, const char *val, size_t len)
+{
+	static char buf[16384];
+	char out[64];
+	int h = snprintf(buf, sizeof(buf), "set %s 0 0 %zu\r\n", key, len);
+
+	memcpy(buf + h, val, len);
+	memcpy(buf + h + len, "\r\n", 2);
+	return talk(port, buf, (size_t)h + len + 2, out, sizeof(out), "\r\n") > 0 &&
+	       !strcmp(out, "STORED\r\n");
+}
+
+/*
+ * the keys of the runtime's items on the server at @port whose page is
+ * @pg: the server's key dump (lru_crawler metadump), first one found into
+ * @key. Return: true if found.
+ */
+static bool find_key(int port, uint64_t pg, char *key, size_t n)
+{
+	static char buf[1 << 20];
+	char want[32];
+	char *p;
+
+	if (talk(port, "lru_crawler metadump all\r\n", 26, buf, sizeof(buf), "END\r\n") <= 0)
+		return false;
+	snprintf(want, sizeof(want), "-%llx ", (unsigned long long)pg);
+	for (p = buf; (p = strstr(p, "key=")); p++) {
+		char *e = strchr(p, ' ');
+
+		if (e && (size_t)(e - p - 4) < n && !strncmp(e - strlen(want) + 1, want,
+							    strlen(want) - 1)) {
+			memcpy(key, p + 4, (size_t)(e - p - 4));
+			key[e - p - 4] = '\0';
+			return true;
+		}
+	}
+	return false;
+}
+
+/* ---- the runtime side ---- */
+
+static sigjmp_buf jb;
+
+static void on_sigbus(int sig)
+{
+	(void)sig;
+	siglongjmp(jb, 1);
+}
+
+/* read every page; count the ones that raised SIGBUS and the wrong bytes */
+static void probe_n(const uint8_t *m, size_t pages, size_t *sigbus, size_t *wrong)
+{
+	volatile size_t pg;
+
+	*sigbus = *wrong = 0;
+	for (pg = 0; pg < pages; pg++) {
+		if (sigsetjmp(jb, 1)) {
+			(*sigbus)++;
+			continue;
+		}
+		*wrong += pat_bad(SEED, pg * TPG, m + pg * TPG, TPG);
+	}
+}
+
+static void probe(const uint8_t *m, size_t *sigbus, size_t *wrong)
+{
+	probe_n(m, PAGES, sigbus, wrong);
+}
+
+/* a store on the pool, a runtime on it, a region filled and pushed out */
+static struct fl_runtime *far_up(const char *opts, struct fl_store **store, uint8_t **m,
+				 int argc, char **argv)
+{
+	char url[256], err[256];
+	struct fl_runtime *rt;
+	struct fl_stats st;
+	int ret;
+
+	url_of(url, sizeof(url), opts);
+	ret = fl_store_memcached_create(url, 0, store, err, sizeof(err));
+	if (ret)
+		bail("fl_store_memcached_create(%s): %d, %s", url, ret, err);
+	rt = tap_far_runtime_on(*store, BUDGET * TPG, argc, argv, &ft);
+	TAP_EQ(fl_region_map(rt, PAGES * TPG, NULL, (void **)m), 0);
+	pat_fill(SEED, 0, *m, PAGES * TPG);
+	WAIT_FOR(rt, st, st.far_evictions >= PAGES - 2 * BUDGET);
+	for (int i = 0; i < 10000 && pages_out(*m, PAGES) < PAGES / 2; i++)
+		usleep(1000);
+	return rt;
+}
+
+static void far_down(struct fl_runtime *rt, struct fl_store *store)
+{
+	fl_runtime_destroy(rt);
+	fl_store_destroy(store);
+}
+
+/* the first page out of memory from @from on, or PAGES */
+static size_t first_out(const uint8_t *m, size_t from)
+{
+	for (size_t pg = from; pg < PAGES; pg++)
+		if (pages_out(m + pg * TPG, 1))
+			return pg;
+	return PAGES;
+}
+
+int main(int argc, char **argv)
+{
+	struct fl_store *store;
+	struct fl_runtime *rt;
+	struct fl_stats st;
+	struct sigaction sa;
+	char url[256], err[256], key[128], key2[128];
+	static char val[8192];
+	size_t sigbus, wrong, pg;
+	uint8_t *m;
+	int ret, port;
+
+	memcached_bin = access("/usr/bin/memcached", X_OK) == 0 ? "/usr/bin/memcached" : NULL;
+	if (!memcached_bin)
+		tap_skip_all("memcached is not installed (Debian package memcached)");
+	tap_plan(23);
+	atexit(srv_all_kill);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigbus;
+	sigaction(SIGBUS, &sa, NULL);
+
+	/* 1. bad URLs, a server that does not answer */
+	ret = fl_store_memcached_create("memcache://127.0.0.1:1", 0, &store, err, sizeof(err));
+	tap_ok(ret == -EINVAL && strstr(err, "memcache://127.0.0.1:1"),
+	       "a wrong scheme: %d, '%s'", ret, err);
+	ret = fl_store_memcached_create("memcached://127.0.0.1", 0, &store, err, sizeof(err));
+	tap_ok(ret == -EINVAL && strstr(err, "127.0.0.1") && strstr(err, "port"),
+	       "no port: %d, '%s'", ret, err);
+	ret = fl_store_memcached_create("memcached://h:1,h:2?replicas=2", 0, &store, err,
+					sizeof(err));
+	tap_ok(ret == -EINVAL && strstr(err, "replicas=2"), "replicas >= servers: %d, '%s'",
+	       ret, err);
+	ret = fl_store_memcached_create("memcached://h:1?colour=red", 0, &store, err, sizeof(err));
+	tap_ok(ret == -EINVAL && strstr(err, "colour"), "an unknown option: %d, '%s'", ret, err);
+	port = free_port();
+	snprintf(url, sizeof(url), "memcached://127.0.0.1:%d?timeout=500", port);
+	ret = fl_store_memcached_create(url, 0, &store, err, sizeof(err));
+	snprintf(key, sizeof(key), "127.0.0.1:%d", port);
+	tap_ok(ret == -ECONNREFUSED && strstr(err, key), "no server listening: %d, '%s'", ret,
+	       err);
+
+	for (int i = 0; i < NSRV; i++)
+		srv_start(i, 64);
+
+	/* 2. every byte back over three servers, a working set 4x the budget */
+	rt = far_up("", &store, &m, argc, argv);
+	probe(m, &sigbus, &wrong);
+	tap_ok(sigbus == 0 && wrong == 0, "three servers: %zu SIGBUS, %zu wrong bytes", sigbus,
+	       wrong);
+	stats_now(rt, &st);
+	tap_ok(st.far_evictions >= PAGES - 2 * BUDGET && st.far_pageins >= PAGES / 2 &&
+	       !st.far_read_errors, "%llu evictions, %llu page-ins, %llu read errors",
+	       (unsigned long long)st.far_evictions, (unsigned long long)st.far_pageins,
+	       (unsigned long long)st.far_read_errors);
+
+	/* 3. an item changed behind the runtime's back, then one replaced by
+	 * another page's: the access gets SIGBUS, never those bytes */
+	pat_fill(SEED, 0, m, PAGES * TPG);
+	WAIT_FOR(rt, st, pages_out(m, PAGES) >= PAGES / 2);
+	pg = first_out(m, 0);
+	for (int i = 0; i < NSRV && pg < PAGES; i++)
+		if (find_key(srv[i].port, pg, key, sizeof(key))) {
+			ssize_t n = raw_get(srv[i].port, key, val);
+
+			val[n / 2] ^= 1;	/* one bit of the sealed page */
+			tap_ok(n > 0 && raw_set(srv[i].port, key, val, (size_t)n),
+			       "page %zu's item on server %d: one bit changed", pg, i);
+			goto changed;
+		}
+	tap_ok(0, "no item found for evicted page %zu", pg);
+changed:
+	if (!ft.poison) {
+		tap_skip("no UFFDIO_POISON: a read error is retried, not signalled");
+	} else {
+		volatile bool bus = false;
+
+		if (sigsetjmp(jb, 1))
+			bus = true;
+		else
+			(void)*(volatile uint8_t *)(m + pg * TPG);
+		tap_ok(bus, "the access to page %zu gets SIGBUS", pg);
+	}
+	{
+		/* volatile: read after the sigsetjmp below returns twice */
+		volatile size_t a = first_out(m, pg + 1);
+		volatile size_t b = a < PAGES ? first_out(m, a + 1) : PAGES;
+		bool done = false;
+
+		for (int i = 0; i < NSRV && b < PAGES && !done; i++)
+			for (int j = 0; j < NSRV && !done; j++)
+				if (find_key(srv[i].port, a, key, sizeof(key)) &&
+				    find_key(srv[j].port, b, key2, sizeof(key2))) {
+					ssize_t n = raw_get(srv[i].port, key, val);
+
+					done = n > 0 && raw_set(srv[j].port, key2, val, (size_t)n);
+				}
+		tap_ok(done, "page %zu's item put under page %zu's key", a, b);
+		if (ft.poison && done) {
+			volatile bool bus = false;
+
+			if (sigsetjmp(jb, 1))
+				bus = true;
+			else
+				(void)*(volatile uint8_t *)(m + b * TPG);
+			tap_ok(bus, "the access to page %zu gets SIGBUS, not page %zu's bytes", b, a);
+		} else {
+			tap_skip("no UFFDIO_POISON or no item to move");
+		}
+	}
+	stats_now(rt, &st);
+	tap_ok(st.far_read_errors >= 2 || !ft.poison, "read errors counted (%llu)",
+	       (unsigned long long)st.far_read_errors);
+	far_down(rt, store);
+
+	/* 4. replicas=1: a server killed, then back empty: nothing lost */
+	rt = far_up("?replicas=1", &store, &m, argc, argv);
+	srv_kill(1);
+	probe(m, &sigbus, &wrong);
+	tap_ok(sigbus == 0 && wrong == 0, "replicas=1, a server killed: %zu SIGBUS, %zu wrong",
+	       sigbus, wrong);
+	pat_fill(SEED, 0, m, PAGES * TPG);
+	WAIT_FOR(rt, st, pages_out(m, PAGES) >= PAGES / 2);
+	srv_start(1, 64);
+	probe(m, &sigbus, &wrong);
+	tap_ok(sigbus == 0 && wrong == 0,
+	       "replicas=1, the server back empty: %zu SIGBUS, %zu wrong", sigbus, wrong);
+	stats_now(rt, &st);
+	tap_ok(!st.far_read_errors, "no read errors (%llu)", (unsigned long long)st.far_read_errors);
+	far_down(rt, store);
+
+	/* 5. replicas=0: a server lost: its pages fail, every other is right */
+	rt = far_up("", &store, &m, argc, argv);
+	srv_kill(2);
+	if (!ft.poison) {
+		tap_skip("no UFFDIO_POISON");
+	} else {
+		probe(m, &sigbus, &wrong);
+		tap_ok(sigbus > 0 && sigbus < PAGES && wrong == 0,
+		       "replicas=0, a server lost: %zu pages SIGBUS, %zu wrong bytes", sigbus,
+		       wrong);
+	}
+	far_down(rt, store);
+	srv_start(2, 64);
+
+	/* 6. a full pool (-M, one server of 2 MiB: less than the pages to
+	 * evict): writes refused, the pages stay resident, every byte right.
+	 * Each fault over the budget then waits for eviction batches that
+	 * free nothing (far_throttle()): one small server keeps that short */
+	srv_all_kill();
+	srv[0].port = 0;
+	srv_start(0, 2);
+	snprintf(url, sizeof(url), "memcached://127.0.0.1:%d", srv[0].port);
+	TAP_EQ(fl_store_memcached_create(url, 0, &store, err, sizeof(err)), 0);
+	rt = tap_far_runtime_on(store, BUDGET * TPG, argc, argv, &ft);
+	TAP_EQ(fl_region_map(rt, FULL_PAGES * TPG, NULL, (void **)&m), 0);
+	pat_fill(SEED, 0, m, FULL_PAGES * TPG);
+	WAIT_FOR(rt, st, st.far_store_errors > 0);
+	tap_ok(st.far_store_errors > 0, "a full pool: %llu store errors, %llu evictions",
+	       (unsigned long long)st.far_store_errors, (unsigned long long)st.far_evictions);
+	probe_n(m, FULL_PAGES, &sigbus, &wrong);
+	tap_ok(sigbus == 0 && wrong == 0, "a full pool: %zu SIGBUS, %zu wrong bytes", sigbus,
+	       wrong);
+	far_down(rt, store);
+	srv_all_kill();
+	return tap_done();
+}
