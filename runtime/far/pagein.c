@@ -44,21 +44,50 @@ static unsigned int far_finish(_Atomic uint32_t *w, unsigned int to, uint32_t se
 	return ps_state(nw);
 }
 
+static void far_install(struct fl_fault_ctx *c, const struct fl_snap *s, size_t lo,
+			size_t hi, const char *buf, uint64_t cmode);
+
 /*
  * A store read failed: the access must fail, never see a made-up page.
  * UFFDIO_POISON makes it raise SIGBUS; the word stays EVICTED (the evictor
  * never touches it; a later MADV_DONTNEED makes it DISCARDED). Without
  * POISON (before 6.6) the fault is parked and retried after 1 ms, until
  * the store answers.
+ *
+ * A run fails as a whole, but the page that is lost may be a read-ahead
+ * neighbour (a store on several servers loses the pages of the one that
+ * went): the faulting page is read once more alone first, and only its
+ * own failure fails the access. The rest of the run goes back to EVICTED;
+ * a fault on each reads it again, and each fails or not on its own.
  */
 static void far_read_failed(struct fl_fault_ctx *c, const struct fl_snap *s, size_t lo,
-			    size_t hi, uintptr_t fault_addr)
+			    size_t hi, uintptr_t fault_addr, uint64_t cmode)
 {
 	struct fl_runtime *rt = c->rt;
 	uintptr_t fpage = page_down(rt, fault_addr);
-	size_t done;
+	size_t fp = (fpage - s->start) >> rt->page_shift, done;
 
 	STAT_INC(c->st, far_store_errors);
+	if (hi - lo > 1 && fp >= lo && fp < hi && rt->far) {
+		struct store_req req = {
+			.op = STORE_READ,
+			.off = s->store_off + ((uint64_t)fp << rt->page_shift),
+			.buf = c->bounce,
+			.len = rt->page_size,
+		};
+
+		if (store_io(rt->far->store, &req, 1) == 0) {
+			for (size_t p = lo; p < hi; p++)
+				if (p != fp)
+					far_finish(&s->pstate[p], PS_EVICTED, PS_INSTORE);
+			STAT_INC(c->st, far_pageins);
+			far_install(c, s, fp, fp + 1, c->bounce, cmode);
+			/* the run's other faults come back and read alone */
+			uffd_wake(&rt->uffd, s->start + (lo << rt->page_shift),
+				  (hi - lo) << rt->page_shift);
+			return;
+		}
+	}
 	STAT_INC(c->st, far_read_errors);
 	for (size_t p = lo; p < hi; p++)
 		far_finish(&s->pstate[p], PS_EVICTED, PS_INSTORE);
@@ -427,7 +456,7 @@ static void aio_finish(struct fl_fault_ctx *c, struct far_pending *p)
 	/* numa.c: the install allocates the pages: on the faulter's node */
 	numa_fault_begin(c, p->ptid);
 	if (p->a.req.res) {
-		far_read_failed(c, &p->s, p->lo, p->hi, p->addr);
+		far_read_failed(c, &p->s, p->lo, p->hi, p->addr, p->cmode);
 	} else {
 		STAT_ADD(c->st, far_pageins, p->hi - p->lo);
 		STAT_ADD(c->st, far_readahead_pages, p->hi - p->lo - 1);
@@ -681,7 +710,7 @@ enum fl_res far_resolve(struct fl_fault_ctx *c, const struct fl_snap *s,
 		.len = (hi - lo) << rt->page_shift,
 	};
 	if (!f || store_io(f->store, &req, 1)) {
-		far_read_failed(c, s, lo, hi, addr);
+		far_read_failed(c, s, lo, hi, addr, cmode);
 		return RES_DONE;
 	}
 	STAT_ADD(c->st, far_pageins, hi - lo);
