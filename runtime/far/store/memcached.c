@@ -39,6 +39,12 @@
  * calls run at once.
  */
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -95,8 +101,15 @@ struct mc_server {
 	unsigned int port;
 };
 
+struct rbuf {
+	size_t head, tail;
+	unsigned char b[16384];
+};
+
 struct mc_conn {
 	struct mc_conn *next;
+	int *fd;		/* raw sockets, -1: none yet */
+	struct rbuf *rb;	/* their receive buffers */
 	memcached_st *st[];	/* one per server */
 };
 
@@ -108,7 +121,13 @@ struct mc_store {
 	char idhex[33];
 	unsigned char key[32];		/* sealing key: never leaves the process */
 	unsigned char rank_key[crypto_shorthash_KEYBYTES];
+	unsigned char nonce_prefix[16];
+	_Atomic uint64_t nonces;
 	int timeout_ms;
+
+	/* page-in reads run on the callbacks store's workers (store.c): a
+	 * handler never waits on the network */
+	struct fl_store *inner;
 
 	pthread_mutex_t lock;		/* conn free list and gen chunk creation */
 	struct mc_conn *free;
@@ -286,9 +305,14 @@ static memcached_st *conn_one(struct mc_store *m, unsigned int i)
 
 static void conn_free(struct mc_store *m, struct mc_conn *c)
 {
-	for (unsigned int i = 0; i < m->nservers; i++)
+	for (unsigned int i = 0; i < m->nservers; i++) {
 		if (c->st[i])
 			memcached_free(c->st[i]);
+		if (c->fd && c->fd[i] >= 0)
+			close(c->fd[i]);
+	}
+	free(c->fd);
+	free(c->rb);
 	free(c);
 }
 
@@ -306,6 +330,16 @@ static struct mc_conn *conn_get(struct mc_store *m)
 	c = calloc(1, sizeof(*c) + m->nservers * sizeof(c->st[0]));
 	if (!c)
 		return NULL;
+	c->fd = malloc(m->nservers * sizeof(*c->fd));
+	c->rb = calloc(m->nservers, sizeof(*c->rb));
+	if (!c->fd || !c->rb) {
+		free(c->fd);
+		free(c->rb);
+		free(c);
+		return NULL;
+	}
+	for (unsigned int i = 0; i < m->nservers; i++)
+		c->fd[i] = -1;
 	for (unsigned int i = 0; i < m->nservers; i++) {
 		c->st[i] = conn_one(m, i);
 		if (!c->st[i]) {
@@ -389,14 +423,22 @@ static void item_ad(const struct mc_store *m, const struct mc_hdr *h, unsigned c
 	memcpy(ad + 28, &h->magic, 4);
 }
 
-static void item_seal(const struct mc_store *m, uint64_t off, uint32_t gen, const void *page,
+static void item_seal(struct mc_store *m, uint64_t off, uint32_t gen, const void *page,
 		      unsigned char *item)
 {
 	struct mc_hdr h = { .magic = MC_MAGIC, .gen = gen, .off = off };
 	unsigned char ad[32], *body = item + sizeof(h);
 
-	if (m->encrypt)
-		randombytes_buf(h.nonce, sizeof(h.nonce));
+	if (m->encrypt) {
+		/* unique under the key: a random prefix drawn once and a
+		 * counter (a system call per item would cost more than the
+		 * cipher) */
+		uint64_t n = atomic_fetch_add_explicit(&m->nonces, 1,
+						       memory_order_relaxed);
+
+		memcpy(h.nonce, m->nonce_prefix, 16);
+		memcpy(h.nonce + 16, &n, 8);
+	}
 	memcpy(item, &h, sizeof(h));
 	item_ad(m, &h, ad);
 	if (m->encrypt) {
@@ -448,98 +490,387 @@ static bool item_open(const struct mc_store *m, uint64_t off, uint32_t gen,
 
 /* ---- the store's calls ---- */
 
-static int rc_errno(memcached_return_t rc)
+/*
+ * Writes are pipelined on raw sockets in memcached's binary protocol:
+ * each server gets all of a batch's copies for it as quiet sets (SETQ,
+ * which answer only on failure) and a NOOP, in one send; its answers up to
+ * the NOOP's name exactly the copies that failed (by the opaque field). A
+ * server that does not take all of it in time (the store's timeout) is
+ * cut off and every copy sent to it counts as failed. libmemcached's own
+ * quiet or buffered sets drop their errors, and a write must know.
+ */
+#define BIN_REQ		0x80
+#define BIN_RES		0x81
+#define BIN_SETQ	0x11
+#define BIN_NOOP	0x0a
+#define BIN_NOMEM	0x82	/* status: out of memory (-M) */
+#define BIN_E2BIG	0x03	/* status: value too large */
+
+struct bin_hdr {
+	uint8_t magic, opcode;
+	uint16_t keylen;	/* big endian, as every field below */
+	uint8_t extlen, dtype;
+	uint16_t status;	/* vbucket in a request */
+	uint32_t bodylen, opaque;
+	uint64_t cas;
+} __attribute__((packed));
+
+static int raw_connect(struct mc_store *m, unsigned int i)
 {
-	switch (rc) {
-	case MEMCACHED_SERVER_MEMORY_ALLOCATION_FAILURE:
-	case MEMCACHED_MEMORY_ALLOCATION_FAILURE:
-	case MEMCACHED_E2BIG:
-		return -ENOSPC;
-	case MEMCACHED_TIMEOUT:
-		return -ETIMEDOUT;
-	default:
-		return -EIO;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *a;
+	struct timeval tv = { .tv_sec = m->timeout_ms / 1000,
+			      .tv_usec = (m->timeout_ms % 1000) * 1000 };
+	char port[8];
+	int fd = -1, one = 1;
+
+	snprintf(port, sizeof(port), "%u", m->srv[i].port);
+	if (getaddrinfo(m->srv[i].host, port, &hints, &res))
+		return -1;
+	for (a = res; a && fd < 0; a = a->ai_next) {
+		fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+		if (fd < 0)
+			continue;
+		/* the timeouts bound connect(), every send and every receive */
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (connect(fd, a->ai_addr, a->ai_addrlen)) {
+			close(fd);
+			fd = -1;
+		}
 	}
+	freeaddrinfo(res);
+	return fd;
 }
 
-/* one page: its 1 + replicas copies on the first servers of its order that
- * take them */
-static int write_page(struct mc_store *m, struct mc_conn *c, uint64_t off, const void *page,
-		      unsigned char *item)
+static bool send_all(int fd, const void *buf, size_t len)
 {
-	uint64_t pg = off / MC_PAGE;
-	_Atomic uint64_t *slot = gen_slot(m, pg, true);
-	unsigned int order[MC_MAX_SERVERS], stored = 0;
-	uint64_t w;
+	for (size_t d = 0; d < len;) {
+		ssize_t r = send(fd, (const char *)buf + d, len - d, MSG_NOSIGNAL);
+
+		if (r <= 0) {
+			if (r < 0 && errno == EINTR)
+				continue;
+			return false;
+		}
+		d += (size_t)r;
+	}
+	return true;
+}
+
+/* @len bytes from server @s, through its receive buffer */
+static bool conn_recv(struct mc_conn *c, unsigned int s, void *dst, size_t len)
+{
+	struct rbuf *b = &c->rb[s];
+
+	while (len) {
+		size_t k;
+
+		if (b->head == b->tail) {
+			ssize_t r;
+
+			do
+				r = recv(c->fd[s], b->b, sizeof(b->b), 0);
+			while (r < 0 && errno == EINTR);
+			if (r <= 0)
+				return false;
+			b->head = 0;
+			b->tail = (size_t)r;
+		}
+		k = len < b->tail - b->head ? len : b->tail - b->head;
+		memcpy(dst, b->b + b->head, k);
+		b->head += k;
+		dst = (char *)dst + k;
+		len -= k;
+	}
+	return true;
+}
+
+/* server @s's connection is out of step (cut off mid-answer, timed out):
+ * closed, made again at its next use */
+static void conn_cut(struct mc_conn *c, unsigned int s)
+{
+	if (c->fd[s] >= 0)
+		close(c->fd[s]);
+	c->fd[s] = -1;
+	c->rb[s].head = c->rb[s].tail = 0;
+}
+
+/* one copy to send: the page (index into the batch) and its server */
+struct wcopy {
+	unsigned int page, srv;
+};
+
+/* a page of a write batch */
+struct wpage {
+	uint64_t off;
 	uint32_t gen;
+	unsigned int next;	/* the next server of its order to try */
+	unsigned int stored;
+	int err;
+	unsigned int order[MC_MAX_SERVERS];
 	char key[64];
-	size_t klen;
-	int err = -EIO;
+	uint16_t klen;
+	unsigned char item[MC_ITEM];
+};
 
-	if (!slot)
-		return pg >> GEN_SHIFT >= GEN_CHUNKS ? -ENOSPC : -ENOMEM;
-	/* only writes and discards of this offset change its word, and the
-	 * runtime never runs two of them on one offset at once */
-	w = atomic_load_explicit(slot, memory_order_relaxed);
-	gen = (GEN_LAST(w) + 1) & 0x7fffffff;
-	if (!gen)
-		return -EOVERFLOW;	/* 2^31 writes of one page */
-	/* handed out for good before any copy leaves */
-	w = (w & 0xffffffffull) | (uint64_t)gen << 32;
-	atomic_store_explicit(slot, w, memory_order_relaxed);
-	item_seal(m, off, gen, page, item);
-	klen = item_key(m, pg, key);
-	rank(m, pg, order);
-	for (unsigned int i = 0; i < m->nservers && stored <= m->replicas; i++) {
-		memcached_return_t rc = memcached_set(c->st[order[i]], key, klen,
-						      (const char *)item, MC_ITEM, 0, 0);
+/*
+ * Send @n copies (all to server @srv) in one pipeline; @ok[i] set for each
+ * copy the server took. @buf: room for n requests and a NOOP.
+ */
+static void pipeline(struct mc_store *m, struct mc_conn *c, unsigned int srv,
+		     struct wpage *pages, const struct wcopy *cp, unsigned int n, bool *ok,
+		     int *err, unsigned char *buf)
+{
+	size_t len = 0;
+	struct bin_hdr h;
+	unsigned char body[256];
 
-		if (rc == MEMCACHED_SUCCESS)
-			stored++;
-		else
-			err = rc_errno(rc);
+	for (unsigned int i = 0; i < n; i++) {
+		struct wpage *p = &pages[cp[i].page];
+		struct bin_hdr rq = {
+			.magic = BIN_REQ, .opcode = BIN_SETQ, .keylen = htons(p->klen),
+			.extlen = 8, .bodylen = htonl(8 + p->klen + (uint32_t)MC_ITEM),
+			.opaque = htonl(i),
+		};
+
+		memcpy(buf + len, &rq, sizeof(rq));
+		memset(buf + len + sizeof(rq), 0, 8);	/* flags, no expiry */
+		len += sizeof(rq) + 8;
+		memcpy(buf + len, p->key, p->klen);
+		len += p->klen;
+		memcpy(buf + len, p->item, MC_ITEM);
+		len += MC_ITEM;
+		ok[i] = true;
 	}
-	if (stored <= m->replicas)
-		return err;
-	/* published for readers only now: every copy is in place */
-	atomic_store_explicit(slot, (uint64_t)gen << 32 | (uint64_t)gen << 1 | GEN_VALID,
-			      memory_order_release);
-	return 0;
+	h = (struct bin_hdr){ .magic = BIN_REQ, .opcode = BIN_NOOP, .opaque = htonl(~0u) };
+	memcpy(buf + len, &h, sizeof(h));
+	len += sizeof(h);
+	if (c->fd[srv] < 0)
+		c->fd[srv] = raw_connect(m, srv);
+	if (c->fd[srv] < 0 || !send_all(c->fd[srv], buf, len))
+		goto cut;
+	for (;;) {
+		uint32_t blen, op;
+
+		if (!conn_recv(c, srv, &h, sizeof(h)) || h.magic != BIN_RES)
+			goto cut;
+		blen = ntohl(h.bodylen);
+		for (uint32_t d = 0; d < blen;) {	/* an error's text: skipped */
+			uint32_t k = blen - d < sizeof(body) ? blen - d : (uint32_t)sizeof(body);
+
+			if (!conn_recv(c, srv, body, k))
+				goto cut;
+			d += k;
+		}
+		if (h.opcode == BIN_NOOP)
+			return;
+		op = ntohl(h.opaque);
+		if (op < n && h.status) {
+			ok[op] = false;
+			*err = ntohs(h.status) == BIN_NOMEM || ntohs(h.status) == BIN_E2BIG ?
+			       -ENOSPC : -EIO;
+		}
+	}
+cut:
+	/* what the server took of it is unknown: none counts */
+	conn_cut(c, srv);
+	for (unsigned int i = 0; i < n; i++)
+		ok[i] = false;
+	*err = -EIO;
 }
 
-static int mc_write(void *arg, uint64_t off, const void *buf, size_t len)
+/*
+ * Write every page of @reqs (STORE_WRITE requests): each page's 1 +
+ * replicas copies on the first servers of its order that take them. A
+ * round sends each page's missing copies to the next servers of its order,
+ * one pipeline per server; the rounds end when every page has its copies
+ * or has no server left.
+ */
+static void write_batch(struct mc_store *m, struct mc_conn *c, struct store_req **reqs,
+			unsigned int nreq)
 {
-	struct mc_store *m = arg;
-	struct mc_conn *c = conn_get(m);
-	unsigned char item[MC_ITEM];
-	int ret = 0;
+	size_t npages = 0, k = 0;
+	struct wpage *pages;
+	struct wcopy *cp, *mine;
+	unsigned char *buf;
+	bool *ok, more = true;
 
-	if (!c)
-		return -ENOMEM;
-	for (size_t d = 0; d < len && !ret; d += MC_PAGE)
-		ret = write_page(m, c, off + d, (const char *)buf + d, item);
-	conn_put(m, c);
-	return ret;
+	for (unsigned int r = 0; r < nreq; r++)
+		npages += reqs[r]->len / MC_PAGE;
+	pages = malloc(npages * sizeof(*pages));
+	cp = malloc(npages * m->nservers * sizeof(*cp));
+	mine = malloc(npages * sizeof(*mine));
+	ok = malloc(npages * sizeof(*ok));
+	buf = malloc(npages * (sizeof(struct bin_hdr) + 8 + 64 + MC_ITEM) +
+		     sizeof(struct bin_hdr));
+	if (!pages || !cp || !mine || !ok || !buf) {
+		for (unsigned int r = 0; r < nreq; r++)
+			reqs[r]->res = -ENOMEM;
+		goto out;
+	}
+	for (unsigned int r = 0; r < nreq; r++) {
+		reqs[r]->res = 0;
+		for (size_t d = 0; d < reqs[r]->len; d += MC_PAGE, k++) {
+			struct wpage *p = &pages[k];
+			uint64_t pg = (reqs[r]->off + d) / MC_PAGE, w;
+			_Atomic uint64_t *slot = gen_slot(m, pg, true);
+
+			p->off = reqs[r]->off + d;
+			p->next = p->stored = 0;
+			p->err = 0;
+			if (!slot) {
+				p->err = pg >> GEN_SHIFT >= GEN_CHUNKS ? -ENOSPC : -ENOMEM;
+				p->next = m->nservers;	/* nothing to try */
+				continue;
+			}
+			/* only writes and discards of an offset change its
+			 * word, and the runtime never runs two of them on one
+			 * offset at once */
+			w = atomic_load_explicit(slot, memory_order_relaxed);
+			p->gen = (GEN_LAST(w) + 1) & 0x7fffffff;
+			if (!p->gen) {
+				p->err = -EOVERFLOW;	/* 2^31 writes of one page */
+				p->next = m->nservers;
+				continue;
+			}
+			/* handed out for good before any copy leaves */
+			atomic_store_explicit(slot, (w & 0xffffffffull) | (uint64_t)p->gen << 32,
+					      memory_order_relaxed);
+			item_seal(m, p->off, p->gen, (const char *)reqs[r]->buf + d, p->item);
+			p->klen = (uint16_t)item_key(m, pg, p->key);
+			rank(m, pg, p->order);
+		}
+	}
+	while (more) {
+		size_t ncp = 0;
+
+		/* each page short of its copies: as many more servers of its
+		 * order as copies are missing */
+		for (size_t i = 0; i < npages; i++) {
+			struct wpage *p = &pages[i];
+
+			for (unsigned int need = m->replicas + 1 - p->stored;
+			     need && p->stored <= m->replicas && p->next < m->nservers; need--)
+				cp[ncp++] = (struct wcopy){ (unsigned int)i, p->order[p->next++] };
+		}
+		more = ncp > 0;
+		for (unsigned int s = 0; s < m->nservers && more; s++) {
+			unsigned int n = 0;
+			int err = 0;
+
+			for (size_t i = 0; i < ncp; i++)
+				if (cp[i].srv == s)
+					mine[n++] = cp[i];
+			if (!n)
+				continue;
+			pipeline(m, c, s, pages, mine, n, ok, &err, buf);
+			for (unsigned int i = 0; i < n; i++) {
+				if (ok[i])
+					pages[mine[i].page].stored++;
+				else
+					pages[mine[i].page].err = err;
+			}
+		}
+	}
+	k = 0;
+	for (unsigned int r = 0; r < nreq; r++)
+		for (size_t d = 0; d < reqs[r]->len; d += MC_PAGE, k++) {
+			struct wpage *p = &pages[k];
+
+			if (p->stored <= m->replicas) {
+				if (!reqs[r]->res)
+					reqs[r]->res = p->err ? p->err : -EIO;
+				continue;
+			}
+			/* published for readers only now: every copy is in place */
+			atomic_store_explicit(gen_slot(m, p->off / MC_PAGE, false),
+					      (uint64_t)p->gen << 32 | (uint64_t)p->gen << 1 |
+					      GEN_VALID, memory_order_release);
+		}
+out:
+	free(pages);
+	free(cp);
+	free(mine);
+	free(ok);
+	free(buf);
 }
 
 /*
  * Read pages [@pg, @pg + @n) into @buf. Pass 0 asks each page's first
- * server, one multi-get per server; each later pass asks the next server
- * of the pages still missing.
+ * server, each later pass the next server of the pages still without a
+ * good copy. A pass sends every server its quiet gets (GETKQ: only hits
+ * answer, named by the opaque field) and a NOOP first, then reads the
+ * answers: the servers work at once, one round trip a pass. (The same for
+ * libmemcached's multi-get costs a system call per key and a round trip
+ * per server in turn.)
  */
 #define RUN_MAX	64
+#define BIN_GETKQ 0x0d
+
+/* the answers of server @srv up to its NOOP; Return: false if cut off */
+static bool read_answers(struct mc_store *m, struct mc_conn *c, unsigned int srv, uint64_t pg,
+			 unsigned int n, const uint32_t *gen, bool *done, unsigned int *left,
+			 char *buf, unsigned char *item)
+{
+	for (;;) {
+		struct bin_hdr h;
+		uint32_t blen, op, vlen;
+		unsigned char extra[4];
+		char key[256];
+		bool fits;
+
+		if (!conn_recv(c, srv, &h, sizeof(h)) || h.magic != BIN_RES)
+			return false;
+		blen = ntohl(h.bodylen);
+		op = ntohl(h.opaque);
+		if (h.opcode == BIN_NOOP && !blen)
+			return true;
+		/* a hit: 4 bytes of flags, the key, the value */
+		if (h.extlen != 4 || ntohs(h.keylen) > sizeof(key) ||
+		    blen < 4u + ntohs(h.keylen))
+			return false;
+		vlen = blen - 4 - ntohs(h.keylen);
+		fits = vlen == MC_ITEM;
+		if (!conn_recv(c, srv, extra, 4) ||
+		    !conn_recv(c, srv, key, ntohs(h.keylen)))
+			return false;
+		if (fits) {
+			if (!conn_recv(c, srv, item, MC_ITEM))
+				return false;
+		} else {
+			for (uint32_t d = 0; d < vlen;) {	/* not ours: skipped */
+				uint32_t k = vlen - d < MC_ITEM ? vlen - d : (uint32_t)MC_ITEM;
+
+				if (!conn_recv(c, srv, item, k))
+					return false;
+				d += k;
+			}
+		}
+		if (h.status || !fits || op >= n || done[op])
+			continue;
+		/* the item must verify as this page of this generation: the
+		 * key alone proves nothing (anyone can write to it) */
+		if (item_open(m, (pg + op) * MC_PAGE, gen[op], item, MC_ITEM,
+			      buf + (size_t)op * MC_PAGE)) {
+			done[op] = true;
+			(*left)--;
+		}
+	}
+}
 
 static int read_run(struct mc_store *m, struct mc_conn *c, uint64_t pg, unsigned int n,
 		    char *buf)
 {
 	unsigned int order[RUN_MAX][MC_MAX_SERVERS];
 	uint32_t gen[RUN_MAX];
-	bool done[RUN_MAX];
-	char keys[RUN_MAX][64];
-	const char *kp[RUN_MAX];
-	size_t kl[RUN_MAX], klen[RUN_MAX];
+	bool done[RUN_MAX], sent[MC_MAX_SERVERS];
 	unsigned int left = 0;
+	unsigned char req[(sizeof(struct bin_hdr) + 64) * RUN_MAX + sizeof(struct bin_hdr)];
+	unsigned char *item = malloc(MC_ITEM);
 
+	if (!item)
+		return -ENOMEM;
 	for (unsigned int i = 0; i < n; i++) {
 		_Atomic uint64_t *slot = gen_slot(m, pg + i, false);
 		uint64_t w = slot ? atomic_load_explicit(slot, memory_order_acquire) : 0;
@@ -552,100 +883,267 @@ static int read_run(struct mc_store *m, struct mc_conn *c, uint64_t pg, unsigned
 			continue;
 		}
 		left++;
-		klen[i] = item_key(m, pg + i, keys[i]);
 		rank(m, pg + i, order[i]);
 	}
 	for (unsigned int pass = 0; left && pass < m->nservers; pass++) {
-		for (unsigned int s = 0; s < m->nservers && left; s++) {
-			unsigned int idx[RUN_MAX], k = 0;
-			memcached_return_t rc;
-			memcached_result_st *res;
+		for (unsigned int s = 0; s < m->nservers; s++) {
+			size_t len = 0;
+			struct bin_hdr h;
 
-			for (unsigned int i = 0; i < n; i++)
-				if (!done[i] && order[i][pass] == s) {
-					idx[k] = i;
-					kp[k] = keys[i];
-					kl[k] = klen[i];
-					k++;
-				}
-			if (!k)
-				continue;
-			rc = memcached_mget(c->st[s], kp, kl, k);
-			if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_SOME_ERRORS)
-				continue;	/* the next pass asks another server */
-			while ((res = memcached_fetch_result(c->st[s], NULL, &rc))) {
-				const char *rk = memcached_result_key_value(res);
-				size_t rkl = memcached_result_key_length(res);
+			sent[s] = false;
+			for (unsigned int i = 0; i < n; i++) {
+				char key[64];
+				uint16_t kl;
 
-				for (unsigned int j = 0; j < k; j++) {
-					unsigned int i = idx[j];
-
-					if (done[i] || rkl != klen[i] ||
-					    memcmp(rk, keys[i], rkl))
-						continue;
-					if (item_open(m, (pg + i) * MC_PAGE, gen[i],
-						      (const unsigned char *)
-						      memcached_result_value(res),
-						      memcached_result_length(res),
-						      buf + (size_t)i * MC_PAGE)) {
-						done[i] = true;
-						left--;
-					}
-					break;
-				}
-				memcached_result_free(res);
+				if (done[i] || order[i][pass] != s)
+					continue;
+				kl = (uint16_t)item_key(m, pg + i, key);
+				h = (struct bin_hdr){ .magic = BIN_REQ, .opcode = BIN_GETKQ,
+						      .keylen = htons(kl), .bodylen = htonl(kl),
+						      .opaque = htonl(i) };
+				memcpy(req + len, &h, sizeof(h));
+				memcpy(req + len + sizeof(h), key, kl);
+				len += sizeof(h) + kl;
 			}
+			if (!len)
+				continue;
+			h = (struct bin_hdr){ .magic = BIN_REQ, .opcode = BIN_NOOP,
+					      .opaque = htonl(~0u) };
+			memcpy(req + len, &h, sizeof(h));
+			len += sizeof(h);
+			if (c->fd[s] < 0)
+				c->fd[s] = raw_connect(m, s);
+			if (c->fd[s] >= 0 && send_all(c->fd[s], req, len))
+				sent[s] = true;
+			else
+				conn_cut(c, s);
+		}
+		for (unsigned int s = 0; s < m->nservers; s++) {
+			if (!sent[s] || read_answers(m, c, s, pg, n, gen, done, &left, buf, item))
+				continue;
+			conn_cut(c, s);	/* cut off mid-answer */
 		}
 	}
+	free(item);
 	return left ? -EIO : 0;
+}
+
+static int read_pages(struct mc_store *m, struct mc_conn *c, uint64_t off, void *buf,
+		      size_t len)
+{
+	size_t npages = len / MC_PAGE;
+	int ret = 0;
+
+	for (size_t d = 0; d < npages && !ret; d += RUN_MAX) {
+		unsigned int n = npages - d < RUN_MAX ? (unsigned int)(npages - d) : RUN_MAX;
+
+		ret = read_run(m, c, off / MC_PAGE + d, n, (char *)buf + d * MC_PAGE);
+	}
+	return ret;
 }
 
 static int mc_read(void *arg, uint64_t off, void *buf, size_t len)
 {
 	struct mc_store *m = arg;
 	struct mc_conn *c = conn_get(m);
-	size_t npages = len / MC_PAGE;
-	int ret = 0;
+	int ret;
 
 	if (!c)
 		return -ENOMEM;
-	for (size_t d = 0; d < npages && !ret; d += RUN_MAX) {
-		unsigned int n = npages - d < RUN_MAX ? (unsigned int)(npages - d) : RUN_MAX;
-
-		ret = read_run(m, c, off / MC_PAGE + d, n, (char *)buf + d * MC_PAGE);
-	}
+	ret = read_pages(m, c, off, buf, len);
 	conn_put(m, c);
 	return ret;
+}
+
+/*
+ * Discard: the offsets stop holding pages (reads of them are zeros from
+ * now on, without asking a server), and their copies are deleted, 256
+ * pages at a time in one pipeline per server (quiet deletes, a NOOP, the
+ * answers drained). The generation stays: a copy a delete misses (a
+ * server unreachable now) can never pass for a later write of the offset.
+ * A region that leaves discards all of its pages at once.
+ */
+#define BIN_DELETEQ 0x14
+#define DISCARD_CHUNK 256
+
+static void delete_chunk(struct mc_store *m, struct mc_conn *c, const uint64_t *pgs,
+			 unsigned int n, unsigned char *req)
+{
+	bool sent[MC_MAX_SERVERS];
+
+	for (unsigned int s = 0; s < m->nservers; s++) {
+		size_t len = 0;
+		struct bin_hdr h;
+
+		sent[s] = false;
+		for (unsigned int i = 0; i < n; i++) {
+			unsigned int order[MC_MAX_SERVERS];
+			char key[64];
+			uint16_t kl;
+			bool mine = false;
+
+			/* the servers a copy can be on: the first 1 + replicas
+			 * of its order, or further down if one refused a write
+			 * (that copy is left to the server's LRU) */
+			rank(m, pgs[i], order);
+			for (unsigned int j = 0; j <= m->replicas; j++)
+				mine |= order[j] == s;
+			if (!mine)
+				continue;
+			kl = (uint16_t)item_key(m, pgs[i], key);
+			h = (struct bin_hdr){ .magic = BIN_REQ, .opcode = BIN_DELETEQ,
+					      .keylen = htons(kl), .bodylen = htonl(kl) };
+			memcpy(req + len, &h, sizeof(h));
+			memcpy(req + len + sizeof(h), key, kl);
+			len += sizeof(h) + kl;
+		}
+		if (!len)
+			continue;
+		h = (struct bin_hdr){ .magic = BIN_REQ, .opcode = BIN_NOOP };
+		memcpy(req + len, &h, sizeof(h));
+		len += sizeof(h);
+		if (c->fd[s] < 0)
+			c->fd[s] = raw_connect(m, s);
+		if (c->fd[s] >= 0 && send_all(c->fd[s], req, len))
+			sent[s] = true;
+		else
+			conn_cut(c, s);
+	}
+	for (unsigned int s = 0; s < m->nservers; s++) {
+		/* the answers: "not found" for copies never made; up to the NOOP */
+		while (sent[s]) {
+			struct bin_hdr h;
+			unsigned char body[256];
+			uint32_t blen;
+
+			if (!conn_recv(c, s, &h, sizeof(h)) || h.magic != BIN_RES) {
+				conn_cut(c, s);
+				break;
+			}
+			blen = ntohl(h.bodylen);
+			for (uint32_t d = 0; d < blen;) {
+				uint32_t k = blen - d < sizeof(body) ? blen - d : (uint32_t)sizeof(body);
+
+				if (!conn_recv(c, s, body, k)) {
+					conn_cut(c, s);
+					sent[s] = false;
+					break;
+				}
+				d += k;
+			}
+			if (h.opcode == BIN_NOOP)
+				break;
+		}
+	}
 }
 
 static int mc_discard(void *arg, uint64_t off, size_t len)
 {
 	struct mc_store *m = arg;
-	struct mc_conn *c = NULL;
+	struct mc_conn *c = conn_get(m);
+	uint64_t pgs[DISCARD_CHUNK];
+	unsigned char *req = malloc((sizeof(struct bin_hdr) + 64) * DISCARD_CHUNK +
+				    sizeof(struct bin_hdr));
+	unsigned int n = 0;
 
 	for (uint64_t pg = off / MC_PAGE; pg < (off + len) / MC_PAGE; pg++) {
 		_Atomic uint64_t *slot = gen_slot(m, pg, false);
 		uint64_t g = slot ? atomic_load_explicit(slot, memory_order_relaxed) : 0;
-		unsigned int order[MC_MAX_SERVERS];
-		char key[64];
-		size_t klen;
 
 		if (!(g & GEN_VALID))
 			continue;
-		/* the generation stays: a copy a delete below misses can never
-		 * pass for a later write of this offset */
 		atomic_store_explicit(slot, g & ~GEN_VALID, memory_order_release);
-		if (!c && !(c = conn_get(m)))
+		if (!c || !req)
 			continue;	/* the copies stay until the servers evict them */
-		klen = item_key(m, pg, key);
-		rank(m, pg, order);
-		for (unsigned int i = 0; i <= m->replicas; i++)
-			memcached_delete(c->st[order[i]], key, klen, 0);
+		pgs[n++] = pg;
+		if (n == DISCARD_CHUNK) {
+			delete_chunk(m, c, pgs, n, req);
+			n = 0;
+		}
 	}
+	if (n)
+		delete_chunk(m, c, pgs, n, req);
+	free(req);
 	if (c)
 		conn_put(m, c);
 	return 0;
 }
+
+static int mc_write(void *arg, uint64_t off, const void *buf, size_t len)
+{
+	struct mc_store *m = arg;
+	struct store_req r = { .op = STORE_WRITE, .off = off, .buf = (void *)buf, .len = len };
+	struct store_req *rp = &r;
+	struct mc_conn *c = conn_get(m);
+
+	if (!c)
+		return -ENOMEM;
+	write_batch(m, c, &rp, 1);
+	conn_put(m, c);
+	return r.res;
+}
+
+/* a batch: its writes in one pipelined round per server, its reads each a
+ * multi-get */
+static int mc_io(struct fl_store *s, struct store_req *reqs, unsigned int n)
+{
+	struct mc_store *m = s->priv;
+	struct store_req *w[64];
+	unsigned int nw = 0;
+	int first = 0;
+	struct mc_conn *c = conn_get(m);
+
+	if (!c) {
+		for (unsigned int i = 0; i < n; i++)
+			reqs[i].res = -ENOMEM;
+		return -ENOMEM;
+	}
+	for (unsigned int i = 0; i < n; i++) {
+		if (reqs[i].op == STORE_READ) {
+			reqs[i].res = read_pages(m, c, reqs[i].off, reqs[i].buf, reqs[i].len);
+			continue;
+		}
+		w[nw++] = &reqs[i];
+		if (nw == 64 || i == n - 1) {
+			write_batch(m, c, w, nw);
+			nw = 0;
+		}
+	}
+	if (nw)
+		write_batch(m, c, w, nw);
+	conn_put(m, c);
+	for (unsigned int i = 0; i < n && !first; i++)
+		first = reqs[i].res;
+	return first;
+}
+
+static int mc_read_async(struct fl_store *s, struct store_areq *a)
+{
+	struct mc_store *m = s->priv;
+
+	return m->inner->vt->read_async(m->inner, a);
+}
+
+static int mc_discard_v(struct fl_store *s, uint64_t off, size_t len)
+{
+	return mc_discard(s->priv, off, len);
+}
+
+static void mc_destroy_v(struct fl_store *s)
+{
+	struct mc_store *m = s->priv;
+
+	/* the callbacks store joins its workers, then mc_destroy() frees @m */
+	fl_store_destroy(m->inner);
+}
+
+static const struct store_vtbl mc_vtbl = {
+	.name = "memcached",
+	.io = mc_io,
+	.read_async = mc_read_async,
+	.discard = mc_discard_v,
+	.destroy = mc_destroy_v,
+};
 
 static void mc_destroy(void *arg)
 {
@@ -728,10 +1226,16 @@ FL_EXPORT int fl_store_memcached_create(const char *url, unsigned int flags,
 	sodium_bin2hex(m->idhex, sizeof(m->idhex), m->id, sizeof(m->id));
 	randombytes_buf(m->key, sizeof(m->key));
 	randombytes_buf(m->rank_key, sizeof(m->rank_key));
-	ret = fl_store_callbacks_create(&ops, m, out);
+	randombytes_buf(m->nonce_prefix, sizeof(m->nonce_prefix));
+	ret = fl_store_callbacks_create(&ops, m, &m->inner);
 	if (ret) {
 		mc_destroy(m);
 		return why(err, errlen, ret, "%s", strerror(-ret));
+	}
+	*out = store_new(&mc_vtbl, m);
+	if (!*out) {
+		fl_store_destroy(m->inner);	/* frees @m */
+		return why(err, errlen, -ENOMEM, "out of memory");
 	}
 	return 0;
 }
