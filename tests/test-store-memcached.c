@@ -7,7 +7,9 @@
  * without replicas, fail the access with SIGBUS and never read wrong; with
  * replicas=1 a server killed, then back empty, costs nothing; a full pool
  * (-M refusing) keeps the pages resident. Bad URLs and servers that do not
- * answer are refused with a message naming them.
+ * answer are refused with a message naming them. A destroyed store leaves
+ * nothing in the pool, nor, after its lease, a process that did not destroy
+ * its store; a store that outlives its lease keeps its pages.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -236,6 +238,23 @@ static void dump_pages(int port, bool *on)
 	}
 }
 
+/* the runtime's items on the servers that run (expired ones not listed) */
+static size_t pool_keys(void)
+{
+	static char buf[1 << 20];
+	size_t n = 0;
+
+	for (int i = 0; i < NSRV; i++) {
+		if (!srv[i].pid ||
+		    talk(srv[i].port, "lru_crawler metadump all\r\n", 26, buf, sizeof(buf),
+			 "END\r\n") <= 0)
+			continue;
+		for (char *p = buf; (p = strstr(p, "key=fl")); p++)
+			n++;
+	}
+	return n;
+}
+
 /* ---- the runtime side ---- */
 
 static sigjmp_buf jb;
@@ -334,7 +353,7 @@ int main(int argc, char **argv)
 	memcached_bin = access("/usr/bin/memcached", X_OK) == 0 ? "/usr/bin/memcached" : NULL;
 	if (!memcached_bin)
 		tap_skip_all("memcached is not installed (Debian package memcached)");
-	tap_plan(23);
+	tap_plan(28);
 	atexit(srv_all_kill);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_sigbus;
@@ -432,6 +451,48 @@ changed:
 	tap_ok(st.far_read_errors >= 2 || !ft.poison, "read errors counted (%llu)",
 	       (unsigned long long)st.far_read_errors);
 	far_down(rt, store);
+	tap_ok(pool_keys() == 0, "the store destroyed: no item of it left in the pool (%zu)",
+	       pool_keys());
+
+	/*
+	 * 7. Leases: the items of a store that lives past its lease are
+	 * renewed; those of a process that ends without destroying its store
+	 * (the shim's never is) leave the pool within it.
+	 */
+	rt = far_up("?lease=3", &store, &m, argc, argv);
+	sleep(5);
+	probe(m, &sigbus, &wrong);
+	tap_ok(sigbus == 0 && wrong == 0, "lease=3, read after 5 s: %zu SIGBUS, %zu wrong",
+	       sigbus, wrong);
+	far_down(rt, store);
+	{
+		pid_t child = fork();
+		int status = -1;
+		size_t left;
+
+		if (child == 0) {
+			struct fl_runtime_opts o;
+
+			url_of(url, sizeof(url), "?lease=3");
+			fl_runtime_opts_init(&o);
+			o.budget = BUDGET * TPG;
+			if (fl_store_memcached_create(url, 0, &o.store, NULL, 0) ||
+			    fl_runtime_create(&o, &rt) ||
+			    fl_region_map(rt, PAGES * TPG, NULL, (void **)&m))
+				_exit(2);
+			pat_fill(SEED, 0, m, PAGES * TPG);
+			WAIT_FOR(rt, st, st.far_evictions >= PAGES - 2 * BUDGET);
+			_exit(st.far_evictions >= PAGES - 2 * BUDGET ? 0 : 3);
+		}
+		waitpid(child, &status, 0);
+		left = pool_keys();
+		tap_ok(WIFEXITED(status) && WEXITSTATUS(status) == 0 && left > 0,
+		       "a process ends without destroying its store: %zu items stay (exit %d)",
+		       left, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+		for (int i = 0; i < 80 && (left = pool_keys()); i++)
+			usleep(100000);
+		tap_ok(left == 0, "... and are gone after its 3 s lease (%zu left)", left);
+	}
 
 	/* 4. replicas=1: a server killed, then back empty: nothing lost */
 	rt = far_up("?replicas=1", &store, &m, argc, argv);

@@ -45,6 +45,7 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -124,6 +125,10 @@ struct mc_store {
 	unsigned char nonce_prefix[16];
 	_Atomic uint64_t nonces;
 	int timeout_ms;
+	unsigned int lease;		/* seconds an item lives unless renewed; 0: for ever */
+	pthread_t renewer;
+	bool renewing, stop;
+	pthread_cond_t wake;
 
 	/* page-in reads run on the callbacks store's workers (store.c): a
 	 * handler never waits on the network */
@@ -182,6 +187,7 @@ static int parse_url(struct mc_store *m, const char *url, char *err, size_t errl
 	m->replicas = 0;
 	m->encrypt = true;
 	m->timeout_ms = 2000;
+	m->lease = 600;
 	while (p < end) {
 		const char *comma = memchr(p, ',', (size_t)(end - p));
 		const char *item_end = comma ? comma : end, *colon, *host = p;
@@ -255,6 +261,18 @@ static int parse_url(struct mc_store *m, const char *url, char *err, size_t errl
 				return why(err, errlen, -EINVAL, "encrypt=%.*s: want yes or no",
 					   (int)vlen, v);
 			m->encrypt = b;
+		} else if (klen == 5 && !strncmp(p, "lease", 5)) {
+			char *e;
+			unsigned long t;
+
+			errno = 0;
+			t = strtoul(v, &e, 10);
+			/* memcached reads an expiry over 30 days as a date */
+			if (e != pe || errno || (t && t < 3) || t > 2592000)
+				return why(err, errlen, -EINVAL,
+					   "lease=%.*s: want seconds, 3 to 2592000, or 0 (never)",
+					   (int)vlen, v);
+			m->lease = (unsigned int)t;
 		} else if (klen == 7 && !strncmp(p, "timeout", 7)) {
 			char *e;
 			unsigned long t;
@@ -268,7 +286,7 @@ static int parse_url(struct mc_store *m, const char *url, char *err, size_t errl
 			m->timeout_ms = (int)t;
 		} else {
 			return why(err, errlen, -EINVAL,
-				   "unknown option '%.*s' (replicas, encrypt, timeout)",
+				   "unknown option '%.*s' (replicas, encrypt, lease, timeout)",
 				   (int)klen, p);
 		}
 		p = amp ? amp + 1 : pe;
@@ -635,7 +653,12 @@ static void pipeline(struct mc_store *m, struct mc_conn *c, unsigned int srv,
 		};
 
 		memcpy(buf + len, &rq, sizeof(rq));
-		memset(buf + len + sizeof(rq), 0, 8);	/* flags, no expiry */
+		memset(buf + len + sizeof(rq), 0, 4);	/* flags */
+		{
+			uint32_t exp = htonl(m->lease);	/* the lease (see renew()) */
+
+			memcpy(buf + len + sizeof(rq) + 4, &exp, 4);
+		}
 		len += sizeof(rq) + 8;
 		memcpy(buf + len, p->key, p->klen);
 		len += p->klen;
@@ -1145,10 +1168,182 @@ static const struct store_vtbl mc_vtbl = {
 	.destroy = mc_destroy_v,
 };
 
+/*
+ * Leases. Every item is stored with an expiry of `lease` seconds, and a
+ * thread of the store renews the items of every page it holds each third
+ * of that (TOUCH, pipelined like the writes): a process that ends without
+ * destroying its store (the shim's never is), or is killed, leaves nothing
+ * in the pool past its lease, where the servers, which run with -M, would
+ * otherwise keep its pages until they restart. A page's copies are renewed
+ * where a read looks for them: down its server order until 1 + replicas
+ * renewals succeed. The price: a process stopped for longer than its lease
+ * loses its evicted pages (their reads fail: SIGBUS). lease=0 stores items
+ * for ever.
+ */
+#define BIN_TOUCH 0x1c
+
+/* renew the copies of pages @pgs; one round per server position */
+static void renew_chunk(struct mc_store *m, struct mc_conn *c, const uint64_t *pgs,
+			unsigned int n, unsigned char *req)
+{
+	unsigned int order[DISCARD_CHUNK][MC_MAX_SERVERS], next[DISCARD_CHUNK];
+	unsigned int good[DISCARD_CHUNK], idx[DISCARD_CHUNK];
+	bool more = true;
+
+	for (unsigned int i = 0; i < n; i++) {
+		rank(m, pgs[i], order[i]);
+		next[i] = good[i] = 0;
+	}
+	while (more) {
+		more = false;
+		for (unsigned int s = 0; s < m->nservers; s++) {
+			size_t len = 0;
+			unsigned int k = 0;
+			struct bin_hdr h;
+			uint32_t exp = htonl(m->lease);
+
+			for (unsigned int i = 0; i < n; i++) {
+				char key[64];
+				uint16_t kl;
+
+				if (good[i] > m->replicas || next[i] >= m->nservers ||
+				    order[i][next[i]] != s)
+					continue;
+				next[i]++;
+				kl = (uint16_t)item_key(m, pgs[i], key);
+				h = (struct bin_hdr){ .magic = BIN_REQ, .opcode = BIN_TOUCH,
+						      .keylen = htons(kl), .extlen = 4,
+						      .bodylen = htonl(4u + kl), .opaque = htonl(k) };
+				memcpy(req + len, &h, sizeof(h));
+				memcpy(req + len + sizeof(h), &exp, 4);
+				memcpy(req + len + sizeof(h) + 4, key, kl);
+				len += sizeof(h) + 4 + kl;
+				idx[k++] = i;
+			}
+			if (!k)
+				continue;
+			more = true;
+			h = (struct bin_hdr){ .magic = BIN_REQ, .opcode = BIN_NOOP,
+					      .opaque = htonl(~0u) };
+			memcpy(req + len, &h, sizeof(h));
+			len += sizeof(h);
+			if (c->fd[s] < 0)
+				c->fd[s] = raw_connect(m, s);
+			if (c->fd[s] < 0 || !send_all(c->fd[s], req, len)) {
+				conn_cut(c, s);
+				continue;
+			}
+			for (;;) {
+				unsigned char body[256];
+				uint32_t blen, op;
+
+				if (!conn_recv(c, s, &h, sizeof(h)) || h.magic != BIN_RES) {
+					conn_cut(c, s);
+					break;
+				}
+				blen = ntohl(h.bodylen);
+				for (uint32_t d = 0; d < blen;) {
+					uint32_t q = blen - d < sizeof(body) ? blen - d :
+						     (uint32_t)sizeof(body);
+
+					if (!conn_recv(c, s, body, q))
+						break;
+					d += q;
+				}
+				if (h.opcode == BIN_NOOP)
+					break;
+				op = ntohl(h.opaque);
+				if (op < k && !h.status)
+					good[idx[op]]++;
+			}
+		}
+	}
+}
+
+/* the pages the store holds, DISCARD_CHUNK at a time, to @fn */
+static void for_each_page(struct mc_store *m, struct mc_conn *c, unsigned char *req,
+			  void (*fn)(struct mc_store *, struct mc_conn *, const uint64_t *,
+				     unsigned int, unsigned char *))
+{
+	uint64_t pgs[DISCARD_CHUNK];
+	unsigned int n = 0;
+
+	for (uint64_t i = 0; i < GEN_CHUNKS; i++) {
+		_Atomic uint64_t *g = atomic_load_explicit(&m->gens[i], memory_order_acquire);
+
+		for (uint64_t j = 0; g && j < GEN_CHUNK; j++) {
+			if (!(atomic_load_explicit(&g[j], memory_order_acquire) & GEN_VALID))
+				continue;
+			pgs[n++] = (i << GEN_SHIFT) + j;
+			if (n == DISCARD_CHUNK) {
+				fn(m, c, pgs, n, req);
+				n = 0;
+			}
+		}
+	}
+	if (n)
+		fn(m, c, pgs, n, req);
+}
+
+static unsigned char *key_req_buf(void)
+{
+	return malloc((sizeof(struct bin_hdr) + 4 + 64) * DISCARD_CHUNK + sizeof(struct bin_hdr));
+}
+
+static void *renewer(void *arg)
+{
+	struct mc_store *m = arg;
+	unsigned char *req = key_req_buf();
+
+	pthread_mutex_lock(&m->lock);
+	while (!m->stop) {
+		struct timespec t;
+
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		t.tv_sec += m->lease / 3;
+		while (!m->stop && pthread_cond_timedwait(&m->wake, &m->lock, &t) != ETIMEDOUT)
+			;
+		if (m->stop)
+			break;
+		pthread_mutex_unlock(&m->lock);
+		{
+			struct mc_conn *c = conn_get(m);
+
+			if (c && req)
+				for_each_page(m, c, req, renew_chunk);
+			if (c)
+				conn_put(m, c);
+		}
+		pthread_mutex_lock(&m->lock);
+	}
+	pthread_mutex_unlock(&m->lock);
+	free(req);
+	return NULL;
+}
+
 static void mc_destroy(void *arg)
 {
 	struct mc_store *m = arg;
 	struct mc_conn *c;
+
+	if (m->renewing) {
+		pthread_mutex_lock(&m->lock);
+		m->stop = true;
+		pthread_cond_signal(&m->wake);
+		pthread_mutex_unlock(&m->lock);
+		pthread_join(m->renewer, NULL);
+	}
+	/* the runtime is gone: its pages leave the pool now, not at the
+	 * end of their lease */
+	c = m->inner ? conn_get(m) : NULL;
+	if (c) {
+		unsigned char *req = key_req_buf();
+
+		if (req)
+			for_each_page(m, c, req, delete_chunk);
+		free(req);
+		conn_put(m, c);
+	}
 
 	while ((c = m->free)) {
 		m->free = c->next;
@@ -1161,6 +1356,7 @@ static void mc_destroy(void *arg)
 			munmap((void *)g, GEN_CHUNK * sizeof(*g));
 	}
 	pthread_mutex_destroy(&m->lock);
+	pthread_cond_destroy(&m->wake);
 	sodium_memzero(m->key, sizeof(m->key));
 	free(m);
 }
@@ -1215,6 +1411,14 @@ FL_EXPORT int fl_store_memcached_create(const char *url, unsigned int flags,
 	if (!m)
 		return why(err, errlen, -ENOMEM, "out of memory");
 	pthread_mutex_init(&m->lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&m->wake, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	ret = parse_url(m, url, err, errlen);
 	if (!ret)
 		ret = check_servers(m, err, errlen);
@@ -1236,6 +1440,16 @@ FL_EXPORT int fl_store_memcached_create(const char *url, unsigned int flags,
 	if (!*out) {
 		fl_store_destroy(m->inner);	/* frees @m */
 		return why(err, errlen, -ENOMEM, "out of memory");
+	}
+	if (m->lease) {
+		ret = pthread_create(&m->renewer, NULL, renewer, m);
+		if (ret) {
+			fl_store_destroy(*out);
+			*out = NULL;
+			return why(err, errlen, -ret, "cannot start the lease thread: %s",
+				   strerror(ret));
+		}
+		m->renewing = true;
 	}
 	return 0;
 }
