@@ -67,7 +67,7 @@ enum fl_opt_log { FL_OPT_LOG_ERROR, FL_OPT_LOG_WARN, FL_OPT_LOG_INFO, FL_OPT_LOG
 	X(EVICT,	evict,		ENUM,	"auto",	"auto|copy", \
 	  "how far memory evicts: auto (UFFDIO_MOVE where the kernel has it), copy (write-protect, copy, zap: what kernels without MOVE, such as 6.1, get)") \
 	X(STORE,	store,		STRING,	"",	NULL, \
-	  "where evicted pages go (with a budget): a directory (an unnamed file in it), a file (%p is the pid; one process per file), or a pool of memcached servers, memcached://HOST:PORT[,HOST:PORT...][?replicas=N&encrypt=no&timeout=MS]; empty: an unnamed file in $TMPDIR or /tmp") \
+	  "where evicted pages go (with a budget): a directory (an unnamed file in it), a file (%p is the pid; one process per file), or a pool of memcached servers, memcached://HOST:PORT[,HOST:PORT...][?replicas=N&encrypt=no&lease=S&timeout=MS]; empty: an unnamed file in $TMPDIR or /tmp") \
 	X(STATS,	stats,		ENUM,	"off",	"off|text|json", \
 	  "print statistics at exit") \
 	X(STATS_FILE,	stats_file,	STRING,	"",	NULL, \
