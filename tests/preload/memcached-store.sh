@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# A real program's far memory on a pool of memcached servers: python3 over a
+# 160 MiB buffer under `faultline run --budget 32M --store memcached://...`
+# with three servers the test starts on 127.0.0.1 (-M, free ports) and stops:
+# the same output as natively, pages evicted and read back through the pool
+# with no read error, and nothing of the process left in the pool once its
+# lease (3 s here) has run out, since the shim never destroys its store. A
+# pool that does not answer is refused before the program starts.
+. "$(dirname "$0")/lib.sh"
+need memcached memcached
+probe_uffd
+plan 6
+F=$FL_CLI
+USER_OPT=()
+[ "$(id -u)" = 0 ] && USER_OPT=(-u root)	# memcached refuses root without -u
+PIDS=()
+trap 'rm -rf "$WORK"; [ ${#PIDS[@]} -eq 0 ] || kill -9 "${PIDS[@]}" 2>/dev/null' EXIT
+free_port() { $PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+PORTS=()
+for i in 0 1 2; do
+	PORTS+=("$(free_port)")
+	memcached "${USER_OPT[@]}" -l 127.0.0.1 -p "${PORTS[i]}" -U 0 -M -m 256 -t 1 \
+		> "$WORK/mc$i.log" 2>&1 &
+	PIDS+=($!)
+done
+for p in "${PORTS[@]}"; do
+	for ((i = 0; i < 200; i++)); do
+		$PY -c "import socket; socket.create_connection(('127.0.0.1', $p)).close()" 2>/dev/null && break
+		sleep 0.05
+	done
+done
+POOL="memcached://127.0.0.1:${PORTS[0]},127.0.0.1:${PORTS[1]},127.0.0.1:${PORTS[2]}"
+
+# the items of faultline stores on the pool (memcached lists live ones only)
+pool_items() {
+	$PY - "${PORTS[@]}" <<'PY'
+import socket, sys
+n = 0
+for p in sys.argv[1:]:
+    s = socket.create_connection(("127.0.0.1", int(p)))
+    s.sendall(b"lru_crawler metadump all\r\n")
+    d = b""
+    while not d.endswith(b"END\r\n"):
+        r = s.recv(1 << 16)
+        if not r:
+            break
+        d += r
+    n += d.count(b"key=fl")
+print(n)
+PY
+}
+
+cat > "$WORK/prog.py" <<'PYEOF'
+import hashlib
+b = bytearray(160 << 20)
+for i in range(0, len(b), 4096):
+    b[i] = (i >> 12) & 0xff
+b[5 << 20:6 << 20] = bytes(range(256)) * 4096
+print(hashlib.sha256(b).hexdigest())
+print(sum(b[::4096]))
+PYEOF
+$PY "$WORK/prog.py" > "$WORK/native.out"
+
+"$F" run --budget 32M --store "$POOL?replicas=1&lease=3" --stats-file="$WORK/far.json" \
+	-- $PY "$WORK/prog.py" > "$WORK/far.out" 2> "$WORK/far.err"
+cmp -s "$WORK/native.out" "$WORK/far.out"
+ok $? "python3 with its far memory on three memcached servers prints the same bytes"
+check_far "$WORK/far.json" "python3, 32M budget, memcached pool"
+re=$(json_get "$WORK/far.json" 's["counters"]["far_read_errors"]')
+[ "$re" = 0 ]; ok $? "no read errors ($re)"
+n=$(pool_items)
+diag "items of the process in the pool when it ended: $n"
+for ((i = 0; i < 100 && n > 0; i++)); do
+	sleep 0.1
+	n=$(pool_items)
+done
+[ "$n" = 0 ]; ok $? "nothing of the process left in the pool after its lease ($n items)"
+
+dead=$(free_port)
+"$F" run --budget 32M --store "memcached://127.0.0.1:$dead" -- true 2> "$WORK/dead.err"
+rc=$?
+diag "$(head -n 1 "$WORK/dead.err")"
+[ $rc = 2 ] && grep -q "127.0.0.1:$dead" "$WORK/dead.err" && ! [ -s "$WORK/dead.out" ]
+ok $? "a pool that does not answer: refused before the program starts (exit $rc)"
+"$F" run --budget 32M --store "memcached://127.0.0.1:${PORTS[0]}?replicas=1" -- true 2> "$WORK/bad.err"
+rc=$?
+[ $rc = 2 ] && grep -q "replicas=1" "$WORK/bad.err"
+ok $? "replicas=1 over one server: refused, the value named (exit $rc)"
+done_testing
