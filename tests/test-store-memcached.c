@@ -353,7 +353,7 @@ int main(int argc, char **argv)
 	memcached_bin = access("/usr/bin/memcached", X_OK) == 0 ? "/usr/bin/memcached" : NULL;
 	if (!memcached_bin)
 		tap_skip_all("memcached is not installed (Debian package memcached)");
-	tap_plan(28);
+	tap_plan(29);
 	atexit(srv_all_kill);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_sigbus;
@@ -494,8 +494,10 @@ changed:
 		tap_ok(left == 0, "... and are gone after its 3 s lease (%zu left)", left);
 	}
 
-	/* 4. replicas=1: a server killed, then back empty: nothing lost */
-	rt = far_up("?replicas=1", &store, &m, argc, argv);
+	/* 4. replicas=1: a server killed, then back empty, then one that
+	 * hangs (stopped: it takes connections and never answers): nothing
+	 * lost, and the hung one costs its timeout, not a hang */
+	rt = far_up("?replicas=1&timeout=300", &store, &m, argc, argv);
 	srv_kill(1);
 	probe(m, &sigbus, &wrong);
 	tap_ok(sigbus == 0 && wrong == 0, "replicas=1, a server killed: %zu SIGBUS, %zu wrong",
@@ -506,6 +508,13 @@ changed:
 	probe(m, &sigbus, &wrong);
 	tap_ok(sigbus == 0 && wrong == 0,
 	       "replicas=1, the server back empty: %zu SIGBUS, %zu wrong", sigbus, wrong);
+	kill(srv[0].pid, SIGSTOP);
+	pat_fill(SEED, 0, m, PAGES * TPG);
+	WAIT_FOR(rt, st, pages_out(m, PAGES) >= PAGES / 2);
+	probe(m, &sigbus, &wrong);
+	kill(srv[0].pid, SIGCONT);
+	tap_ok(sigbus == 0 && wrong == 0, "replicas=1, a server hung: %zu SIGBUS, %zu wrong",
+	       sigbus, wrong);
 	stats_now(rt, &st);
 	tap_ok(!st.far_read_errors, "no read errors (%llu)", (unsigned long long)st.far_read_errors);
 	far_down(rt, store);

@@ -126,6 +126,10 @@ struct mc_store {
 	_Atomic uint64_t nonces;
 	int timeout_ms;
 	unsigned int lease;		/* seconds an item lives unless renewed; 0: for ever */
+	/* a server that failed (refused, timed out) is not asked again before
+	 * this (CLOCK_MONOTONIC ms): a host that is down would cost every
+	 * batch its connect timeout */
+	_Atomic int64_t down_until[MC_MAX_SERVERS];
 	pthread_t renewer;
 	bool renewing, stop;
 	pthread_cond_t wake;
@@ -533,6 +537,21 @@ struct bin_hdr {
 	uint64_t cas;
 } __attribute__((packed));
 
+#define DOWN_MS	1000
+
+static int64_t now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void mark_down(struct mc_store *m, unsigned int s)
+{
+	atomic_store_explicit(&m->down_until[s], now_ms() + DOWN_MS, memory_order_relaxed);
+}
+
 static int raw_connect(struct mc_store *m, unsigned int i)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *a;
@@ -614,6 +633,26 @@ static void conn_cut(struct mc_conn *c, unsigned int s)
 	c->rb[s].head = c->rb[s].tail = 0;
 }
 
+/* the same, and the server is not asked again for DOWN_MS */
+static void conn_fail(struct mc_store *m, struct mc_conn *c, unsigned int s)
+{
+	conn_cut(c, s);
+	mark_down(m, s);
+}
+
+/* a connection to server @s, made if needed; -1 while it is down */
+static int conn_fd(struct mc_store *m, struct mc_conn *c, unsigned int s)
+{
+	if (c->fd[s] >= 0)
+		return c->fd[s];
+	if (now_ms() < atomic_load_explicit(&m->down_until[s], memory_order_relaxed))
+		return -1;
+	c->fd[s] = raw_connect(m, s);
+	if (c->fd[s] < 0)
+		mark_down(m, s);
+	return c->fd[s];
+}
+
 /* one copy to send: the page (index into the batch) and its server */
 struct wcopy {
 	unsigned int page, srv;
@@ -669,9 +708,7 @@ static void pipeline(struct mc_store *m, struct mc_conn *c, unsigned int srv,
 	h = (struct bin_hdr){ .magic = BIN_REQ, .opcode = BIN_NOOP, .opaque = htonl(~0u) };
 	memcpy(buf + len, &h, sizeof(h));
 	len += sizeof(h);
-	if (c->fd[srv] < 0)
-		c->fd[srv] = raw_connect(m, srv);
-	if (c->fd[srv] < 0 || !send_all(c->fd[srv], buf, len))
+	if (conn_fd(m, c, srv) < 0 || !send_all(c->fd[srv], buf, len))
 		goto cut;
 	for (;;) {
 		uint32_t blen, op;
@@ -697,7 +734,7 @@ static void pipeline(struct mc_store *m, struct mc_conn *c, unsigned int srv,
 	}
 cut:
 	/* what the server took of it is unknown: none counts */
-	conn_cut(c, srv);
+	conn_fail(m, c, srv);
 	for (unsigned int i = 0; i < n; i++)
 		ok[i] = false;
 	*err = -EIO;
@@ -934,17 +971,15 @@ static int read_run(struct mc_store *m, struct mc_conn *c, uint64_t pg, unsigned
 					      .opaque = htonl(~0u) };
 			memcpy(req + len, &h, sizeof(h));
 			len += sizeof(h);
-			if (c->fd[s] < 0)
-				c->fd[s] = raw_connect(m, s);
-			if (c->fd[s] >= 0 && send_all(c->fd[s], req, len))
+			if (conn_fd(m, c, s) >= 0 && send_all(c->fd[s], req, len))
 				sent[s] = true;
 			else
-				conn_cut(c, s);
+				conn_fail(m, c, s);
 		}
 		for (unsigned int s = 0; s < m->nservers; s++) {
 			if (!sent[s] || read_answers(m, c, s, pg, n, gen, done, &left, buf, item))
 				continue;
-			conn_cut(c, s);	/* cut off mid-answer */
+			conn_fail(m, c, s);	/* cut off mid-answer */
 		}
 	}
 	free(item);
@@ -1025,12 +1060,10 @@ static void delete_chunk(struct mc_store *m, struct mc_conn *c, const uint64_t *
 		h = (struct bin_hdr){ .magic = BIN_REQ, .opcode = BIN_NOOP };
 		memcpy(req + len, &h, sizeof(h));
 		len += sizeof(h);
-		if (c->fd[s] < 0)
-			c->fd[s] = raw_connect(m, s);
-		if (c->fd[s] >= 0 && send_all(c->fd[s], req, len))
+		if (conn_fd(m, c, s) >= 0 && send_all(c->fd[s], req, len))
 			sent[s] = true;
 		else
-			conn_cut(c, s);
+			conn_fail(m, c, s);
 	}
 	for (unsigned int s = 0; s < m->nservers; s++) {
 		/* the answers: "not found" for copies never made; up to the NOOP */
@@ -1040,7 +1073,7 @@ static void delete_chunk(struct mc_store *m, struct mc_conn *c, const uint64_t *
 			uint32_t blen;
 
 			if (!conn_recv(c, s, &h, sizeof(h)) || h.magic != BIN_RES) {
-				conn_cut(c, s);
+				conn_fail(m, c, s);
 				break;
 			}
 			blen = ntohl(h.bodylen);
@@ -1048,7 +1081,7 @@ static void delete_chunk(struct mc_store *m, struct mc_conn *c, const uint64_t *
 				uint32_t k = blen - d < sizeof(body) ? blen - d : (uint32_t)sizeof(body);
 
 				if (!conn_recv(c, s, body, k)) {
-					conn_cut(c, s);
+					conn_fail(m, c, s);
 					sent[s] = false;
 					break;
 				}
@@ -1227,10 +1260,8 @@ static void renew_chunk(struct mc_store *m, struct mc_conn *c, const uint64_t *p
 					      .opaque = htonl(~0u) };
 			memcpy(req + len, &h, sizeof(h));
 			len += sizeof(h);
-			if (c->fd[s] < 0)
-				c->fd[s] = raw_connect(m, s);
-			if (c->fd[s] < 0 || !send_all(c->fd[s], req, len)) {
-				conn_cut(c, s);
+			if (conn_fd(m, c, s) < 0 || !send_all(c->fd[s], req, len)) {
+				conn_fail(m, c, s);
 				continue;
 			}
 			for (;;) {
@@ -1238,7 +1269,7 @@ static void renew_chunk(struct mc_store *m, struct mc_conn *c, const uint64_t *p
 				uint32_t blen, op;
 
 				if (!conn_recv(c, s, &h, sizeof(h)) || h.magic != BIN_RES) {
-					conn_cut(c, s);
+					conn_fail(m, c, s);
 					break;
 				}
 				blen = ntohl(h.bodylen);
