@@ -653,6 +653,51 @@ static int conn_fd(struct mc_store *m, struct mc_conn *c, unsigned int s)
 	return c->fd[s];
 }
 
+/*
+ * End @req (@len bytes of requests, room for one more header) with a NOOP
+ * and send it to server @s. Return: false if it could not be sent (the
+ * server is then marked failed).
+ */
+static bool send_batch(struct mc_store *m, struct mc_conn *c, unsigned int s,
+		       unsigned char *req, size_t len)
+{
+	struct bin_hdr h = { .magic = BIN_REQ, .opcode = BIN_NOOP, .opaque = htonl(~0u) };
+
+	memcpy(req + len, &h, sizeof(h));
+	len += sizeof(h);
+	if (conn_fd(m, c, s) >= 0 && send_all(c->fd[s], req, len))
+		return true;
+	conn_fail(m, c, s);
+	return false;
+}
+
+/*
+ * The next answer of server @s to a batch, its body (an error's text, an
+ * echo) skipped: the header in @h. Return: false if the server cut it off
+ * (then marked failed); the batch ends with the NOOP's answer.
+ */
+static bool next_answer(struct mc_store *m, struct mc_conn *c, unsigned int s,
+			struct bin_hdr *h)
+{
+	unsigned char body[256];
+	uint32_t blen;
+
+	if (!conn_recv(c, s, h, sizeof(*h)) || h->magic != BIN_RES)
+		goto cut;
+	blen = ntohl(h->bodylen);
+	for (uint32_t d = 0; d < blen;) {
+		uint32_t k = blen - d < sizeof(body) ? blen - d : (uint32_t)sizeof(body);
+
+		if (!conn_recv(c, s, body, k))
+			goto cut;
+		d += k;
+	}
+	return true;
+cut:
+	conn_fail(m, c, s);
+	return false;
+}
+
 /* one copy to send: the page (index into the batch) and its server */
 struct wcopy {
 	unsigned int page, srv;
@@ -681,7 +726,6 @@ static void pipeline(struct mc_store *m, struct mc_conn *c, unsigned int srv,
 {
 	size_t len = 0;
 	struct bin_hdr h;
-	unsigned char body[256];
 
 	for (unsigned int i = 0; i < n; i++) {
 		struct wpage *p = &pages[cp[i].page];
@@ -705,24 +749,11 @@ static void pipeline(struct mc_store *m, struct mc_conn *c, unsigned int srv,
 		len += MC_ITEM;
 		ok[i] = true;
 	}
-	h = (struct bin_hdr){ .magic = BIN_REQ, .opcode = BIN_NOOP, .opaque = htonl(~0u) };
-	memcpy(buf + len, &h, sizeof(h));
-	len += sizeof(h);
-	if (conn_fd(m, c, srv) < 0 || !send_all(c->fd[srv], buf, len))
+	if (!send_batch(m, c, srv, buf, len))
 		goto cut;
-	for (;;) {
-		uint32_t blen, op;
+	while (next_answer(m, c, srv, &h)) {
+		uint32_t op;
 
-		if (!conn_recv(c, srv, &h, sizeof(h)) || h.magic != BIN_RES)
-			goto cut;
-		blen = ntohl(h.bodylen);
-		for (uint32_t d = 0; d < blen;) {	/* an error's text: skipped */
-			uint32_t k = blen - d < sizeof(body) ? blen - d : (uint32_t)sizeof(body);
-
-			if (!conn_recv(c, srv, body, k))
-				goto cut;
-			d += k;
-		}
 		if (h.opcode == BIN_NOOP)
 			return;
 		op = ntohl(h.opaque);
@@ -734,7 +765,6 @@ static void pipeline(struct mc_store *m, struct mc_conn *c, unsigned int srv,
 	}
 cut:
 	/* what the server took of it is unknown: none counts */
-	conn_fail(m, c, srv);
 	for (unsigned int i = 0; i < n; i++)
 		ok[i] = false;
 	*err = -EIO;
@@ -965,16 +995,8 @@ static int read_run(struct mc_store *m, struct mc_conn *c, uint64_t pg, unsigned
 				memcpy(req + len + sizeof(h), key, kl);
 				len += sizeof(h) + kl;
 			}
-			if (!len)
-				continue;
-			h = (struct bin_hdr){ .magic = BIN_REQ, .opcode = BIN_NOOP,
-					      .opaque = htonl(~0u) };
-			memcpy(req + len, &h, sizeof(h));
-			len += sizeof(h);
-			if (conn_fd(m, c, s) >= 0 && send_all(c->fd[s], req, len))
-				sent[s] = true;
-			else
-				conn_fail(m, c, s);
+			if (len)
+				sent[s] = send_batch(m, c, s, req, len);
 		}
 		for (unsigned int s = 0; s < m->nservers; s++) {
 			if (!sent[s] || read_answers(m, c, s, pg, n, gen, done, &left, buf, item))
@@ -1055,41 +1077,15 @@ static void delete_chunk(struct mc_store *m, struct mc_conn *c, const uint64_t *
 			memcpy(req + len + sizeof(h), key, kl);
 			len += sizeof(h) + kl;
 		}
-		if (!len)
-			continue;
-		h = (struct bin_hdr){ .magic = BIN_REQ, .opcode = BIN_NOOP };
-		memcpy(req + len, &h, sizeof(h));
-		len += sizeof(h);
-		if (conn_fd(m, c, s) >= 0 && send_all(c->fd[s], req, len))
-			sent[s] = true;
-		else
-			conn_fail(m, c, s);
+		if (len)
+			sent[s] = send_batch(m, c, s, req, len);
 	}
 	for (unsigned int s = 0; s < m->nservers; s++) {
+		struct bin_hdr h;
+
 		/* the answers: "not found" for copies never made; up to the NOOP */
-		while (sent[s]) {
-			struct bin_hdr h;
-			unsigned char body[256];
-			uint32_t blen;
-
-			if (!conn_recv(c, s, &h, sizeof(h)) || h.magic != BIN_RES) {
-				conn_fail(m, c, s);
-				break;
-			}
-			blen = ntohl(h.bodylen);
-			for (uint32_t d = 0; d < blen;) {
-				uint32_t k = blen - d < sizeof(body) ? blen - d : (uint32_t)sizeof(body);
-
-				if (!conn_recv(c, s, body, k)) {
-					conn_fail(m, c, s);
-					sent[s] = false;
-					break;
-				}
-				d += k;
-			}
-			if (h.opcode == BIN_NOOP)
-				break;
-		}
+		while (sent[s] && next_answer(m, c, s, &h) && h.opcode != BIN_NOOP)
+			;
 	}
 }
 
@@ -1256,34 +1252,11 @@ static void renew_chunk(struct mc_store *m, struct mc_conn *c, const uint64_t *p
 			if (!k)
 				continue;
 			more = true;
-			h = (struct bin_hdr){ .magic = BIN_REQ, .opcode = BIN_NOOP,
-					      .opaque = htonl(~0u) };
-			memcpy(req + len, &h, sizeof(h));
-			len += sizeof(h);
-			if (conn_fd(m, c, s) < 0 || !send_all(c->fd[s], req, len)) {
-				conn_fail(m, c, s);
+			if (!send_batch(m, c, s, req, len))
 				continue;
-			}
-			for (;;) {
-				unsigned char body[256];
-				uint32_t blen, op;
+			while (next_answer(m, c, s, &h) && h.opcode != BIN_NOOP) {
+				uint32_t op = ntohl(h.opaque);
 
-				if (!conn_recv(c, s, &h, sizeof(h)) || h.magic != BIN_RES) {
-					conn_fail(m, c, s);
-					break;
-				}
-				blen = ntohl(h.bodylen);
-				for (uint32_t d = 0; d < blen;) {
-					uint32_t q = blen - d < sizeof(body) ? blen - d :
-						     (uint32_t)sizeof(body);
-
-					if (!conn_recv(c, s, body, q))
-						break;
-					d += q;
-				}
-				if (h.opcode == BIN_NOOP)
-					break;
-				op = ntohl(h.opaque);
 				if (op < k && !h.status)
 					good[idx[op]]++;
 			}
