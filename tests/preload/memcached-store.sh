@@ -3,7 +3,7 @@
 # 160 MiB buffer under `faultline run --budget 32M --store memcached://...`
 # with three servers the test starts on 127.0.0.1 (-M, free ports) and stops:
 # the same output as natively, pages evicted and read back through the pool
-# with no read error, and nothing of the process left in the pool once its
+# with no read error, and nothing of a process left in the pool once its
 # lease (3 s here) has run out, since the shim never destroys its store. A
 # pool that does not answer is refused before the program starts.
 . "$(dirname "$0")/lib.sh"
@@ -62,13 +62,24 @@ print(sum(b[::4096]))
 PYEOF
 $PY "$WORK/prog.py" > "$WORK/native.out"
 
-"$F" run --budget 32M --store "$POOL?replicas=1&lease=3" --stats-file="$WORK/far.json" \
+# the default lease (600 s): a short one is for the check of what is left
+"$F" run --budget 32M --store "$POOL?replicas=1" --stats-file="$WORK/far.json" \
 	-- $PY "$WORK/prog.py" > "$WORK/far.out" 2> "$WORK/far.err"
 cmp -s "$WORK/native.out" "$WORK/far.out"
 ok $? "python3 with its far memory on three memcached servers prints the same bytes"
 check_far "$WORK/far.json" "python3, 32M budget, memcached pool"
 re=$(json_get "$WORK/far.json" 's["counters"]["far_read_errors"]')
 [ "$re" = 0 ]; ok $? "no read errors ($re)"
+# what a process leaves: a short run with a 3 s lease, on the emptied pool
+for p in "${PORTS[@]}"; do
+	$PY -c "import socket; s = socket.create_connection(('127.0.0.1', $p)); s.sendall(b'flush_all\r\n'); s.recv(16)"
+done
+cat > "$WORK/small.py" <<'PYEOF'
+b = bytearray(48 << 20)
+for i in range(0, len(b), 4096):
+    b[i] = 1
+PYEOF
+"$F" run --budget 8M --store "$POOL?lease=3" -- $PY "$WORK/small.py"
 n=$(pool_items)
 diag "items of the process in the pool when it ended: $n"
 for ((i = 0; i < 100 && n > 0; i++)); do
