@@ -681,7 +681,7 @@ void region_make_resident_locked(struct fl_fault_ctx *c, struct fl_region *r,
 	for (size_t p = s.run_lo; p < last; p++) {
 		_Atomic uint32_t *w = &s.pstate[p];
 		unsigned int tries = 0;
-		uint64_t before;
+		uint64_t before, errs;
 
 		for (;;) {
 			uint32_t v = atomic_load_explicit(w, memory_order_acquire);
@@ -703,8 +703,14 @@ void region_make_resident_locked(struct fl_fault_ctx *c, struct fl_region *r,
 			if (tries > 1)
 				usleep(100);	/* an event is pending: let a handler read it */
 			before = c->st->pages_installed;
+			errs = c->st->far_read_errors;
 			resolve(c, &s, s.start + (p << rt->page_shift), true, true);
 			STAT_ADD(c->st, fork_prepared_pages, c->st->pages_installed - before);
+			/* a page the store could not give back is poisoned
+			 * (both processes see SIGBUS there) and stays
+			 * EVICTED: asking the store again would not help */
+			if (c->st->far_read_errors != errs)
+				break;
 		}
 	}
 }

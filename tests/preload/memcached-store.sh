@@ -4,7 +4,7 @@
 # with three servers the test starts on 127.0.0.1 (-M, free ports) and stops:
 # the same output as natively, pages evicted and read back through the pool
 # with no read error, and nothing of a process left in the pool once its
-# lease (3 s here) has run out, since the shim never destroys its store. A
+# lease (10 s here, the shortest) has run out, since the shim never destroys its store. A
 # pool that does not answer is refused before the program starts.
 . "$(dirname "$0")/lib.sh"
 need memcached memcached
@@ -70,7 +70,7 @@ ok $? "python3 with its far memory on three memcached servers prints the same by
 check_far "$WORK/far.json" "python3, 32M budget, memcached pool"
 re=$(json_get "$WORK/far.json" 's["counters"]["far_read_errors"]')
 [ "$re" = 0 ]; ok $? "no read errors ($re)"
-# what a process leaves: a short run with a 3 s lease, on the emptied pool
+# what a process leaves: a short run with a 10 s lease, on the emptied pool
 for p in "${PORTS[@]}"; do
 	$PY -c "import socket; s = socket.create_connection(('127.0.0.1', $p)); s.sendall(b'flush_all\r\n'); s.recv(16)"
 done
@@ -79,10 +79,10 @@ b = bytearray(48 << 20)
 for i in range(0, len(b), 4096):
     b[i] = 1
 PYEOF
-"$F" run --budget 8M --store "$POOL?lease=3" -- $PY "$WORK/small.py"
+"$F" run --budget 8M --store "$POOL?lease=10" -- $PY "$WORK/small.py"
 n=$(pool_items)
 diag "items of the process in the pool when it ended: $n"
-for ((i = 0; i < 100 && n > 0; i++)); do
+for ((i = 0; i < 150 && n > 0; i++)); do
 	sleep 0.1
 	n=$(pool_items)
 done

@@ -126,10 +126,14 @@ struct mc_store {
 	_Atomic uint64_t nonces;
 	int timeout_ms;
 	unsigned int lease;		/* seconds an item lives unless renewed; 0: for ever */
+#define LEASE_MIN 10			/* see renewer() */
 	/* a server that failed (refused, timed out) is not asked again before
 	 * this (CLOCK_MONOTONIC ms): a host that is down would cost every
 	 * batch its connect timeout */
 	_Atomic int64_t down_until[MC_MAX_SERVERS];
+	/* when it began to fail (0: it answers): a server is lost once it
+	 * has failed for a whole timeout with no answer in between */
+	_Atomic int64_t fail_since[MC_MAX_SERVERS];
 	pthread_t renewer;
 	bool renewing, stop;
 	pthread_cond_t wake;
@@ -271,11 +275,13 @@ static int parse_url(struct mc_store *m, const char *url, char *err, size_t errl
 
 			errno = 0;
 			t = strtoul(v, &e, 10);
-			/* memcached reads an expiry over 30 days as a date */
-			if (e != pe || errno || (t && t < 3) || t > 2592000)
+			/* memcached reads an expiry over 30 days as a date;
+			 * under LEASE_MIN a renewal pass has no time (see
+			 * renewer()) */
+			if (e != pe || errno || (t && t < LEASE_MIN) || t > 2592000)
 				return why(err, errlen, -EINVAL,
-					   "lease=%.*s: want seconds, 3 to 2592000, or 0 (never)",
-					   (int)vlen, v);
+					   "lease=%.*s: want seconds, %u to 2592000, or 0 (never)",
+					   (int)vlen, v, LEASE_MIN);
 			m->lease = (unsigned int)t;
 		} else if (klen == 7 && !strncmp(p, "timeout", 7)) {
 			char *e;
@@ -549,7 +555,27 @@ static int64_t now_ms(void)
 
 static void mark_down(struct mc_store *m, unsigned int s)
 {
-	atomic_store_explicit(&m->down_until[s], now_ms() + DOWN_MS, memory_order_relaxed);
+	int64_t now = now_ms(), none = 0;
+	int64_t skip = m->timeout_ms / 2 < DOWN_MS ? m->timeout_ms / 2 : DOWN_MS;
+
+	atomic_compare_exchange_strong_explicit(&m->fail_since[s], &none, now,
+						memory_order_relaxed, memory_order_relaxed);
+	atomic_store_explicit(&m->down_until[s], now + skip, memory_order_relaxed);
+}
+
+/* server @s answered a whole batch */
+static void mark_up(struct mc_store *m, unsigned int s)
+{
+	if (atomic_load_explicit(&m->fail_since[s], memory_order_relaxed))
+		atomic_store_explicit(&m->fail_since[s], 0, memory_order_relaxed);
+}
+
+/* has server @s failed, but for less than a timeout? */
+static bool failing(struct mc_store *m, unsigned int s, int64_t now)
+{
+	int64_t since = atomic_load_explicit(&m->fail_since[s], memory_order_relaxed);
+
+	return since && now < since + m->timeout_ms;
 }
 
 static int raw_connect(struct mc_store *m, unsigned int i)
@@ -665,7 +691,9 @@ static bool send_batch(struct mc_store *m, struct mc_conn *c, unsigned int s,
 
 	memcpy(req + len, &h, sizeof(h));
 	len += sizeof(h);
-	if (conn_fd(m, c, s) >= 0 && send_all(c->fd[s], req, len))
+	if (conn_fd(m, c, s) < 0)
+		return false;	/* down: marked once, not again for each batch */
+	if (send_all(c->fd[s], req, len))
 		return true;
 	conn_fail(m, c, s);
 	return false;
@@ -914,8 +942,10 @@ static bool read_answers(struct mc_store *m, struct mc_conn *c, unsigned int srv
 			return false;
 		blen = ntohl(h.bodylen);
 		op = ntohl(h.opaque);
-		if (h.opcode == BIN_NOOP && !blen)
+		if (h.opcode == BIN_NOOP && !blen) {
+			mark_up(m, srv);
 			return true;
+		}
 		/* a hit: 4 bytes of flags, the key, the value */
 		if (h.extlen != 4 || ntohs(h.keylen) > sizeof(key) ||
 		    blen < 4u + ntohs(h.keylen))
@@ -954,7 +984,7 @@ static int read_run(struct mc_store *m, struct mc_conn *c, uint64_t pg, unsigned
 {
 	unsigned int order[RUN_MAX][MC_MAX_SERVERS];
 	uint32_t gen[RUN_MAX];
-	bool done[RUN_MAX], sent[MC_MAX_SERVERS];
+	bool done[RUN_MAX], sent[MC_MAX_SERVERS], unreached[MC_MAX_SERVERS];
 	unsigned int left = 0;
 	unsigned char req[(sizeof(struct bin_hdr) + 64) * RUN_MAX + sizeof(struct bin_hdr)];
 	unsigned char *item = malloc(MC_ITEM);
@@ -975,34 +1005,58 @@ static int read_run(struct mc_store *m, struct mc_conn *c, uint64_t pg, unsigned
 		left++;
 		rank(m, pg + i, order[i]);
 	}
-	for (unsigned int pass = 0; left && pass < m->nservers; pass++) {
-		for (unsigned int s = 0; s < m->nservers; s++) {
-			size_t len = 0;
-			struct bin_hdr h;
+	/*
+	 * Race: a server fails for a moment (a timeout on a loaded machine,
+	 * a connection cut) while it holds the only copy of a page. The
+	 * page's read waits for it, asking again, until the server has
+	 * failed for a whole timeout; only then does the read fail (and
+	 * the access see SIGBUS). A server that answers but has no valid
+	 * copy fails the page at once.
+	 */
+	for (;;) {
+		bool wait = false;
+		int64_t now;
 
-			sent[s] = false;
-			for (unsigned int i = 0; i < n; i++) {
-				char key[64];
-				uint16_t kl;
+		memset(unreached, 0, sizeof(unreached));
+		for (unsigned int pass = 0; left && pass < m->nservers; pass++) {
+			for (unsigned int s = 0; s < m->nservers; s++) {
+				size_t len = 0;
+				struct bin_hdr h;
 
-				if (done[i] || order[i][pass] != s)
-					continue;
-				kl = (uint16_t)item_key(m, pg + i, key);
-				h = (struct bin_hdr){ .magic = BIN_REQ, .opcode = BIN_GETKQ,
-						      .keylen = htons(kl), .bodylen = htonl(kl),
-						      .opaque = htonl(i) };
-				memcpy(req + len, &h, sizeof(h));
-				memcpy(req + len + sizeof(h), key, kl);
-				len += sizeof(h) + kl;
+				sent[s] = false;
+				for (unsigned int i = 0; i < n; i++) {
+					char key[64];
+					uint16_t kl;
+
+					if (done[i] || order[i][pass] != s)
+						continue;
+					kl = (uint16_t)item_key(m, pg + i, key);
+					h = (struct bin_hdr){ .magic = BIN_REQ, .opcode = BIN_GETKQ,
+							      .keylen = htons(kl), .bodylen = htonl(kl),
+							      .opaque = htonl(i) };
+					memcpy(req + len, &h, sizeof(h));
+					memcpy(req + len + sizeof(h), key, kl);
+					len += sizeof(h) + kl;
+				}
+				if (len && !(sent[s] = send_batch(m, c, s, req, len)))
+					unreached[s] = true;
 			}
-			if (len)
-				sent[s] = send_batch(m, c, s, req, len);
+			for (unsigned int s = 0; s < m->nservers; s++) {
+				if (!sent[s] ||
+				    read_answers(m, c, s, pg, n, gen, done, &left, buf, item))
+					continue;
+				conn_fail(m, c, s);	/* cut off mid-answer */
+				unreached[s] = true;
+			}
 		}
-		for (unsigned int s = 0; s < m->nservers; s++) {
-			if (!sent[s] || read_answers(m, c, s, pg, n, gen, done, &left, buf, item))
-				continue;
-			conn_fail(m, c, s);	/* cut off mid-answer */
-		}
+		if (!left)
+			break;
+		now = now_ms();
+		for (unsigned int s = 0; s < m->nservers; s++)
+			wait |= unreached[s] && failing(m, s, now);
+		if (!wait)
+			break;
+		usleep(20000);
 	}
 	free(item);
 	return left ? -EIO : 0;
@@ -1294,17 +1348,31 @@ static unsigned char *key_req_buf(void)
 	return malloc((sizeof(struct bin_hdr) + 4 + 64) * DISCARD_CHUNK + sizeof(struct bin_hdr));
 }
 
+/*
+ * The renewal schedule. Passes start every lease/3, counted from one start
+ * to the next, not from the end of the last pass. An item last written or
+ * renewed at W is renewed by the first pass that starts after W: by
+ * W + lease/3 + P, where P is that pass's length. memcached counts expiry
+ * on a clock that ticks once a second, so the item is safe while
+ * lease/3 + P < lease - 1, that is while a pass takes less than two thirds
+ * of the lease less a second: 5.6 s at LEASE_MIN, minutes at the default.
+ * A pass that runs past the next start is followed at once, and a
+ * schedule that fell behind restarts from now rather than running the
+ * missed passes back to back.
+ */
 static void *renewer(void *arg)
 {
 	struct mc_store *m = arg;
 	unsigned char *req = key_req_buf();
+	int64_t every = (int64_t)m->lease * 1000 / 3, next = now_ms();
 
 	pthread_mutex_lock(&m->lock);
 	while (!m->stop) {
 		struct timespec t;
 
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		t.tv_sec += m->lease / 3;
+		next += every;
+		t.tv_sec = next / 1000;
+		t.tv_nsec = next % 1000 * 1000000;
 		while (!m->stop && pthread_cond_timedwait(&m->wake, &m->lock, &t) != ETIMEDOUT)
 			;
 		if (m->stop)
@@ -1318,6 +1386,8 @@ static void *renewer(void *arg)
 			if (c)
 				conn_put(m, c);
 		}
+		if (now_ms() > next + every)
+			next = now_ms() - every;
 		pthread_mutex_lock(&m->lock);
 	}
 	pthread_mutex_unlock(&m->lock);
