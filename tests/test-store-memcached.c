@@ -397,7 +397,7 @@ int main(int argc, char **argv)
 	memcached_bin = access("/usr/bin/memcached", X_OK) == 0 ? "/usr/bin/memcached" : NULL;
 	if (!memcached_bin)
 		tap_skip_all("memcached is not installed (Debian package memcached)");
-	tap_plan(34);
+	tap_plan(38);
 	atexit(srv_all_kill);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_sigbus;
@@ -500,6 +500,50 @@ changed:
 	far_down(rt, store);
 	tap_ok(pool_keys() == 0, "the store destroyed: no item of it left in the pool (%zu)",
 	       pool_keys());
+
+	/*
+	 * 3b. encrypt=no: every byte back; the item holds the page in clear,
+	 * and one bit changed in it is still caught
+	 */
+	rt = far_up("?encrypt=no", &store, &m, argc, argv);
+	probe(m, &sigbus, &wrong);
+	tap_ok(sigbus == 0 && wrong == 0, "encrypt=no: %zu SIGBUS, %zu wrong bytes", sigbus,
+	       wrong);
+	pat_fill(SEED, 0, m, PAGES * TPG);
+	WAIT_FOR(rt, st, pages_out(m, PAGES) >= PAGES / 2);
+	pg = first_out(m, 0);
+	{
+		static uint8_t want[TPG];
+		uint8_t *at = NULL;
+		ssize_t n = -1;
+		int i;
+
+		pat_fill(SEED, pg * TPG, want, TPG);
+		for (i = 0; i < NSRV && pg < PAGES; i++)
+			if (find_key(srv[i].port, pg, key, sizeof(key))) {
+				n = raw_get(srv[i].port, key, val);
+				break;
+			}
+		if (n > 0)
+			at = memmem(val, (size_t)n, want, TPG);
+		tap_ok(at != NULL, "encrypt=no: page %zu's item holds its bytes in clear", pg);
+		if (at) {
+			at[TPG / 2] ^= 1;
+			raw_set(srv[i].port, key, val, (size_t)n);
+		}
+		if (!ft.poison || !at) {
+			tap_skip("no UFFDIO_POISON, or no item to change");
+		} else {
+			volatile bool bus = false;
+
+			if (sigsetjmp(jb, 1))
+				bus = true;
+			else
+				(void)*(volatile uint8_t *)(m + pg * TPG);
+			tap_ok(bus, "encrypt=no: one bit of page %zu changed in the pool: SIGBUS", pg);
+		}
+	}
+	far_down(rt, store);
 
 	/*
 	 * 7. Leases: the items of a store that lives past its lease are

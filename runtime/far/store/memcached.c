@@ -15,7 +15,7 @@
  * Nothing is read wrong. Every item carries the page's store offset and
  * its write generation, authenticated with a per-runtime random key that
  * never leaves the process: XChaCha20-Poly1305 (libsodium), the runtime
- * id, offset and generation as associated data, by default; keyed BLAKE2b
+ * id, offset and generation as associated data, by default; Poly1305
  * over the same and the plain bytes with encrypt=no. The generation of
  * each offset is counted here (gens[] below) and never goes back, not even
  * across a discard: an item a server kept from an earlier write of the
@@ -94,7 +94,7 @@ struct mc_hdr {
 	uint64_t off;
 	unsigned char nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
 };
-#define MC_TAG		16u	/* Poly1305 tag, or the BLAKE2b MAC's length */
+#define MC_TAG		16u	/* the Poly1305 tag, of the AEAD or of item_mac() */
 #define MC_ITEM		(sizeof(struct mc_hdr) + MC_PAGE + MC_TAG)
 
 struct mc_server {
@@ -451,35 +451,46 @@ static void item_ad(const struct mc_store *m, const struct mc_hdr *h, unsigned c
 	memcpy(ad + 28, &h->magic, 4);
 }
 
+/*
+ * The tag of a page kept in clear (encrypt=no): Poly1305 over the
+ * associated data and the page, under a one-time key drawn from XChaCha20
+ * at the item's nonce, which never repeats under the key. That is the
+ * AEAD's own tag with the encryption left out: a keyed BLAKE2b of the
+ * page cost twice the whole AEAD (10.6 us against 4.8 us a page here).
+ */
+static void item_mac(const struct mc_store *m, const unsigned char *nonce,
+		     const unsigned char ad[32], const void *page, unsigned char *tag)
+{
+	unsigned char otk[crypto_onetimeauth_KEYBYTES];
+	crypto_onetimeauth_state st;
+
+	crypto_stream_xchacha20(otk, sizeof(otk), nonce, m->key);
+	crypto_onetimeauth_init(&st, otk);
+	crypto_onetimeauth_update(&st, ad, 32);
+	crypto_onetimeauth_update(&st, page, MC_PAGE);
+	crypto_onetimeauth_final(&st, tag);
+	sodium_memzero(otk, sizeof(otk));
+}
+
 static void item_seal(struct mc_store *m, uint64_t off, uint32_t gen, const void *page,
 		      unsigned char *item)
 {
 	struct mc_hdr h = { .magic = MC_MAGIC, .gen = gen, .off = off };
 	unsigned char ad[32], *body = item + sizeof(h);
+	/* unique under the key: a random prefix drawn once and a counter (a
+	 * system call per item would cost more than the cipher) */
+	uint64_t n = atomic_fetch_add_explicit(&m->nonces, 1, memory_order_relaxed);
 
-	if (m->encrypt) {
-		/* unique under the key: a random prefix drawn once and a
-		 * counter (a system call per item would cost more than the
-		 * cipher) */
-		uint64_t n = atomic_fetch_add_explicit(&m->nonces, 1,
-						       memory_order_relaxed);
-
-		memcpy(h.nonce, m->nonce_prefix, 16);
-		memcpy(h.nonce + 16, &n, 8);
-	}
+	memcpy(h.nonce, m->nonce_prefix, 16);
+	memcpy(h.nonce + 16, &n, 8);
 	memcpy(item, &h, sizeof(h));
 	item_ad(m, &h, ad);
 	if (m->encrypt) {
 		crypto_aead_xchacha20poly1305_ietf_encrypt(body, NULL, page, MC_PAGE, ad, sizeof(ad),
 							   NULL, h.nonce, m->key);
 	} else {
-		crypto_generichash_state st;
-
 		memcpy(body, page, MC_PAGE);
-		crypto_generichash_init(&st, m->key, sizeof(m->key), MC_TAG);
-		crypto_generichash_update(&st, ad, sizeof(ad));
-		crypto_generichash_update(&st, page, MC_PAGE);
-		crypto_generichash_final(&st, body + MC_PAGE, MC_TAG);
+		item_mac(m, h.nonce, ad, page, body + MC_PAGE);
 	}
 }
 
@@ -504,13 +515,9 @@ static bool item_open(const struct mc_store *m, uint64_t off, uint32_t gen,
 								  h.nonce, m->key) == 0;
 
 	unsigned char mac[MC_TAG];
-	crypto_generichash_state st;
 
-	crypto_generichash_init(&st, m->key, sizeof(m->key), MC_TAG);
-	crypto_generichash_update(&st, ad, sizeof(ad));
-	crypto_generichash_update(&st, body, MC_PAGE);
-	crypto_generichash_final(&st, mac, MC_TAG);
-	if (sodium_memcmp(mac, body + MC_PAGE, MC_TAG))
+	item_mac(m, h.nonce, ad, body, mac);
+	if (crypto_verify_16(mac, body + MC_PAGE))
 		return false;
 	memcpy(page, body, MC_PAGE);
 	return true;
