@@ -738,12 +738,14 @@ static void wl_latency(void)
 static enum far_io far_io_opt;
 static size_t far_pages_opt;
 static unsigned int far_swap_opt;	/* farmem-sort memcg: BENCH_SWAP_WANT_*; 0 = any */
+static const char *far_store_opt;	/* a memcached pool's URL; NULL: a file */
 
 static void wl_farmem(void (*fn)(const struct farmem_opts *))
 {
 	struct farmem_opts o = {
 		.rep = &g.rep, .quick = g.quick, .repeat = g.repeat,
 		.pages = far_pages_opt, .io = far_io_opt, .swap = far_swap_opt,
+		.store_url = far_store_opt,
 	};
 
 	alarm(0);	/* the far-memory runs take their own time; no watchdog */
@@ -818,6 +820,10 @@ static void usage(FILE *f)
 "  --far-io IO     far-memory store I/O, alike for every mode: cold (default:\n"
 "                  page cache written back and dropped before each scan), warm,\n"
 "                  direct (O_DIRECT)\n"
+"  --far-store URL far memory on a memcached pool instead of a file:\n"
+"                  memcached://HOST:PORT[,...][?OPTIONS] as FAULTLINE_STORE;\n"
+"                  farmem-scan's raw-store then reads the same items with\n"
+"                  libmemcached (get at 1 and 4 threads, mget of 32 keys)\n"
 "  --swap KIND     farmem-sort memcg: the swap to set up when none is active:\n"
 "                  zram, file (on /var/tmp) or any (default: zram, else a file)\n"
 "  -h, --help      this text\n"
@@ -833,6 +839,20 @@ static void usage(FILE *f)
 "pageins and metadata_bytes_per_page (faultline) swap (memcg: existing, zram,\n"
 "file or none) swap_device repeats failed_repeats failed_why bad_words;\n"
 "a failed line has error and strerror instead of the numbers.\n");
+}
+
+/* --far-store: a pool that answers now, or the reason it cannot serve */
+static void check_far_store(const char *url)
+{
+	struct fl_store *s;
+	char why[256] = "";
+	int ret = fl_store_memcached_create(url, 0, &s, why, sizeof(why));
+
+	if (ret)
+		usage_error("bad value for --far-store: '%s': %s", url,
+			    why[0] ? why : strerror(-ret));
+	fl_store_destroy(s);
+	far_store_opt = url;
 }
 
 static unsigned long parse_num(const char *opt, const char *s, unsigned long lo,
@@ -962,6 +982,7 @@ int main(int argc, char **argv)
 		{ "check-uffd", no_argument, NULL, 'c' },
 		{ "far-io", required_argument, NULL, 'F' },
 		{ "swap", required_argument, NULL, 'S' },
+		{ "far-store", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1001,6 +1022,7 @@ int main(int argc, char **argv)
 			if (farmem_parse_swap(optarg, &far_swap_opt))
 				usage_error("bad value for --swap: '%s' (zram, file or any)", optarg);
 			break;
+		case 'M': check_far_store(optarg); break;
 		case 'h': usage(stdout); return 0;
 		default: fputs("Try 'faultline-bench --help'.\n", stderr); return 2;
 		}

@@ -40,6 +40,7 @@
 #include <faultline.h>
 
 #include "farmem.h"
+#include "farmem-mc.h"
 #include "../sort-u64.h"
 #include "json.h"
 #include "memswap.h"
@@ -303,6 +304,61 @@ static int settle_to_file(struct fl_runtime *rt, const char *mem, size_t npages,
 }
 
 /*
+ * The store of a far-memory run: a file (named in @path, which raw-store
+ * opens by name: same directory, same disk), or the --far-store pool.
+ */
+static int far_store(const struct farmem_opts *o, char *path, struct fl_store **store,
+		     char *why, size_t n)
+{
+	int fd, ret;
+
+	if (o->store_url) {
+		ret = fl_store_memcached_create(o->store_url, 0, store, why, n);
+		return ret;
+	}
+	if (!path)
+		ret = fl_store_file_create(NULL, o->io == FAR_IO_DIRECT ? FL_STORE_FILE_DIRECT : 0,
+					   store);
+	else if ((fd = mkstemp(path)) < 0) {
+		snprintf(why, n, "mkstemp %s", path);
+		return -errno;
+	} else {
+		close(fd);
+		ret = fl_store_file_create(path, o->io == FAR_IO_DIRECT ? FL_STORE_FILE_DIRECT : 0,
+					   store);
+	}
+	if (ret)
+		snprintf(why, n, "fl_store_file_create");
+	return ret;
+}
+
+/*
+ * raw-store on the pool: the region's items read with libmemcached, in
+ * @order. The runtime's line ran with @nthreads faulting threads: at one,
+ * queue depth 1 is a get at a time and more is mget batches of that many
+ * keys; at more, as many client threads, a get at a time each.
+ */
+static void raw_mc_scan(const char *url, const size_t *order, size_t n,
+			unsigned int nthreads, unsigned int qd, struct far_line *l)
+{
+	struct mc_raw *r = NULL;
+	size_t read = 0;
+	int ret = mc_raw_open(url, n, &r, l->why, sizeof(l->why));
+
+	if (!ret)
+		ret = nthreads > 1 ? mc_raw_scan(r, order, n, qd, 1, &l->seconds, &l->bad, &read)
+				   : mc_raw_scan(r, order, n, 1, qd, &l->seconds, &l->bad, &read);
+	if (ret) {
+		l->err = ret;
+		if (!l->why[0])
+			snprintf(l->why, sizeof(l->why), "libmemcached reads");
+	}
+	mc_raw_close(r);
+	l->pages = read;
+	l->pages_per_sec = l->seconds > 0 ? (double)read / l->seconds : 0;
+}
+
+/*
  * One scan run: the runtime's line (@nthreads faulting threads, as many
  * handler threads, each thread a slice of the order), then raw-store at each
  * queue depth of @qds on the file the runtime left. @l: 1 + @nqd lines.
@@ -323,7 +379,7 @@ static void scan_run(const struct farmem_opts *o, size_t npages, size_t budget_p
 	uint64_t pageins0;
 	double tmin = 1e300, tmax = 0;
 	char *mem;
-	int fd, ret;
+	int ret;
 
 	for (unsigned int i = 0; i <= nqd; i++) {
 		memset(&l[i], 0, sizeof(l[i]));
@@ -333,18 +389,9 @@ static void scan_run(const struct farmem_opts *o, size_t npages, size_t budget_p
 		l[i].qd = i ? qds[i - 1] : nthreads;
 		l[i].budget_pages = budget_pages;
 	}
-	/* a named file: raw-store opens it by name (same directory, same disk) */
-	fd = mkstemp(path);
-	if (fd < 0) {
-		l[0].err = -errno;
-		snprintf(l[0].why, sizeof(l[0].why), "mkstemp %s", path);
-		goto out;
-	}
-	close(fd);
-	ret = fl_store_file_create(path, o->io == FAR_IO_DIRECT ? FL_STORE_FILE_DIRECT : 0, &store);
+	ret = far_store(o, path, &store, l[0].why, sizeof(l[0].why));
 	if (ret) {
 		l[0].err = ret;
-		snprintf(l[0].why, sizeof(l[0].why), "fl_store_file_create");
 		goto out;
 	}
 	fl_runtime_opts_init(&ro);
@@ -410,7 +457,8 @@ static void scan_run(const struct farmem_opts *o, size_t npages, size_t budget_p
 		l[0].bad += *(const volatile uint64_t *)(mem + pg * ps) != page_tag(pg);
 	for (size_t pg = npages > budget_pages ? npages - budget_pages : 0; pg < npages; pg++)
 		l[0].bad += *(const volatile uint64_t *)(mem + pg * ps) != page_tag(pg);
-	cache_prepare(o->io, path);
+	if (!o->store_url)
+		cache_prepare(o->io, path);
 	fl_stats_get(rt, &st);
 	pageins0 = st.far_pageins;
 	pthread_barrier_init(&bar, NULL, nthreads);
@@ -445,11 +493,15 @@ static void scan_run(const struct farmem_opts *o, size_t npages, size_t budget_p
 	 * evicted pages back and discards the region's store extent.
 	 */
 	for (unsigned int i = 1; i <= nqd; i++)
-		raw_scan(path, o->io, order, npages, qds[i - 1], ps, &l[i]);
+		if (o->store_url)
+			raw_mc_scan(o->store_url, order, npages, nthreads, qds[i - 1], &l[i]);
+		else
+			raw_scan(path, o->io, order, npages, qds[i - 1], ps, &l[i]);
 out:
 	fl_runtime_destroy(rt);
 	fl_store_destroy(store);
-	unlink(path);
+	if (!o->store_url)
+		unlink(path);
 	free(order);
 	if (l[0].err)
 		for (unsigned int i = 1; i <= nqd; i++)
@@ -477,6 +529,8 @@ static const char *line_io(const struct farmem_opts *o, const struct far_line *l
 {
 	if (!strcmp(l->mode, "memcg"))
 		return "swap";
+	if (o->store_url)
+		return "memcached";
 	if (strcmp(l->workload, "farmem-scan") && o->io != FAR_IO_DIRECT)
 		return "buffered";
 	return io_names[o->io];
@@ -647,6 +701,17 @@ void farmem_scan(const struct farmem_opts *o)
 	for (int ord = 0; ord < 2; ord++) {
 		double *m = med[ord];
 
+		/* on a pool: libmemcached's get at equal concurrency (qd 1, 4
+		 * threads) and its mget of 32 keys */
+		if (o->store_url && m[1] > 0 && m[2] > 0 && m[4] > 0) {
+			report_note(o->rep, "farmem-scan %s on memcached: faultline / libmemcached "
+				    "get = %.2f (1 thread), %.2f (%d threads); / mget of %d keys = "
+				    "%.2f (1 thread), %.2f (%d threads); target >= %s at equal "
+				    "concurrency", ord ? "random" : "seq", m[0] / m[1], m[3] / m[4],
+				    FARMEM_MAX_SCANNERS, RAW_QD_MAX, m[0] / m[2], m[3] / m[2],
+				    FARMEM_MAX_SCANNERS, ord ? "0.8" : "1.0");
+			continue;
+		}
 		if (m[1] > 0 && m[2] > 0 && m[4] > 0)
 			report_note(o->rep, "farmem-scan %s: faultline / raw-store = %.2f (1 thread / "
 				    "qd 1), %.2f (%d threads / qd %d), %.2f (1 thread / qd %d), "
@@ -704,10 +769,9 @@ static void sort_faultline(const struct farmem_opts *o, size_t n, size_t budget,
 	void *mem;
 	int ret;
 
-	ret = fl_store_file_create(NULL, o->io == FAR_IO_DIRECT ? FL_STORE_FILE_DIRECT : 0, &store);
+	ret = far_store(o, NULL, &store, l->why, sizeof(l->why));
 	if (ret) {
 		l->err = ret;
-		snprintf(l->why, sizeof(l->why), "fl_store_file_create");
 		return;
 	}
 	fl_runtime_opts_init(&ro);

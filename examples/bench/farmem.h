@@ -7,9 +7,13 @@
  *                random order by 1 and by 4 threads: mode faultline; and
  *                the same store file read directly with io_uring, 4 KiB
  *                reads at queue depth 1, 32 and 4: mode raw-store. Same
- *                process run, interleaved.
+ *                process run, interleaved. With --far-store, the store is
+ *                a memcached pool and raw-store reads its items with
+ *                libmemcached (get at 1 and 4 threads, mget of 32 keys:
+ *                farmem-mc.h).
  *   farmem-sort  an in-place quicksort of an array 4x the budget: mode
- *                faultline (region under the budget, file store) and mode
+ *                faultline (region under the budget, file store or the
+ *                --far-store pool) and mode
  *                memcg (the same sort in a child in a memory cgroup whose
  *                limit is the budget, with swap: memswap.h). Runs only
  *                when named.
@@ -36,6 +40,7 @@ struct farmem_opts {
 	size_t pages;		/* --pages: working-set pages (0: default) */
 	enum far_io io;
 	unsigned int swap;	/* --swap: BENCH_SWAP_WANT_* for the memcg mode; 0: any */
+	const char *store_url;	/* --far-store: a memcached pool instead of a file */
 };
 
 /* parse --far-io: 0, or -EINVAL */

@@ -5,11 +5,12 @@
 # the same output as natively, pages evicted and read back through the pool
 # with no read error, and nothing of a process left in the pool once its
 # lease (10 s here, the shortest) has run out, since the shim never destroys its store. A
-# pool that does not answer is refused before the program starts.
+# pool that does not answer is refused before the program starts. The
+# benchmark's farmem-scan on the pool: every line ran, no wrong word.
 . "$(dirname "$0")/lib.sh"
 need memcached memcached
 probe_uffd
-plan 6
+plan 7
 F=$FL_CLI
 USER_OPT=()
 [ "$(id -u)" = 0 ] && USER_OPT=(-u root)	# memcached refuses root without -u
@@ -98,4 +99,23 @@ ok $? "a pool that does not answer: refused before the program starts (exit $rc)
 rc=$?
 [ $rc = 2 ] && grep -q "replicas=1" "$WORK/bad.err"
 ok $? "replicas=1 over one server: refused, the value named (exit $rc)"
+
+# faultline-bench on the pool: the runtime's page-in and libmemcached's own
+# reads of the same items (numbers not judged: this is no timed test)
+"$FL_BENCH" --json --pages 2048 --far-store "$POOL" farmem-scan > "$WORK/bench.json" \
+	2> "$WORK/bench.err"
+rc=$?
+$PY - "$WORK/bench.json" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith('{')]
+scan = [l for l in lines if l.get('workload') == 'farmem-scan']
+modes = sorted(set((l['mode'], l['order']) for l in scan))
+bad = [l for l in scan if 'error' in l or l['bad_words'] or l['pages'] < 2048 * 3 // 4
+       or l['io'] != 'memcached']
+print('# %d lines, modes %s' % (len(scan), modes))
+for l in bad:
+    print('# bad line: %s' % l)
+sys.exit(len(scan) != 10 or len(modes) != 4 or bool(bad))
+PY
+ok $? "faultline-bench farmem-scan on the pool: 10 lines, each read right (exit $rc)"
 done_testing
