@@ -266,6 +266,18 @@ static void on_sigbus(int sig)
 	siglongjmp(jb, 1);
 }
 
+/* does reading the byte at @p raise SIGBUS? */
+static bool bus_on(const uint8_t *p)
+{
+	volatile bool bus = false;
+
+	if (sigsetjmp(jb, 1))
+		bus = true;
+	else
+		(void)*(const volatile uint8_t *)p;
+	return bus;
+}
+
 /* read every page; count the ones that raised SIGBUS and the wrong bytes */
 static void probe_n(const uint8_t *m, size_t pages, size_t *sigbus, size_t *wrong)
 {
@@ -346,15 +358,8 @@ static void fork_after_loss(struct fl_runtime *rt, uint8_t *m, const bool *bus, 
 		pg++;
 	stats_now(rt, &a);
 	child = fork();
-	if (child == 0) {
-		volatile uint8_t x;
-
-		if (sigsetjmp(jb, 1))
-			_exit(0);
-		x = m[pg * TPG];
-		(void)x;
-		_exit(1);
-	}
+	if (child == 0)
+		_exit(bus_on(m + pg * TPG) ? 0 : 1);
 	waitpid(child, &status, 0);
 	stats_now(rt, &b);
 	tap_ok(WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
@@ -459,13 +464,7 @@ changed:
 	if (!ft.poison) {
 		tap_skip("no UFFDIO_POISON: a read error is retried, not signalled");
 	} else {
-		volatile bool bus = false;
-
-		if (sigsetjmp(jb, 1))
-			bus = true;
-		else
-			(void)*(volatile uint8_t *)(m + pg * TPG);
-		tap_ok(bus, "the access to page %zu gets SIGBUS", pg);
+		tap_ok(bus_on(m + pg * TPG), "the access to page %zu gets SIGBUS", pg);
 	}
 	{
 		/* volatile: read after the sigsetjmp below returns twice */
@@ -483,13 +482,8 @@ changed:
 				}
 		tap_ok(done, "page %zu's item put under page %zu's key", a, b);
 		if (ft.poison && done) {
-			volatile bool bus = false;
-
-			if (sigsetjmp(jb, 1))
-				bus = true;
-			else
-				(void)*(volatile uint8_t *)(m + b * TPG);
-			tap_ok(bus, "the access to page %zu gets SIGBUS, not page %zu's bytes", b, a);
+			tap_ok(bus_on(m + b * TPG),
+			       "the access to page %zu gets SIGBUS, not page %zu's bytes", b, a);
 		} else {
 			tap_skip("no UFFDIO_POISON or no item to move");
 		}
@@ -534,13 +528,8 @@ changed:
 		if (!ft.poison || !at) {
 			tap_skip("no UFFDIO_POISON, or no item to change");
 		} else {
-			volatile bool bus = false;
-
-			if (sigsetjmp(jb, 1))
-				bus = true;
-			else
-				(void)*(volatile uint8_t *)(m + pg * TPG);
-			tap_ok(bus, "encrypt=no: one bit of page %zu changed in the pool: SIGBUS", pg);
+			tap_ok(bus_on(m + pg * TPG),
+			       "encrypt=no: one bit of page %zu changed in the pool: SIGBUS", pg);
 		}
 	}
 	far_down(rt, store);

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "farmem.h"
 #include "farmem-mc.h"
 
 #ifdef FL_BENCH_MEMCACHED
@@ -283,14 +284,9 @@ void mc_raw_close(struct mc_raw *r)
 
 /* one client thread: its own connection to every server, as libmemcached's users have */
 struct mcr_worker {
-	pthread_t th;
+	struct slice s;		/* first */
 	struct mc_raw *r;
-	const size_t *order;
-	size_t n;
 	unsigned int batch;
-	pthread_barrier_t *bar;
-	double t0, t1;
-	uint64_t bad;
 	int err;
 };
 
@@ -322,31 +318,31 @@ static void *worker_main(void *arg)
 	for (unsigned int s = 0; s < r->nservers; s++)
 		if (!(c[s] = client(&r->srv[s])))
 			w->err = -ENOMEM;
-	pthread_barrier_wait(w->bar);
-	w->t0 = now_s();
-	for (size_t k = 0; k < w->n && !w->err;) {
-		size_t end = k + w->batch < w->n ? k + w->batch : w->n;
+	pthread_barrier_wait(w->s.bar);
+	w->s.t0 = now_s();
+	for (size_t k = 0; k < w->s.n && !w->err;) {
+		size_t end = k + w->batch < w->s.n ? k + w->batch : w->s.n;
 
-		if (!r->where[w->order[k]] && w->batch == 1) {
+		if (!r->where[w->s.order[k]] && w->batch == 1) {
 			k++;
 			continue;
 		}
 		if (w->batch == 1) {
-			size_t pg = w->order[k], vlen = 0;
+			size_t pg = w->s.order[k], vlen = 0;
 			uint32_t flags;
 			memcached_return_t rc;
 			unsigned int s = r->where[pg] - 1u;
 			char *v = memcached_get(c[s], r->key[pg], strlen(r->key[pg]), &vlen, &flags,
 						&rc);
 
-			w->bad += !v || vlen != r->item_len;
+			w->s.bad += !v || vlen != r->item_len;
 			free(v);
 			k++;
 			continue;
 		}
 		memset(nk, 0, sizeof(nk));
 		for (size_t i = k; i < end; i++) {
-			size_t pg = w->order[i];
+			size_t pg = w->s.order[i];
 			unsigned int s = r->where[pg] - 1u;
 
 			if (!r->where[pg])
@@ -357,7 +353,7 @@ static void *worker_main(void *arg)
 		/* one multi-get per server, all sent before any is read */
 		for (unsigned int s = 0; s < r->nservers; s++)
 			if (nk[s] && memcached_mget(c[s], keys[s], lens[s], nk[s]) != MEMCACHED_SUCCESS)
-				w->bad += nk[s];
+				w->s.bad += nk[s];
 		for (unsigned int s = 0; s < r->nservers; s++) {
 			memcached_result_st *res;
 			memcached_return_t rc;
@@ -367,14 +363,14 @@ static void *worker_main(void *arg)
 				continue;
 			while ((res = memcached_fetch_result(c[s], NULL, &rc))) {
 				got++;
-				w->bad += memcached_result_length(res) != r->item_len;
+				w->s.bad += memcached_result_length(res) != r->item_len;
 				memcached_result_free(res);
 			}
-			w->bad += nk[s] - (got < nk[s] ? got : nk[s]);
+			w->s.bad += nk[s] - (got < nk[s] ? got : nk[s]);
 		}
 		k = end;
 	}
-	w->t1 = now_s();
+	w->s.t1 = now_s();
 	for (unsigned int s = 0; s < r->nservers; s++)
 		if (c[s])
 			memcached_free(c[s]);
@@ -385,9 +381,7 @@ int mc_raw_scan(struct mc_raw *r, const size_t *order, size_t n, unsigned int nt
 		unsigned int batch, double *seconds, uint64_t *bad, size_t *read)
 {
 	struct mcr_worker w[16];
-	pthread_barrier_t bar;
-	double tmin = 1e300, tmax = 0;
-	size_t per;
+	struct slice *ws[16];
 	int err = 0;
 
 	if (!nthreads || nthreads > 16 || !batch || batch > 64)
@@ -412,28 +406,14 @@ int mc_raw_scan(struct mc_raw *r, const size_t *order, size_t n, unsigned int nt
 			return -EIO;
 		r->item_len = vlen;
 	}
-	pthread_barrier_init(&bar, NULL, nthreads);
-	per = n / nthreads;
 	for (unsigned int i = 0; i < nthreads; i++) {
-		w[i] = (struct mcr_worker){
-			.r = r, .order = order + i * per, .batch = batch, .bar = &bar,
-			.n = i + 1 == nthreads ? n - i * per : per,
-		};
-		if (pthread_create(&w[i].th, NULL, worker_main, &w[i])) {
-			fprintf(stderr, "faultline-bench: pthread_create failed\n");
-			exit(1);	/* the others wait at the barrier */
-		}
+		w[i] = (struct mcr_worker){ .r = r, .batch = batch };
+		ws[i] = &w[i].s;
 	}
 	*bad = 0;
-	for (unsigned int i = 0; i < nthreads; i++) {
-		pthread_join(w[i].th, NULL);
-		tmin = w[i].t0 < tmin ? w[i].t0 : tmin;
-		tmax = w[i].t1 > tmax ? w[i].t1 : tmax;
-		*bad += w[i].bad;
+	*seconds = slices_run(ws, nthreads, order, n, worker_main, bad);
+	for (unsigned int i = 0; i < nthreads; i++)
 		err = err ? err : w[i].err;
-	}
-	pthread_barrier_destroy(&bar);
-	*seconds = tmax - tmin;
 	*read = 0;
 	for (size_t i = 0; i < n; i++)
 		*read += r->where[order[i]] != 0;

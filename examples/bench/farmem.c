@@ -230,28 +230,52 @@ static void raw_scan(const char *path, enum far_io io, const size_t *order, size
 }
 
 struct scanner {
-	pthread_t th;
+	struct slice s;		/* first */
 	const char *mem;
-	const size_t *order;
-	size_t n, ps;
-	pthread_barrier_t *bar;
-	double t0, t1;
-	uint64_t bad;
+	size_t ps;
 };
 
 static void *scanner_main(void *arg)
 {
 	struct scanner *w = arg;
 
-	pthread_barrier_wait(w->bar);
-	w->t0 = now_s();
-	for (size_t k = 0; k < w->n; k++) {
-		size_t pg = w->order[k];
+	pthread_barrier_wait(w->s.bar);
+	w->s.t0 = now_s();
+	for (size_t k = 0; k < w->s.n; k++) {
+		size_t pg = w->s.order[k];
 
-		w->bad += *(const volatile uint64_t *)(w->mem + pg * w->ps) != page_tag(pg);
+		w->s.bad += *(const volatile uint64_t *)(w->mem + pg * w->ps) != page_tag(pg);
 	}
-	w->t1 = now_s();
+	w->s.t1 = now_s();
 	return NULL;
+}
+
+double slices_run(struct slice *const *s, unsigned int nthreads, const size_t *order,
+		  size_t n, void *(*fn)(void *), uint64_t *bad)
+{
+	pthread_barrier_t bar;
+	double tmin = 1e300, tmax = 0;
+	size_t per = n / nthreads;
+
+	pthread_barrier_init(&bar, NULL, nthreads);
+	for (unsigned int i = 0; i < nthreads; i++) {
+		s[i]->order = order + i * per;
+		s[i]->n = i + 1 == nthreads ? n - i * per : per;
+		s[i]->bar = &bar;
+		s[i]->bad = 0;
+		if (pthread_create(&s[i]->th, NULL, fn, s[i])) {
+			fprintf(stderr, "faultline-bench: pthread_create failed\n");
+			exit(1);	/* the others wait at the barrier */
+		}
+	}
+	for (unsigned int i = 0; i < nthreads; i++) {
+		pthread_join(s[i]->th, NULL);
+		tmin = s[i]->t0 < tmin ? s[i]->t0 : tmin;
+		tmax = s[i]->t1 > tmax ? s[i]->t1 : tmax;
+		*bad += s[i]->bad;
+	}
+	pthread_barrier_destroy(&bar);
+	return tmax > tmin ? tmax - tmin : 0;
 }
 
 /*
@@ -371,13 +395,13 @@ static void scan_run(const struct farmem_opts *o, size_t npages, size_t budget_p
 	char path[] = "/var/tmp/faultline-bench-store-XXXXXX";
 	struct fl_stats st = { .size = sizeof(st) };
 	struct scanner w[FARMEM_MAX_SCANNERS];
+	struct slice *ws[FARMEM_MAX_SCANNERS];
 	struct fl_runtime_opts ro;
 	struct fl_runtime *rt = NULL;
 	struct fl_store *store = NULL;
-	pthread_barrier_t bar;
-	size_t *order = NULL, per;
+	size_t *order = NULL;
 	uint64_t pageins0;
-	double tmin = 1e300, tmax = 0;
+	double secs;
 	char *mem;
 	int ret;
 
@@ -461,29 +485,15 @@ static void scan_run(const struct farmem_opts *o, size_t npages, size_t budget_p
 		cache_prepare(o->io, path);
 	fl_stats_get(rt, &st);
 	pageins0 = st.far_pageins;
-	pthread_barrier_init(&bar, NULL, nthreads);
-	per = npages / nthreads;
 	for (unsigned int i = 0; i < nthreads; i++) {
-		w[i] = (struct scanner){
-			.mem = mem, .order = order + i * per, .ps = ps, .bar = &bar,
-			.n = i + 1 == nthreads ? npages - i * per : per,
-		};
-		if (pthread_create(&w[i].th, NULL, scanner_main, &w[i])) {
-			fprintf(stderr, "faultline-bench: pthread_create failed\n");
-			exit(1);	/* the others wait at the barrier */
-		}
+		w[i] = (struct scanner){ .mem = mem, .ps = ps };
+		ws[i] = &w[i].s;
 	}
-	for (unsigned int i = 0; i < nthreads; i++) {
-		pthread_join(w[i].th, NULL);
-		tmin = w[i].t0 < tmin ? w[i].t0 : tmin;
-		tmax = w[i].t1 > tmax ? w[i].t1 : tmax;
-		l[0].bad += w[i].bad;
-	}
-	pthread_barrier_destroy(&bar);
+	secs = slices_run(ws, nthreads, order, npages, scanner_main, &l[0].bad);
 	fl_stats_get(rt, &st);
 	l[0].pages = npages;
-	l[0].seconds = tmax - tmin;
-	l[0].pages_per_sec = tmax > tmin ? (double)npages / (tmax - tmin) : 0;
+	l[0].seconds = secs;
+	l[0].pages_per_sec = secs > 0 ? (double)npages / secs : 0;
 	l[0].pageins = (double)(st.far_pageins - pageins0);
 	l[0].meta_per_page = (double)st.metadata_bytes / (double)npages;
 

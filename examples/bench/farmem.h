@@ -21,8 +21,10 @@
 #ifndef FL_BENCH_FARMEM_H
 #define FL_BENCH_FARMEM_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "bench.h"
 
@@ -48,6 +50,28 @@ int farmem_parse_io(const char *s, enum far_io *out);
 
 /* parse --swap (zram, file, any) into BENCH_SWAP_WANT_* bits: 0, or -EINVAL */
 int farmem_parse_swap(const char *s, unsigned int *want);
+
+/*
+ * A thread's slice of a scan order, the first member of its argument: the
+ * thread waits at @bar, stamps @t0, reads @order[0..@n), stamps @t1 and
+ * counts wrong words in @bad (farmem.c's scanners, farmem-mc.c's clients).
+ */
+struct slice {
+	pthread_t th;
+	const size_t *order;
+	size_t n;
+	pthread_barrier_t *bar;
+	double t0, t1;
+	uint64_t bad;
+};
+
+/*
+ * Run @fn on @nthreads threads, @s[i] the slice i of @order[0..@n) (the
+ * rest of each argument set by the caller). Return: seconds from the first
+ * start to the last end; @bad: the wrong words of all.
+ */
+double slices_run(struct slice *const *s, unsigned int nthreads, const size_t *order,
+		  size_t n, void *(*fn)(void *), uint64_t *bad);
 
 void farmem_scan(const struct farmem_opts *o);
 void farmem_sort(const struct farmem_opts *o);
