@@ -197,22 +197,49 @@ static void scan_dump(struct mc_raw *r, unsigned int si, const char *dump,
 
 static memcached_st *client(const struct mcr_server *s);
 
-/* page @pg's key from its id and number, on whichever server has it */
-static void find_by_name(struct mc_raw *r, size_t pg, const struct id_count *id)
+/* page @pg's key from its id and number, on whichever server of @c has it */
+static void find_by_name(struct mc_raw *r, memcached_st **c, size_t pg,
+			 const struct id_count *id)
 {
 	char key[MCR_KEY];
 
 	snprintf(key, sizeof(key), "fl%s-%llx", id->id, (unsigned long long)(id->lo + pg));
-	for (unsigned int s = 0; s < r->nservers && !r->where[pg]; s++) {
-		memcached_st *c = client(&r->srv[s]);
-
-		if (c && memcached_exist(c, key, strlen(key)) == MEMCACHED_SUCCESS) {
+	for (unsigned int s = 0; s < r->nservers && !r->where[pg]; s++)
+		if (c[s] && memcached_exist(c[s], key, strlen(key)) == MEMCACHED_SUCCESS) {
 			r->where[pg] = (unsigned char)(s + 1);
 			memcpy(r->key[pg], key, sizeof(key));
 		}
-		if (c)
-			memcached_free(c);
+}
+
+/*
+ * Look for the pages the dumps did not show, by name, for up to 10 s: the
+ * dump walks the LRU while items move on it (a hit bumped, a page written
+ * again), and on a loaded machine the write-back of the pages the scan
+ * set-up evicted last may still be under way. Return: the pages found.
+ */
+static size_t find_missing(struct mc_raw *r, const struct id_count *best)
+{
+	memcached_st *c[MCR_MAX_SERVERS] = { NULL };
+	size_t found = 0;
+	double end = now_s() + 10;
+
+	for (unsigned int s = 0; s < r->nservers; s++)
+		c[s] = client(&r->srv[s]);
+	for (;;) {
+		found = 0;
+		for (size_t pg = 0; pg < r->npages; pg++) {
+			if (!r->where[pg] && best->n)
+				find_by_name(r, c, pg, best);
+			found += r->where[pg] != 0;
+		}
+		if (found == r->npages || now_s() > end)
+			break;
+		usleep(50000);
 	}
+	for (unsigned int s = 0; s < r->nservers; s++)
+		if (c[s])
+			memcached_free(c[s]);
+	return found;
 }
 
 int mc_raw_open(const char *url, size_t npages, struct mc_raw **out, char *why, size_t n)
@@ -248,15 +275,9 @@ int mc_raw_open(const char *url, size_t npages, struct mc_raw **out, char *why, 
 			best = ids[i];
 	for (unsigned int i = 0; i < r->nservers; i++)
 		scan_dump(r, i, dumps[i], NULL, NULL, 0, &best);
-	/* the dump walks the LRU while items move on it (a page written
-	 * again, a hit bumped): a missed key is looked for by name */
-	for (size_t pg = 0; pg < npages; pg++) {
-		if (!r->where[pg] && best.n)
-			find_by_name(r, pg, &best);
-		found += r->where[pg] != 0;
-	}
+	found = find_missing(r, &best);
 	/* a page that stayed in memory, dirty, since the scan began has no
-	 * item yet (rare: its eviction was rescued); raw-store skips it */
+	 * item (rare: its eviction was rescued); raw-store skips it */
 	if (found + npages / 4 < npages) {
 		ret = -ENOENT;
 		snprintf(why, n, "%zu of %zu pages have no item in the pool", npages - found,
