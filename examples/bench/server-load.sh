@@ -56,15 +56,7 @@ case "$kind" in
 redis)
 	keys=150000
 	if [ ! -s "$dir/redis.resp" ]; then
-		python3 - "$keys" > "$dir/redis.resp" <<'EOF'
-import sys
-n = int(sys.argv[1])
-out = sys.stdout.buffer
-for i in range(n):
-    k = b"key:%d" % i
-    v = (b"%08d" % (i * 2654435761 % 100000000)) * 50
-    out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
-EOF
+		python3 "$src/tests/preload/redis-load.py" "$keys" > "$dir/redis.resp"
 	fi
 	cli=(redis-cli -h 127.0.0.1 -p "$port")
 	"$@" redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \

@@ -19,15 +19,7 @@ trap 'rm -rf "$WORK"; [ -z "$SRV_PID" ] || kill -9 "$SRV_PID" 2>/dev/null' EXIT
 free_port() { $PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # the dataset, as redis protocol for redis-cli --pipe
-$PY - "$KEYS" > "$WORK/load.resp" <<'EOF'
-import sys
-n = int(sys.argv[1])
-out = sys.stdout.buffer
-for i in range(n):
-    k = b"key:%d" % i
-    v = (b"%08d" % (i * 2654435761 % 100000000)) * 50
-    out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
-EOF
+$PY "$SRCDIR/tests/preload/redis-load.py" "$KEYS" > "$WORK/load.resp"
 
 # serve NAME [faultline run options...]: start, load, digest, sample, stop
 serve() {
