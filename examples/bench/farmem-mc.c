@@ -344,21 +344,18 @@ static void *worker_main(void *arg)
 	for (size_t k = 0; k < w->s.n && !w->err;) {
 		size_t end = k + w->batch < w->s.n ? k + w->batch : w->s.n;
 
-		if (!r->where[w->s.order[k]] && w->batch == 1) {
-			k++;
-			continue;
-		}
-		if (w->batch == 1) {
-			size_t pg = w->s.order[k], vlen = 0;
+		if (w->batch == 1) {	/* a page without an item is skipped */
+			size_t pg = w->s.order[k++], vlen = 0;
 			uint32_t flags;
 			memcached_return_t rc;
-			unsigned int s = r->where[pg] - 1u;
-			char *v = memcached_get(c[s], r->key[pg], strlen(r->key[pg]), &vlen, &flags,
-						&rc);
+			char *v;
 
+			if (!r->where[pg])
+				continue;
+			v = memcached_get(c[r->where[pg] - 1u], r->key[pg], strlen(r->key[pg]),
+					  &vlen, &flags, &rc);
 			w->s.bad += !v || vlen != r->item_len;
 			free(v);
-			k++;
 			continue;
 		}
 		memset(nk, 0, sizeof(nk));

@@ -336,10 +336,8 @@ static int far_store(const struct farmem_opts *o, char *path, struct fl_store **
 {
 	int fd, ret;
 
-	if (o->store_url) {
-		ret = fl_store_memcached_create(o->store_url, 0, store, why, n);
-		return ret;
-	}
+	if (o->store_url)
+		return fl_store_memcached_create(o->store_url, 0, store, why, n);
 	if (!path)
 		ret = fl_store_file_create(NULL, o->io == FAR_IO_DIRECT ? FL_STORE_FILE_DIRECT : 0,
 					   store);

@@ -986,31 +986,80 @@ static bool read_answers(struct mc_store *m, struct mc_conn *c, unsigned int srv
 	}
 }
 
+/* a run being read: its pages, what is known of them, and the buffers */
+struct run_read {
+	uint64_t pg;			/* the first page */
+	unsigned int n, left;		/* pages; not read yet */
+	unsigned int order[RUN_MAX][MC_MAX_SERVERS];
+	uint32_t gen[RUN_MAX];
+	bool done[RUN_MAX];
+	bool unreached[MC_MAX_SERVERS];	/* a server that could not answer */
+	char *buf;
+	unsigned char *item;
+	unsigned char req[(sizeof(struct bin_hdr) + 64) * RUN_MAX + sizeof(struct bin_hdr)];
+};
+
+/* ask each server for the pages not read yet whose @pass-th choice it is */
+static void read_position(struct mc_store *m, struct mc_conn *c, struct run_read *rr,
+			  unsigned int pass)
+{
+	bool sent[MC_MAX_SERVERS];
+
+	for (unsigned int s = 0; s < m->nservers; s++) {
+		size_t len = 0;
+
+		for (unsigned int i = 0; i < rr->n; i++) {
+			struct bin_hdr h;
+			char key[64];
+			uint16_t kl;
+
+			if (rr->done[i] || rr->order[i][pass] != s)
+				continue;
+			kl = (uint16_t)item_key(m, rr->pg + i, key);
+			h = (struct bin_hdr){ .magic = BIN_REQ, .opcode = BIN_GETKQ,
+					      .keylen = htons(kl), .bodylen = htonl(kl),
+					      .opaque = htonl(i) };
+			memcpy(rr->req + len, &h, sizeof(h));
+			memcpy(rr->req + len + sizeof(h), key, kl);
+			len += sizeof(h) + kl;
+		}
+		sent[s] = len && send_batch(m, c, s, rr->req, len);
+		rr->unreached[s] |= len && !sent[s];
+	}
+	for (unsigned int s = 0; s < m->nservers; s++) {
+		if (!sent[s] || read_answers(m, c, s, rr->pg, rr->n, rr->gen, rr->done, &rr->left,
+					     rr->buf, rr->item))
+			continue;
+		conn_fail(m, c, s);	/* cut off mid-answer */
+		rr->unreached[s] = true;
+	}
+}
+
 static int read_run(struct mc_store *m, struct mc_conn *c, uint64_t pg, unsigned int n,
 		    char *buf)
 {
-	unsigned int order[RUN_MAX][MC_MAX_SERVERS];
-	uint32_t gen[RUN_MAX];
-	bool done[RUN_MAX], sent[MC_MAX_SERVERS], unreached[MC_MAX_SERVERS];
-	unsigned int left = 0;
-	unsigned char req[(sizeof(struct bin_hdr) + 64) * RUN_MAX + sizeof(struct bin_hdr)];
-	unsigned char *item = malloc(MC_ITEM);
+	struct run_read *rr = malloc(sizeof(*rr) + MC_ITEM);
 
-	if (!item)
+	if (!rr)
 		return -ENOMEM;
+	rr->pg = pg;
+	rr->n = n;
+	rr->left = 0;
+	rr->buf = buf;
+	rr->item = (unsigned char *)(rr + 1);
 	for (unsigned int i = 0; i < n; i++) {
 		_Atomic uint64_t *slot = gen_slot(m, pg + i, false);
 		uint64_t w = slot ? atomic_load_explicit(slot, memory_order_acquire) : 0;
 
-		gen[i] = GEN_CUR(w);
-		done[i] = !(w & GEN_VALID);
-		if (done[i]) {
+		rr->gen[i] = GEN_CUR(w);
+		rr->done[i] = !(w & GEN_VALID);
+		if (rr->done[i]) {
 			/* never written (or discarded): zeros */
 			memset(buf + (size_t)i * MC_PAGE, 0, MC_PAGE);
 			continue;
 		}
-		left++;
-		rank(m, pg + i, order[i]);
+		rr->left++;
+		rank(m, pg + i, rr->order[i]);
 	}
 	/*
 	 * Race: a server fails for a moment (a timeout on a loaded machine,
@@ -1024,49 +1073,21 @@ static int read_run(struct mc_store *m, struct mc_conn *c, uint64_t pg, unsigned
 		bool wait = false;
 		int64_t now;
 
-		memset(unreached, 0, sizeof(unreached));
-		for (unsigned int pass = 0; left && pass < m->nservers; pass++) {
-			for (unsigned int s = 0; s < m->nservers; s++) {
-				size_t len = 0;
-				struct bin_hdr h;
-
-				sent[s] = false;
-				for (unsigned int i = 0; i < n; i++) {
-					char key[64];
-					uint16_t kl;
-
-					if (done[i] || order[i][pass] != s)
-						continue;
-					kl = (uint16_t)item_key(m, pg + i, key);
-					h = (struct bin_hdr){ .magic = BIN_REQ, .opcode = BIN_GETKQ,
-							      .keylen = htons(kl), .bodylen = htonl(kl),
-							      .opaque = htonl(i) };
-					memcpy(req + len, &h, sizeof(h));
-					memcpy(req + len + sizeof(h), key, kl);
-					len += sizeof(h) + kl;
-				}
-				if (len && !(sent[s] = send_batch(m, c, s, req, len)))
-					unreached[s] = true;
-			}
-			for (unsigned int s = 0; s < m->nservers; s++) {
-				if (!sent[s] ||
-				    read_answers(m, c, s, pg, n, gen, done, &left, buf, item))
-					continue;
-				conn_fail(m, c, s);	/* cut off mid-answer */
-				unreached[s] = true;
-			}
-		}
-		if (!left)
+		memset(rr->unreached, 0, sizeof(rr->unreached));
+		for (unsigned int pass = 0; rr->left && pass < m->nservers; pass++)
+			read_position(m, c, rr, pass);
+		if (!rr->left)
 			break;
 		now = now_ms();
 		for (unsigned int s = 0; s < m->nservers; s++)
-			wait |= unreached[s] && failing(m, s, now);
+			wait |= rr->unreached[s] && failing(m, s, now);
 		if (!wait)
 			break;
 		usleep(20000);
 	}
-	free(item);
-	return left ? -EIO : 0;
+	n = rr->left;
+	free(rr);
+	return n ? -EIO : 0;
 }
 
 static int read_pages(struct mc_store *m, struct mc_conn *c, uint64_t off, void *buf,
@@ -1371,7 +1392,7 @@ static void *renewer(void *arg)
 {
 	struct mc_store *m = arg;
 	unsigned char *req = key_req_buf();
-	int64_t every = (int64_t)m->lease * 1000 / 3, next = now_ms();
+	int64_t every = (int64_t)m->lease * 1000 / 3, next = now_ms(), end;
 
 	pthread_mutex_lock(&m->lock);
 	while (!m->stop) {
@@ -1393,8 +1414,10 @@ static void *renewer(void *arg)
 			if (c)
 				conn_put(m, c);
 		}
-		if (now_ms() > next + every)
-			next = now_ms() - every;
+		/* a schedule that fell behind restarts from now */
+		end = now_ms();
+		if (end > next + every)
+			next = end - every;
 		pthread_mutex_lock(&m->lock);
 	}
 	pthread_mutex_unlock(&m->lock);
