@@ -416,16 +416,24 @@ int fl_store_file_create(const char *path, unsigned int flags, struct fl_store *
  *			servers): losing any N of them loses no page
  *	encrypt=no	authenticate the pages without encrypting them (for
  *			a pool no one else can reach; default yes)
- *	timeout=MS	give up on a server after MS milliseconds (2000)
+ *	timeout=MS	give up on a server after MS milliseconds (2000); a
+ *			server that fails for a whole timeout with no answer
+ *			in between is lost, and until then reads of pages
+ *			whose only copy it holds wait for it
+ *	lease=S		items live S seconds unless renewed (default 600,
+ *			10 to 2592000, 0: for ever); a thread of the store
+ *			renews them, so a process that ends without
+ *			destroying its store leaves nothing past its lease
  * @flags: 0.
  * @err: if not NULL, a message naming what is wrong (@errlen bytes).
  *
  * One item a page, keyed by a random id of the store and the page's
  * offset, sealed with a random key that never leaves the process
- * (XChaCha20-Poly1305, or keyed BLAKE2b with encrypt=no) over the bytes,
- * the offset and a write generation: a page that was lost, replaced, went
- * stale or was changed on a server is never read back as the page, but
- * fails the read (the access gets SIGBUS) unless a replica has it right.
+ * (XChaCha20-Poly1305, or its Poly1305 tag alone with encrypt=no) over the
+ * bytes, the offset and a write generation: a page that was lost,
+ * replaced, went stale or was changed on a server is never read back as
+ * the page, but fails the read (the access gets SIGBUS) unless a replica
+ * has it right.
  * The servers should run with -M (no eviction of items). Every server must
  * answer before the store is made.
  * Context: any. Return: 0; -EINVAL (a malformed @url); -E2BIG (over 64
