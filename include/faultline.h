@@ -634,9 +634,10 @@ int fl_features_print(const struct fl_runtime *rt, FILE *f);
 	X(far_rescues,		"far memory: pages whose write-back failed and that could not be put back: kept in runtime memory") \
 	X(far_rescued_pages,	"far memory (gauge): pages held in runtime memory after a failed write-back") \
 	X(far_event_waits,	"far memory: page-ins held back until an event read before them was applied") \
-	X(far_move_miscounts,	"far memory: pages a failed UFFDIO_MOVE moved without counting them (found in the page tables)")
+	X(far_move_miscounts,	"far memory: pages a failed UFFDIO_MOVE moved without counting them (found in the page tables)") \
+	X(far_aio_idle_releases, "far memory: read buffers a handler gave back after it had been idle")
 
-#define FL_STATS_VERSION 10
+#define FL_STATS_VERSION 11
 
 /**
  * struct fl_stats - a snapshot of the counters, summed over threads.

@@ -178,10 +178,25 @@ static void wait_uffd_or_reads(struct fl_handler *h)
 		};
 		nfds_t n;
 
+		int timeout = -1, rc;
+
 		fault_reads_complete(c);
 		n = c->aio && c->aio->npending ? 2 : 1;
-		if (poll(p, n, -1) < 0)
+		/*
+		 * Read buffers that hold a run's pages stay resident while
+		 * faults keep coming (giving them back after each run makes
+		 * the kernel fault them in again for the next); once the
+		 * handler has been idle that long, they go back.
+		 */
+		if (n == 1 && c->aio && c->aio->held)
+			timeout = FL_AIO_IDLE_MS;
+		rc = poll(p, n, timeout);
+		if (rc < 0)
 			return;		/* EINTR: the caller's read(2) decides */
+		if (rc == 0) {
+			h->rt->hooks.aio_idle(c);
+			continue;
+		}
 		if (n == 2 && (p[1].revents & POLLIN)) {
 			fault_reads_clear(c);
 			fault_reads_complete(c);

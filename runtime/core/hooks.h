@@ -41,7 +41,12 @@ enum fl_res { RES_DONE, RES_BLOCK, RES_PENDING };
 struct fl_aio_head {
 	int efd;
 	unsigned int npending;
+	/* its buffers hold pages: aio_idle() gives them back once the
+	 * handler has been idle for FL_AIO_IDLE_MS */
+	bool held;
 };
+
+#define FL_AIO_IDLE_MS	50
 
 struct fl_hooks {
 	/* ---- far memory ---- */
@@ -67,6 +72,8 @@ struct fl_hooks {
 	void (*aio_fini)(struct fl_fault_ctx *c);
 	void (*aio_complete)(struct fl_fault_ctx *c);
 	void (*aio_drain)(struct fl_fault_ctx *c);
+	/* nothing in flight and no fault for a while: release the buffers */
+	void (*aio_idle)(struct fl_fault_ctx *c);
 
 	/* ---- far memory: the runtime, its regions and events ---- */
 	uint64_t register_modes;	/* uffd modes every region adds (WP) */

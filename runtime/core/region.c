@@ -36,6 +36,17 @@ static long futex(_Atomic uint32_t *uaddr, int op, uint32_t val)
 	return futex_timed(uaddr, op, val, NULL);
 }
 
+/* page-state tables smaller than this come from the heap, the rest mapped */
+#define PSTATE_HEAP_MAX	4096u
+
+static void pstate_free(void *ps, size_t bytes)
+{
+	if (bytes < PSTATE_HEAP_MAX)
+		free(ps);
+	else
+		munmap(ps, bytes);
+}
+
 struct fl_region *region_alloc(size_t npages, _Atomic int64_t *meta)
 {
 	struct fl_region *r;
@@ -44,11 +55,23 @@ struct fl_region *region_alloc(size_t npages, _Atomic int64_t *meta)
 
 	if (npages > SIZE_MAX / sizeof(uint32_t) || FL_TEST_FAIL(FL_FAIL_REGION_ALLOC))
 		return NULL;
-	bytes = (bytes + 4095) & ~(size_t)4095;
-	ps = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-		  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (ps == MAP_FAILED)
-		return NULL;
+	/*
+	 * A table under a page comes from the heap: a program that commits
+	 * its heap 256 KiB at a time (V8) has hundreds of regions, each
+	 * needing 256 bytes, and a mapping each would hold 4 KiB of them.
+	 * Larger tables are mapped and touched only as far as pages are.
+	 */
+	if (bytes < PSTATE_HEAP_MAX) {
+		ps = calloc(1, bytes ? bytes : 1);
+		if (!ps)
+			return NULL;
+	} else {
+		bytes = (bytes + 4095) & ~(size_t)4095;
+		ps = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (ps == MAP_FAILED)
+			return NULL;
+	}
 	pthread_mutex_lock(&pool_lock);
 	r = pool_head;
 	if (r)
@@ -57,7 +80,7 @@ struct fl_region *region_alloc(size_t npages, _Atomic int64_t *meta)
 	if (!r) {
 		r = aligned_alloc(64, sizeof(*r));
 		if (!r) {
-			munmap(ps, bytes);
+			pstate_free(ps, bytes);
 			return NULL;
 		}
 	}
@@ -77,7 +100,7 @@ void region_free(struct fl_region *r)
 	if (!r)
 		return;
 	if (r->pstate)
-		munmap((void *)r->pstate, r->pstate_bytes);
+		pstate_free((void *)r->pstate, r->pstate_bytes);
 	if (r->meta)
 		atomic_fetch_sub_explicit(r->meta, (int64_t)(r->pstate_bytes + sizeof(*r)),
 					  memory_order_relaxed);

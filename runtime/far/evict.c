@@ -1333,6 +1333,7 @@ int far_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 		rt->hooks.aio_fini = far_aio_fini;
 		rt->hooks.aio_complete = far_aio_complete;
 		rt->hooks.aio_drain = far_aio_drain;
+		rt->hooks.aio_idle = far_aio_idle;
 	}
 
 	/* before anything that can fail: far_free() closes it */

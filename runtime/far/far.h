@@ -134,6 +134,7 @@ int far_aio_init(struct fl_fault_ctx *c);
 void far_aio_fini(struct fl_fault_ctx *c);
 void far_aio_complete(struct fl_fault_ctx *c);
 void far_aio_drain(struct fl_fault_ctx *c);
+void far_aio_idle(struct fl_fault_ctx *c);
 
 /* what the evictor is doing (fl_far.evicting), for the throttle */
 enum { FAR_IDLE, FAR_AT_WORK, FAR_ON_HANDLER };

@@ -432,6 +432,22 @@ int far_aio_init(struct fl_fault_ctx *c)
 	return 0;
 }
 
+/*
+ * The handler has been idle with no read in flight: the buffers' pages go
+ * back (a 4 MiB run would otherwise stay resident per handler for good,
+ * outside the budget). Nothing reads or writes them now: every read that
+ * used them has been installed.
+ */
+void far_aio_idle(struct fl_fault_ctx *c)
+{
+	struct fl_aio *aio = aio_of(c);
+
+	madvise(aio->small, (size_t)FAR_AIO_MAX * FAR_AIO_SMALL + FL_FAULT_AROUND_MAX,
+		MADV_DONTNEED);
+	aio->h.held = false;
+	STAT_INC(c->st, far_aio_idle_releases);
+}
+
 void far_aio_fini(struct fl_fault_ctx *c)
 {
 	struct fl_aio *aio = aio_of(c);
@@ -596,6 +612,7 @@ static bool aio_start(struct fl_fault_ctx *c, const struct fl_snap *s, size_t lo
 	};
 	p->a.done = aio_done;
 	p->a.efd = aio->h.efd;
+	aio->h.held = true;
 	if (p->big)
 		aio->big_busy = true;
 	if (!aio->h.npending && aio_sync_begin(c)) {
