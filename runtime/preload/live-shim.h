@@ -17,6 +17,8 @@ struct live_ops {
 	void (*line)(void);
 	/* the counters file could not be made (@err: errno) */
 	void (*warn)(const char *path, int err);
+	/* housekeeping every live_cfg.tick_ms (FAULTLINE_TRIM_HEAP) */
+	void (*tick)(void);
 };
 
 struct live_cfg {
@@ -24,6 +26,7 @@ struct live_cfg {
 	uint64_t interval_ms;	/* FAULTLINE_STATS_INTERVAL_MS; 0: none */
 	uint64_t budget;	/* bytes, shown beside the resident pages */
 	uint64_t start_ns;	/* CLOCK_MONOTONIC at the shim's start */
+	uint64_t tick_ms;	/* ops->tick() this often; 0: never */
 };
 
 /* CLOCK_MONOTONIC in ns */
@@ -33,7 +36,7 @@ uint64_t live_now_ns(void);
 void live_forget_stale(void);
 
 /*
- * live_start() - start the publisher (once; later calls do nothing).
+ * live_start() - start the publisher (and the ticks) (once; later calls do nothing).
  * Context: the shim's recursion guard raised (the thread must be the
  * runtime's). Return: 0 (also when only the file failed: @ops->warn
  * said so); -errno if the thread could not start.

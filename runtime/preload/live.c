@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * live.c - the shim's publisher thread: counters for `faultline top` (the
- * file and protocol are in live.h) and, with FAULTLINE_STATS_INTERVAL_MS,
- * a statistics line every interval.
+ * file and protocol are in live.h), with FAULTLINE_STATS_INTERVAL_MS a
+ * statistics line every interval, and the shim's periodic housekeeping
+ * (ops->tick: FAULTLINE_TRIM_HEAP).
  *
  * One thread, asleep on a futex: it wakes when a reader asks for a
- * snapshot, when the next interval line is due, or at exit. The fault path
+ * snapshot, when the next interval line or tick is due, or at exit. The fault path
  * is not touched; a snapshot is fl_stats_get() and a few shim counters.
  */
 #include <errno.h>
@@ -28,6 +29,7 @@ static struct fl_live local;		/* no file: the interval lines only */
 static char live_path[64];		/* empty: no file to remove */
 static const struct live_ops *ops;
 static uint64_t interval_ns;
+static uint64_t tick_ns;
 static _Atomic bool stopping;
 
 uint64_t live_now_ns(void)
@@ -111,6 +113,7 @@ static void publish(void)
 static void *live_main(void *arg)
 {
 	uint64_t next = interval_ns ? live_now_ns() + interval_ns : 0;
+	uint64_t next_tick = tick_ns ? live_now_ns() + tick_ns : 0;
 	uint32_t seen = 0;
 	sigset_t all;
 
@@ -128,7 +131,7 @@ static void *live_main(void *arg)
 		 * once (EAGAIN) instead of sleeping through it.
 		 */
 		uint32_t r = atomic_load_explicit(&live->req, memory_order_acquire);
-		uint64_t now;
+		uint64_t now, wait = 0;
 
 		if (atomic_load(&stopping))
 			break;
@@ -146,7 +149,17 @@ static void *live_main(void *arg)
 			if (next <= now)	/* a line took longer than the interval */
 				next = now + interval_ns;
 		}
-		futex_wait_ns(&live->req, r, interval_ns ? next - now : 0);
+		if (tick_ns && now >= next_tick) {
+			ops->tick();
+			now = live_now_ns();
+			next_tick = now + tick_ns;
+		}
+		/* the nearer of the two deadlines; 0: none, sleep until asked */
+		if (interval_ns)
+			wait = next > now ? next - now : 1;
+		if (tick_ns && (!wait || next_tick - now < wait))
+			wait = next_tick > now ? next_tick - now : 1;
+		futex_wait_ns(&live->req, r, wait);
 	}
 	return NULL;
 }
@@ -156,10 +169,11 @@ int live_start(const struct live_ops *o, const struct live_cfg *cfg)
 	pthread_t t;
 	int err = 0, fd;
 
-	if (live || (!cfg->publish && !cfg->interval_ms))
+	if (live || (!cfg->publish && !cfg->interval_ms && !cfg->tick_ms))
 		return 0;
 	ops = o;
 	interval_ns = cfg->interval_ms * 1000000u;
+	tick_ns = cfg->tick_ms * 1000000u;
 	live = cfg->publish ? live_create(live_path, sizeof(live_path), &err) : NULL;
 	if (!live) {
 		if (cfg->publish)

@@ -45,7 +45,7 @@
 #define FL_LIVE_DIR	"/dev/shm"
 #define FL_LIVE_PREFIX	"faultline."
 #define FL_LIVE_MAGIC	"fl-live"	/* 8 bytes with its NUL */
-#define FL_LIVE_VERSION	(3u << 16 | FL_STATS_VERSION)
+#define FL_LIVE_VERSION	(4u << 16 | FL_STATS_VERSION)
 
 /* what one snapshot holds: 64-bit words only, copied word by word */
 struct fl_live_snap {
@@ -60,6 +60,8 @@ struct fl_live_snap {
 	uint64_t rss_anon;		/* the process's RssAnon, bytes */
 	uint64_t vm_hwm;		/* its peak resident set (VmHWM), bytes */
 	uint64_t managed_resident;	/* managed memory resident now (mincore), bytes */
+	uint64_t heap_trims;		/* FAULTLINE_TRIM_HEAP: malloc_trim calls */
+	uint64_t heap_trim_ns;		/* and the time they took */
 	struct fl_stats st;		/* st.size and st.version share a word */
 };
 

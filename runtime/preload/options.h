@@ -74,6 +74,8 @@ enum fl_opt_log { FL_OPT_LOG_ERROR, FL_OPT_LOG_WARN, FL_OPT_LOG_INFO, FL_OPT_LOG
 	  "where statistics go (appended; %p is the pid); empty: stderr") \
 	X(STATS_INTERVAL_MS, stats_interval_ms, UINT, "0",	NULL, \
 	  "also write a JSON statistics line every this many milliseconds (10 to 86400000) while the runtime runs; 0: only at exit") \
+	X(TRIM_HEAP,	trim_heap,	BOOL,	"yes",	NULL, \
+	  "with a budget, while the runtime evicts, return the pages of glibc's heaps that the program has freed to the kernel (malloc_trim), at most 4 times a second") \
 	X(LIVE,		live,		BOOL,	"yes",	NULL, \
 	  "publish the counters for faultline top in /dev/shm/faultline.UID.PID (mode 0600, removed at exit; a snapshot is taken only when someone watches)") \
 	X(LOG,		log,		ENUM,	"warn",	"error|warn|info|debug", \
