@@ -8,9 +8,15 @@
 #
 # PATTERN (an extended regular expression) picks the programs by name.
 # Needs root (cgroup, swap), and the programs the tests use (java, node,
-# python3, redis-server, memcached: ./dev.sh installs them). A server runs
-# one load from start to stop (examples/bench/server-load.sh): its wall time
-# is the load's, and only the server runs under the shim or in the cgroup.
+# python3, redis-server, memcached, PostgreSQL: ./dev.sh installs them). A
+# server runs one load from start to stop (examples/bench/server-load.sh):
+# its wall time is the load's, and only the server runs under the shim or in
+# the cgroup. PostgreSQL runs as the user postgres: when that user cannot
+# open /dev/userfaultfd, the script grants it (faultline setup --user
+# postgres) and takes the grant back at the end (faultline setup --undo).
+# Its processes each have a runtime and a budget of their own, while the
+# cgroup holds all of them to one limit: the figures are the sorting
+# backend's, the process that held the most.
 # The columns:
 #   managed    of the process's anonymous memory under the shim, the share
 #              that was managed (process.managed_resident / process.rss_anon)
@@ -35,11 +41,13 @@ name=fl-programs-$$
 . "$(dirname "$0")/memcg-lib.sh"
 
 [ "$(id -u)" = 0 ] || { echo "needs root (cgroup, swap)" >&2; exit 1; }
-for p in java javac node python3 redis-server redis-cli memcached; do
+for p in java javac node python3 redis-server redis-cli memcached pgbench psql; do
 	command -v $p >/dev/null || { echo "$p is not installed (./dev.sh installs it)" >&2; exit 1; }
 done
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
+# the statistics files: written by each process, PostgreSQL's as its user
+mkdir -m 1777 "$tmp/st"
 
 # the programs: the compatibility tests' workloads (tests/preload/)
 javac -d "$tmp" "$src/tests/preload/Big.java"
@@ -65,6 +73,7 @@ programs=(
 	"reserve-commit|PROT_NONE + MAP_FIXED|32||@W $build/tests/preload/preload-reserve-commit 64"
 	"redis, 90 MB|jemalloc (linked)|32||$load redis $tmp/srv @W"
 	"memcached, 50 MB|slabs from malloc|24||$load memcached $tmp/srv @W"
+	"postgres, sort 1M rows|forked backends, palloc|32||$load postgres $tmp/srv @W"
 )
 if [ -n "$only" ]; then
 	printf '%s\n' "${programs[@]}" | cut -d'|' -f1 | grep -qE -- "$only" ||
@@ -100,7 +109,7 @@ series() {
 	local label=$1 i w=()
 	shift
 	for ((i = 0; i < runs; i++)); do
-		[[ $label != *.shim ]] || rm -f "$tmp"/st-*.json	# the last run's only
+		[[ $label != *.shim ]] || rm -f "$tmp"/st/st-*.json	# the last run's only
 		measure "$tmp/m" "$@"
 		read -r wall _ rc < "$tmp/m"
 		if [ "$rc" != 0 ] || ! cmp -s "$tmp/m.out" "$tmp/want"; then
@@ -111,6 +120,17 @@ series() {
 	done
 	printf '%s\n' "${w[@]}" | median
 }
+
+# PostgreSQL's user and /dev/userfaultfd
+undo_setup=
+if printf '%s\n' "${programs[@]}" | cut -d'|' -f1 | grep -E -- "${only:-.}" | grep -q postgres; then
+	id postgres >/dev/null 2>&1 || { echo "no user postgres (./dev.sh installs PostgreSQL)" >&2; exit 1; }
+	if ! "$cli" setup --check --user postgres >/dev/null 2>&1; then
+		"$cli" setup --user postgres >/dev/null
+		undo_setup=1
+	fi
+fi
+trap 'memcg_cleanup; [ -z "$undo_setup" ] || "$cli" setup --undo >/dev/null' EXIT
 
 memcg_create 64
 hold_swap zram 2048
@@ -136,7 +156,7 @@ for p in "${programs[@]}"; do
 	native=$(series "$key.native" ${cmd//@W/})
 	# shellcheck disable=SC2086
 	shim=$(series "$key.shim" ${cmd//@W/$cli run --budget ${budget}M $opts --stats-interval 0.05 \
-		--stats-file $tmp/st-%p.json --})
+		--stats-file $tmp/st/st-%p.json --})
 	memcg_limit "$budget"
 	# shellcheck disable=SC2086
 	cgt=$(series "$key.cg" ${cmd//@W/$tmp/in-cg})
@@ -144,7 +164,7 @@ for p in "${programs[@]}"; do
 	# held the most anonymous memory; its line with the most
 	python3 - "$tmp" "$budget" > "$tmp/fig" <<'PY'
 import glob, json, sys
-lines = [json.loads(l) for f in glob.glob(sys.argv[1] + "/st-*.json") for l in open(f) if l.strip()]
+lines = [json.loads(l) for f in glob.glob(sys.argv[1] + "/st/st-*.json") for l in open(f) if l.strip()]
 lines = [l for l in lines if l["runtime"]]
 s = max(lines, key=lambda l: l["process"]["rss_anon"])
 run = [l for l in lines if l["pid"] == s["pid"]]

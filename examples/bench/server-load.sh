@@ -9,6 +9,15 @@
 #                                              (~90 MB), DEBUG DIGEST
 #   server-load.sh memcached DIR [WRAPPER...]  100,000 values of 480 bytes
 #                                              (~50 MB), multi-gets
+#   server-load.sh postgres DIR [WRAPPER...]   pgbench -i -s 10 (1,000,000
+#                                              rows), a query sorting them
+#                                              all (256 MiB work_mem)
+#
+# PostgreSQL refuses to run as root: it runs as the system user postgres
+# (Debian's package makes it), which must be able to open /dev/userfaultfd
+# under the shim (faultline setup --user postgres) and to write the shim's
+# statistics files. Its cluster is made once per DIR (initdb, untimed by
+# the first, native run) and copied for each run.
 #
 # DIR is a scratch directory (the server's files, the load, its log). Only
 # the server runs under the wrapper: the client's memory is neither managed
@@ -80,8 +89,36 @@ memcached)
 	kill -TERM "$srv"
 	stop
 	;;
+postgres)
+	pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+	[ -x "$pgbin/postgres" ] && id postgres >/dev/null 2>&1 ||
+		{ echo "server-load: PostgreSQL (and its user postgres) is not installed" >&2; exit 1; }
+	as_pg=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+	if [ ! -d "$dir/pg-template" ]; then
+		install -d -o postgres "$dir/pg-template"
+		"${as_pg[@]}" "$pgbin/initdb" -D "$dir/pg-template" -A trust -U pg --no-sync \
+			> "$dir/initdb.log" 2>&1 ||
+			{ echo "server-load: initdb failed: $(tail -n 3 "$dir/initdb.log")" >&2; exit 1; }
+	fi
+	rm -rf "$dir/pg-data"
+	cp -a "$dir/pg-template" "$dir/pg-data"
+	"$@" "${as_pg[@]}" "$pgbin/postgres" -D "$dir/pg-data" -p "$port" -k "$dir/pg-data" \
+		-c listen_addresses=127.0.0.1 -c shared_buffers=16MB -c work_mem=256MB \
+		-c maintenance_work_mem=256MB -c max_parallel_workers_per_gather=0 \
+		-c max_parallel_maintenance_workers=0 -c fsync=off > "$dir/postgres.log" 2>&1 &
+	srv=$!
+	up pg_isready -q -h 127.0.0.1 -p "$port"
+	pgc=(-h 127.0.0.1 -p "$port" -U pg postgres)
+	timeout 300 pgbench -i -q -s 10 "${pgc[@]}" > "$dir/pgbench.log" 2>&1 ||
+		{ echo "server-load: pgbench -i failed: $(tail -n 2 "$dir/pgbench.log")" >&2; exit 1; }
+	timeout 300 psql -X -A -t "${pgc[@]}" -c "select count(*), sum(abalance),
+		md5(string_agg(aid::text || ':' || bid::text, ',' order by filler, aid desc))
+		from pgbench_accounts"
+	kill -INT "$srv"	# a fast shutdown
+	stop
+	;;
 *)
-	echo "server-load: '$kind' is not a workload (redis, memcached)" >&2
+	echo "server-load: '$kind' is not a workload (redis, memcached, postgres)" >&2
 	exit 2
 	;;
 esac
