@@ -73,7 +73,7 @@ programs=(
 	"reserve-commit|PROT_NONE + MAP_FIXED|32||@W $build/tests/preload/preload-reserve-commit 64"
 	"redis, 90 MB|jemalloc (linked)|32||$load redis $tmp/srv @W"
 	"memcached, 50 MB|slabs from malloc|24||$load memcached $tmp/srv @W"
-	"postgres, sort 1M rows|forked backends, palloc|32||$load postgres $tmp/srv @W"
+	"postgres, 1M rows|forked backends, palloc|32||$load postgres $tmp/srv @W"
 )
 if [ -n "$only" ]; then
 	printf '%s\n' "${programs[@]}" | cut -d'|' -f1 | grep -qE -- "$only" ||
