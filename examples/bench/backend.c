@@ -14,6 +14,7 @@
 const char *const mode_names[M_NR] = {
 	[M_NATIVE] = "native",
 	[M_THP] = "native-thp",
+	[M_BARE_THREAD] = "bare-thread",
 	[M_BARE] = "bare",
 	[M_SPF] = "spf",
 	[M_REGION] = "region",
@@ -38,6 +39,8 @@ int backend_open(struct backend *b, enum mode mode, unsigned int handlers,
 	b->ps = (size_t)sysconf(_SC_PAGESIZE);
 	if (mode == M_BARE)
 		return bare_open(handlers, no_pin ? NULL : cpus, &b->bare, NULL);
+	if (mode == M_BARE_THREAD)
+		return bare_open_thread(&b->bare, NULL);
 	if (!mode_is_runtime(mode))
 		return 0;
 	fl_runtime_opts_init(&o);
@@ -136,7 +139,7 @@ int backend_map(struct backend *b, size_t len, long fault_around,
 	ret = no_thp(b->base, len);
 	if (ret)
 		goto err_unmap;
-	if (b->mode == M_BARE)
+	if (mode_is_bare(b->mode))
 		ret = bare_register(b->bare, b->base, len);
 	else if (mode_is_runtime(b->mode)) {
 		fill_region_opts(b, &ro, fault_around);
@@ -175,9 +178,9 @@ static void churn_other(struct backend *b)
 
 	switch (b->step % 4) {
 	case 0:
-		if (b->mode == M_NATIVE || b->mode == M_BARE) {
+		if (b->mode == M_NATIVE || mode_is_bare(b->mode)) {
 			err = anon_map(2 * NB_LEN, &p);
-			if (!err && b->mode == M_BARE) {
+			if (!err && mode_is_bare(b->mode)) {
 				err = bare_register(b->bare, p, 2 * NB_LEN);
 				if (err)
 					munmap(p, 2 * NB_LEN);
@@ -194,8 +197,8 @@ static void churn_other(struct backend *b)
 		b->other_len = 2 * NB_LEN;
 		break;
 	case 1:
-		if (b->mode == M_NATIVE || b->mode == M_BARE) {
-			if (b->mode == M_BARE)
+		if (b->mode == M_NATIVE || mode_is_bare(b->mode)) {
+			if (mode_is_bare(b->mode))
 				err = bare_unregister(b->bare, b->other + NB_LEN, NB_LEN);
 			if (!err && munmap(b->other + NB_LEN, NB_LEN))
 				err = -errno;
@@ -206,11 +209,11 @@ static void churn_other(struct backend *b)
 			b->other_len = NB_LEN;
 		break;
 	case 2:
-		if (b->mode == M_NATIVE || b->mode == M_BARE) {
+		if (b->mode == M_NATIVE || mode_is_bare(b->mode)) {
 			p = mremap(b->other, NB_LEN, 2 * NB_LEN, 0);
 			if (p == MAP_FAILED)
 				err = -errno;
-			else if (b->mode == M_BARE)
+			else if (mode_is_bare(b->mode))
 				err = bare_register(b->bare, b->other + NB_LEN, NB_LEN);
 		} else {
 			err = fl_region_resize(b->rt, b->other, 2 * NB_LEN);
@@ -219,8 +222,8 @@ static void churn_other(struct backend *b)
 			b->other_len = 2 * NB_LEN;
 		break;
 	case 3:
-		if (b->mode == M_NATIVE || b->mode == M_BARE) {
-			if (b->mode == M_BARE)
+		if (b->mode == M_NATIVE || mode_is_bare(b->mode)) {
+			if (mode_is_bare(b->mode))
 				err = bare_unregister(b->bare, b->other, b->other_len);
 			if (munmap(b->other, b->other_len) && !err)
 				err = -errno;
@@ -253,7 +256,7 @@ static void churn_neighbour(struct backend *b)
 	case 0:
 		if (b->mode == M_NATIVE)
 			err = anon_map_fixed(left, NB_LEN);
-		else if (b->mode == M_BARE)
+		else if (mode_is_bare(b->mode))
 			err = bare_register(b->bare, left, NB_LEN);
 		else
 			err = fl_region_register(b->rt, left, NB_LEN, &ro);
@@ -262,7 +265,7 @@ static void churn_neighbour(struct backend *b)
 	case 1:
 		if (b->mode == M_NATIVE)
 			err = anon_map_fixed(right, NB_LEN);
-		else if (b->mode == M_BARE)
+		else if (mode_is_bare(b->mode))
 			err = bare_register(b->bare, right, NB_LEN);
 		else
 			err = fl_region_register(b->rt, right, NB_LEN, &ro);
@@ -274,7 +277,7 @@ static void churn_neighbour(struct backend *b)
 			break;
 		if (b->mode == M_NATIVE)
 			err = anon_map_fixed(right + NB_LEN, NB_LEN);
-		else if (b->mode == M_BARE)
+		else if (mode_is_bare(b->mode))
 			err = bare_register(b->bare, right + NB_LEN, NB_LEN);
 		else
 			err = fl_region_resize(b->rt, right, 2 * NB_LEN);
@@ -286,7 +289,7 @@ static void churn_neighbour(struct backend *b)
 			break;
 		if (b->mode == M_NATIVE)
 			err = munmap(right + NB_LEN, NB_LEN) ? -errno : 0;
-		else if (b->mode == M_BARE)
+		else if (mode_is_bare(b->mode))
 			err = bare_unregister(b->bare, right + NB_LEN, NB_LEN);
 		else
 			err = fl_region_resize(b->rt, right, NB_LEN);
@@ -298,7 +301,7 @@ static void churn_neighbour(struct backend *b)
 			break;
 		if (b->mode == M_NATIVE)
 			err = munmap(left, NB_LEN) ? -errno : 0;
-		else if (b->mode == M_BARE)
+		else if (mode_is_bare(b->mode))
 			err = bare_unregister(b->bare, left, NB_LEN);
 		else
 			err = fl_region_unregister(b->rt, left);
@@ -309,7 +312,7 @@ static void churn_neighbour(struct backend *b)
 			break;
 		if (b->mode == M_NATIVE)
 			err = munmap(right, b->right_len) ? -errno : 0;
-		else if (b->mode == M_BARE)
+		else if (mode_is_bare(b->mode))
 			err = bare_unregister(b->bare, right, b->right_len);
 		else
 			err = fl_region_unregister(b->rt, right);

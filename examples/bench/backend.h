@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * backend.h - one interface over the ways a page can be produced on first
- * touch: the kernel itself (native, native-thp), the bare userfaultfd loop,
- * and the faultline runtime with a tier policy. A workload maps its region,
+ * touch: the kernel itself (native, native-thp), the bare userfaultfd loop
+ * (handler threads, or in the faulting thread: bare-thread), and the
+ * faultline runtime with a tier policy. A workload maps its region,
  * runs threads over it and, for churn, asks for writer operations; it does
  * not care which backend does the work.
  *
@@ -24,6 +25,7 @@
 enum mode {
 	M_NATIVE = 0,
 	M_THP,
+	M_BARE_THREAD,		/* the bare loop in the faulting thread (SIGBUS) */
 	M_BARE,
 	M_SPF,
 	M_REGION,
@@ -48,9 +50,16 @@ static inline bool mode_is_runtime(enum mode m)
 	return m >= M_SPF;
 }
 
+/* resolved by handler threads (the bare loop, the runtime) */
 static inline bool mode_is_uffd(enum mode m)
 {
 	return m >= M_BARE;
+}
+
+/* the bare loop, in either form */
+static inline bool mode_is_bare(enum mode m)
+{
+	return m == M_BARE || m == M_BARE_THREAD;
 }
 
 /*

@@ -9,6 +9,7 @@
 #include <linux/userfaultfd.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #ifndef USERFAULTFD_IOC_NEW
@@ -40,6 +42,7 @@ struct bare_handler {
 
 struct bare {
 	int uffd;
+	bool sig;			/* in-thread: UFFD_FEATURE_SIGBUS, no handlers */
 	size_t ps;
 	void *zero;			/* one zeroed page: COPY's source */
 	char *doorbell;			/* one registered page per handler */
@@ -114,8 +117,9 @@ static int bare_resolve(struct bare *b, uint64_t addr, bool write)
 			return 0;
 		if (errno == EAGAIN)
 			continue;
+		/* in-thread, nobody sleeps on the page: the access just retries */
 		if (errno == EEXIST)
-			return bare_wake(b, addr);
+			return b->sig ? 0 : bare_wake(b, addr);
 		return -errno;
 	}
 }
@@ -181,6 +185,62 @@ static void *bare_handler_main(void *arg)
 		}
 	}
 	return NULL;
+}
+
+/*
+ * In-thread: the fault raises SIGBUS in the faulting thread, whose handler
+ * resolves it with the same ioctl and returns; the access runs again and
+ * finds the page. Nothing is handed to another thread and nobody is woken.
+ * One such loop at a time: the handler finds it here.
+ */
+static struct bare *_Atomic sig_bare;
+static struct sigaction sig_old;
+static _Atomic uint64_t sig_errors;
+/* faults this thread resolved in its handler: the kernel counts none of them */
+static __thread uint64_t sig_faults;
+
+uint64_t bare_thread_faults(void)
+{
+	return sig_faults;
+}
+
+static void sig_default(void)
+{
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+
+	sigaction(SIGBUS, &dfl, NULL);
+}
+
+static void bare_sigbus(int sig, siginfo_t *si, void *ucv)
+{
+	struct bare *b = atomic_load_explicit(&sig_bare, memory_order_acquire);
+	const ucontext_t *uc = ucv;
+	int saved = errno;
+	bool write = true;
+	uint64_t addr;
+
+	(void)sig;
+	(void)uc;
+	/*
+	 * Not a missing page of ours (a kill(), a truncated file mapping, a
+	 * failed resolve): the default action, taken when the access runs
+	 * again, ends the process where the program's own fault was.
+	 */
+	if (!b || si->si_code != BUS_ADRERR) {
+		sig_default();
+		return;
+	}
+	addr = (uint64_t)(uintptr_t)si->si_addr & ~((uint64_t)b->ps - 1);
+#if defined(__x86_64__)
+	/* the page-fault error code: bit 1 set for a write */
+	write = uc->uc_mcontext.gregs[REG_ERR] & 2;
+#endif
+	if (bare_resolve(b, addr, write)) {
+		atomic_fetch_add_explicit(&sig_errors, 1, memory_order_relaxed);
+		sig_default();
+	}
+	sig_faults++;
+	errno = saved;
 }
 
 int bare_register(struct bare *b, void *addr, size_t len)
@@ -277,6 +337,58 @@ err_free:
 	return ret;
 }
 
+int bare_open_thread(struct bare **out, const char **how)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_SIGBUS };
+	struct sigaction sa = { .sa_sigaction = bare_sigbus, .sa_flags = SA_SIGINFO };
+	struct bare *b, *none = NULL;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->sig = true;
+	b->ps = (size_t)sysconf(_SC_PAGESIZE);
+	b->doorbell = MAP_FAILED;
+	b->uffd = bare_uffd_open(how);
+	if (b->uffd < 0) {
+		ret = b->uffd;
+		goto err_free;
+	}
+	if (ioctl(b->uffd, UFFDIO_API, &api)) {
+		ret = errno == EINVAL ? -EOPNOTSUPP : -errno;
+		goto err_close;
+	}
+	b->zero = mmap(NULL, b->ps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (b->zero == MAP_FAILED) {
+		ret = -errno;
+		goto err_close;
+	}
+	if (!atomic_compare_exchange_strong(&sig_bare, &none, b)) {
+		ret = -EBUSY;
+		goto err_unmap;
+	}
+	/* a SIGBUS while the handler runs is one it could not serve: default */
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGBUS, &sa, &sig_old)) {
+		ret = -errno;
+		atomic_store(&sig_bare, NULL);
+		goto err_unmap;
+	}
+	*out = b;
+	return 0;
+
+err_unmap:
+	munmap(b->zero, b->ps);
+err_close:
+	close(b->uffd);
+err_free:
+	free(b);
+	return ret;
+}
+
 void bare_close(struct bare *b, uint64_t *msgs, uint64_t *errors)
 {
 	uint64_t m = 0, e = 0;
@@ -284,6 +396,19 @@ void bare_close(struct bare *b, uint64_t *msgs, uint64_t *errors)
 
 	if (!b)
 		return;
+	if (b->sig) {
+		/* no thread faults on our ranges any more (the contract) */
+		sigaction(SIGBUS, &sig_old, NULL);
+		atomic_store(&sig_bare, NULL);
+		if (msgs)
+			*msgs = 0;
+		if (errors)
+			*errors = atomic_exchange(&sig_errors, 0);
+		munmap(b->zero, b->ps);
+		close(b->uffd);
+		free(b);
+		return;
+	}
 	atomic_store_explicit(&b->stop, true, memory_order_release);
 	/*
 	 * One doorbell per handler, one at a time: each touch blocks until a

@@ -6,6 +6,12 @@
  * ZEROPAGE (read) or COPY from a zero buffer (write). Nothing else: no
  * index, no fault-around, no events.
  *
+ * Its in-thread variant (bare_open_thread()) opens the uffd with
+ * UFFD_FEATURE_SIGBUS: a fault raises SIGBUS in the faulting thread, and
+ * the signal handler resolves it with the same ioctls and returns. No
+ * handler thread, no hand-off, no wake-up: the ceiling of resolving faults
+ * in the faulting thread.
+ *
  * Functions return 0 or a negative errno.
  */
 #ifndef FL_BENCH_BARE_H
@@ -24,6 +30,20 @@ struct bare;
  */
 int bare_open(unsigned int handlers, const int *cpus, struct bare **out,
 	      const char **how);
+/*
+ * bare_open_thread() - the in-thread loop: a uffd with UFFD_FEATURE_SIGBUS
+ * and a SIGBUS handler (the previous action comes back at bare_close()).
+ * One at a time in a process (-EBUSY); -EOPNOTSUPP without the feature.
+ * Faults its ranges cannot serve (and every SIGBUS not for a missing page)
+ * get the default action: the process ends as it would have.
+ */
+int bare_open_thread(struct bare **out, const char **how);
+/*
+ * bare_thread_faults() - faults the calling thread had resolved in its
+ * SIGBUS handler. The kernel counts none of them (a fault that raises the
+ * signal is not accounted, and the access that runs again finds the page).
+ */
+uint64_t bare_thread_faults(void);
 /* register / unregister an existing anonymous private range for MISSING faults */
 int bare_register(struct bare *b, void *addr, size_t len);
 int bare_unregister(struct bare *b, void *addr, size_t len);

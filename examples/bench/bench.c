@@ -176,8 +176,9 @@ static uint64_t thread_faults(void)
 
 	if (getrusage(RUSAGE_THREAD, &ru))
 		return 0;
-	/* a fault resolved by a uffd handler is retried, and counted as major */
-	return (uint64_t)ru.ru_minflt + (uint64_t)ru.ru_majflt;
+	/* a fault resolved by a uffd handler is retried, and counted as major;
+	 * one resolved in this thread's SIGBUS handler is not counted at all */
+	return (uint64_t)ru.ru_minflt + (uint64_t)ru.ru_majflt + bare_thread_faults();
 }
 
 static void *worker_main(void *arg)
@@ -777,6 +778,7 @@ static void usage(FILE *f)
 "usage: faultline-bench [options] [workload...]\n"
 "\n"
 "Fault-path benchmark: the kernel's own first touch, a bare userfaultfd loop\n"
+"(handler threads, or in the faulting thread's SIGBUS handler: bare-thread)\n"
 "and the faultline runtime with each tier policy, on the same work in one run.\n"
 "\n"
 "workloads (default: all but farmem-sort, which adds swap and a cgroup):\n"
@@ -804,7 +806,7 @@ static void usage(FILE *f)
 "                the budget; with no swap active, sets up zram or else a swap\n"
 "                file for the run, see --swap)\n"
 "\n"
-"modes: native native-thp bare spf region global adaptive\n"
+"modes: native native-thp bare-thread bare spf region global adaptive\n"
 "\n"
 "options:\n"
 "  --json          one JSON object per line instead of the table\n"

@@ -49,7 +49,7 @@ void report_header(const struct report_opts *o, const char *workload)
 	if (o->json)
 		return;
 	printf("\n== %s\n", workload);
-	printf("%-10s %-6s %-5s %5s %5s %-5s %-10s %7s %10s %10s %8s %7s %7s %8s %6s\n",
+	printf("%-11s %-6s %-5s %5s %5s %-5s %-10s %7s %10s %10s %8s %7s %7s %8s %6s\n",
 	       "mode", "order", "acc", "fa", "f/h", "place", "churn", "pages",
 	       "faults/s", "pages/s", "ns/page", "p50", "p99", "p999", "spf%");
 }
@@ -97,7 +97,7 @@ static void json_result(const struct result *r)
 	jw_u64(&w, "p999_ns", r->p999);
 	jw_u64(&w, "repeats", r->runs);
 	jw_u64(&w, "bad_pages", r->bad_pages);
-	if (c->mode == M_BARE)
+	if (mode_is_bare(c->mode))
 		jw_u64(&w, "handler_errors", r->handler_errors);
 	if (r->has_tiers) {
 		const struct fl_stats *s = &r->t.s;
@@ -152,7 +152,7 @@ void report_result(const struct report_opts *o, const struct result *r)
 		snprintf(churn, sizeof(churn), "%u%s", c->churn,
 			 c->churn_kind == CHURN_OTHER ? "/oth" : "/nbr");
 	if (r->err) {
-		printf("%-10s %-6s %-5s %5s %5s %-5s %-10s  error: %s: %s\n",
+		printf("%-11s %-6s %-5s %5s %5s %-5s %-10s  error: %s: %s\n",
 		       mode_names[c->mode], c->random ? "random" : "seq",
 		       c->write ? "write" : "read", fa_str(c->fault_around, fa, sizeof(fa)),
 		       fh, place_names[c->place], churn, r->err_what, strerror(-r->err));
@@ -162,7 +162,7 @@ void report_result(const struct report_opts *o, const struct result *r)
 		snprintf(spf, sizeof(spf), "%.1f", 100 * spf_frac(&r->t));
 	else
 		snprintf(spf, sizeof(spf), "-");
-	printf("%-10s %-6s %-5s %5s %5s %-5s %-10s %7llu %10.0f %10.0f %8.0f %7llu %7llu %8llu %6s",
+	printf("%-11s %-6s %-5s %5s %5s %-5s %-10s %7llu %10.0f %10.0f %8.0f %7llu %7llu %8llu %6s",
 	       mode_names[c->mode], c->random ? "random" : "seq",
 	       c->write ? "write" : "read", fa_str(c->fault_around, fa, sizeof(fa)),
 	       fh, place_names[c->place], churn, (unsigned long long)r->pages,
@@ -356,6 +356,37 @@ void report_targets(const struct report_opts *o, const struct result *all, size_
 	}
 	target(o, "spf_fraction", "spf_ok / resolved faults, adaptive, every line without churn",
 	       (double)spf, (double)done, 0.99);
+
+	/*
+	 * 5: the ceiling of resolving faults in the faulting thread (the bare
+	 * loop in a SIGBUS handler), against the goals set for that mode:
+	 * what the plain loop reaches bounds what a runtime can.
+	 */
+	for (acc = 1; acc >= 0; acc--) {
+		static const struct { enum mode mode; int place; const char *name; double goal; } vs[] = {
+			{ M_BARE, P_ANY, "bare_any", 5.0 }, { M_NATIVE, P_SAME, "native", 0.4 },
+		};
+		struct want w = { "first-touch", M_BARE_THREAD, 1, acc, 0, P_SAME, 1, 0, -1 };
+		char name[64];
+
+		a = find(all, n, &w);
+		for (k = 0; k < 2; k++) {
+			w.mode = vs[k].mode;
+			w.place = vs[k].place;
+			b = find(all, n, &w);
+			snprintf(detail, sizeof(detail), "in-thread ceiling: bare-thread / %s%s faults/s, "
+				 "4K random %s first touch", mode_names[vs[k].mode],
+				 vs[k].place == P_ANY ? " (any)" : "", acc ? "write" : "read");
+			snprintf(name, sizeof(name), "bare_thread_vs_%s_%s", vs[k].name,
+				 acc ? "write" : "read");
+			target(o, name, detail, a ? a->faults_per_sec : 0,
+			       b ? b->faults_per_sec : 0, vs[k].goal);
+		}
+	}
+	a = find(all, n, &(struct want){ "scaling", M_BARE_THREAD, -1, -1, ANY_FA, -1, 2, 0, -1 });
+	b = find(all, n, &(struct want){ "scaling", M_BARE_THREAD, -1, -1, ANY_FA, -1, 1, 0, -1 });
+	target(o, "bare_thread_scaling", "in-thread ceiling: bare-thread, 2 faulting threads / 1, faults/s",
+	       a ? a->faults_per_sec : 0, b ? b->faults_per_sec : 0, 1.8);
 	fflush(stdout);
 }
 
@@ -376,7 +407,8 @@ static FILE *open_in(const char *dir, const char *name)
 
 void report_plots(const struct report_opts *o, const struct result *all, size_t n)
 {
-	static const enum mode modes[] = { M_NATIVE, M_BARE, M_SPF, M_REGION, M_GLOBAL, M_ADAPTIVE, M_THP };
+	static const enum mode modes[] = { M_NATIVE, M_BARE_THREAD, M_BARE, M_SPF, M_REGION, M_GLOBAL,
+					   M_ADAPTIVE, M_THP };
 	bool have_scaling = false, have_lat[3] = { false, false, false };
 	char name[128];
 	unsigned int mi, p, h, hmax = 1;

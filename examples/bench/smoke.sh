@@ -46,7 +46,7 @@ fi
 python3 - "$out" <<'PYEOF'
 import json, sys
 
-MODES = {"native", "native-thp", "bare", "spf", "region", "global", "adaptive"}
+MODES = {"native", "native-thp", "bare-thread", "bare", "spf", "region", "global", "adaptive"}
 RUNTIME = {"spf", "region", "global", "adaptive"}
 POSITIVE = ["page_size", "fault_threads", "pages", "faults", "seconds",
             "faults_per_sec", "pages_per_sec", "ns_per_page",
