@@ -177,7 +177,6 @@ static void wait_uffd_or_reads(struct fl_handler *h)
 			{ .fd = c->aio ? c->aio->efd : -1, .events = POLLIN },
 		};
 		nfds_t n;
-
 		int timeout = -1, rc;
 
 		fault_reads_complete(c);

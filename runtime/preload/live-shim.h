@@ -36,7 +36,8 @@ uint64_t live_now_ns(void);
 void live_forget_stale(void);
 
 /*
- * live_start() - start the publisher (and the ticks) (once; later calls do nothing).
+ * live_start() - start the publisher thread, which also runs the ticks
+ * (once; later calls do nothing).
  * Context: the shim's recursion guard raised (the thread must be the
  * runtime's). Return: 0 (also when only the file failed: @ops->warn
  * said so); -errno if the thread could not start.

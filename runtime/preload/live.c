@@ -6,8 +6,9 @@
  * (ops->tick: FAULTLINE_TRIM_HEAP).
  *
  * One thread, asleep on a futex: it wakes when a reader asks for a
- * snapshot, when the next interval line or tick is due, or at exit. The fault path
- * is not touched; a snapshot is fl_stats_get() and a few shim counters.
+ * snapshot, when the next interval line or tick is due, or at exit. The
+ * fault path is not touched; a snapshot is fl_stats_get() and a few shim
+ * counters.
  */
 #include <errno.h>
 #include <fcntl.h>
