@@ -238,8 +238,9 @@ static void bare_sigbus(int sig, siginfo_t *si, void *ucv)
 	if (bare_resolve(b, addr, write)) {
 		atomic_fetch_add_explicit(&sig_errors, 1, memory_order_relaxed);
 		sig_default();
+	} else {
+		sig_faults++;
 	}
-	sig_faults++;
 	errno = saved;
 }
 
