@@ -1019,6 +1019,9 @@ static void nx_resolve(void)
 	libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
 	if (libc) {
 		libc_usable = (size_t (*)(void *))dlsym(libc, "malloc_usable_size");
+		/* FAULTLINE_TRIM_HEAP's: looked up here, not when the runtime
+		 * starts (see heap_trim_tick()) */
+		libc_trim = (int (*)(size_t))dlsym(libc, "malloc_trim");
 		dlclose(libc);
 	}
 	if (!n.malloc || !n.free || !n.calloc || !n.realloc) {
@@ -2032,6 +2035,11 @@ static void live_warn(const char *path, int err)
  *
  * glibc's malloc_trim, looked up in libc itself: with jemalloc or tcmalloc
  * as the program's allocator, glibc's heaps are the runtime's and ld.so's.
+ * It is looked up with the next allocator (nx_resolve(), at the first
+ * allocation), never when the runtime starts: a dlopen() or dlsym() then
+ * frees the last dl error string, which the program's allocator made, with
+ * glibc's free() (jemalloc after the shim aborted in "free(): invalid
+ * pointer").
  */
 static void heap_trim_tick(void)
 {
@@ -2066,15 +2074,8 @@ static void live_begin(uint64_t budget)
 	};
 	int ret;
 
-	if (budget && opt.trim_heap) {
-		void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
-
-		if (libc) {
-			libc_trim = (int (*)(size_t))dlsym(libc, "malloc_trim");
-			dlclose(libc);
-		}
-		cfg.tick_ms = libc_trim ? TRIM_TICK_MS : 0;
-	}
+	if (budget && opt.trim_heap && libc_trim)
+		cfg.tick_ms = TRIM_TICK_MS;
 
 	shim_budget = budget;
 	ret = live_start(&shim_live_ops, &cfg);
@@ -2137,6 +2138,9 @@ static void shim_init(void)
 	real_mprotect = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "mprotect");
 	real_pthread_create = (int (*)(pthread_t *, const pthread_attr_t *,
 				       void *(*)(void *), void *))dlsym(RTLD_NEXT, "pthread_create");
+	/* the next allocator and glibc's own entry points, while no dl error
+	 * string of the program's is pending (see heap_trim_tick()) */
+	(void)next();
 
 	fl_region_opts_init(&region_opts);
 	region_opts.fault_around = (size_t)opt.fault_around;
