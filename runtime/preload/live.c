@@ -159,7 +159,7 @@ static void *live_main(void *arg)
 		if (interval_ns)
 			wait = next > now ? next - now : 1;
 		if (tick_ns && (!wait || next_tick - now < wait))
-			wait = next_tick > now ? next_tick - now : 1;
+			wait = next_tick - now;	/* > 0: set after now above */
 		futex_wait_ns(&live->req, r, wait);
 	}
 	return NULL;

@@ -2036,7 +2036,7 @@ static void live_warn(const char *path, int err)
  * glibc's malloc_trim, looked up in libc itself: with jemalloc or tcmalloc
  * as the program's allocator, glibc's heaps are the runtime's and ld.so's.
  * It is looked up with the next allocator (nx_resolve(), at the first
- * allocation), never when the runtime starts: a dlopen() or dlsym() then
+ * allocation or in the constructor), never when the runtime starts: a dlopen() or dlsym() then
  * frees the last dl error string, which the program's allocator made, with
  * glibc's free() (jemalloc after the shim aborted in "free(): invalid
  * pointer").
