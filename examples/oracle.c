@@ -475,9 +475,10 @@ int main(int argc, char **argv)
 	       "bad counters %" PRIu64 ", lock violations %" PRIu64 "\n",
 	       rounds, now() - t0, total, npages, NREG, bad, atomic_load(&lock_violations));
 	printf("faults %" PRIu64 " (FUTEX_WAIT probes of lock words %" PRIu64 "), pages installed %" PRIu64
-	       ", duplicates %" PRIu64 ", unknown %" PRIu64 "\n",
+	       ", duplicates %" PRIu64 ", unknown %" PRIu64 "; in the faulting thread %" PRIu64
+	       " (retries %" PRIu64 ")\n",
 	       st.faults, atomic_load(&futex_probes), st.pages_installed, st.faults_dup,
-	       st.faults_unknown);
+	       st.faults_unknown, st.faults_thread, st.thread_retries);
 	printf("tier 1: attempts %" PRIu64 ", ok %" PRIu64 ", abort seq odd %" PRIu64
 	       ", abort seq changed %" PRIu64 ", to tier 2 %" PRIu64 "\n",
 	       st.spf_attempt, st.spf_ok, st.spf_abort_seq_odd, st.spf_abort_seq_changed,

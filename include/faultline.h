@@ -75,6 +75,33 @@ enum fl_tier_policy {
 #define FL_MAX_HANDLERS 256
 
 /**
+ * enum fl_resolve - which thread resolves a fault.
+ * @FL_RESOLVE_HANDLER: a handler thread reads the fault from the uffd and
+ *	resolves it while the faulting thread sleeps in the kernel: two
+ *	context switches per fault, and a wake-up across CPUs when the
+ *	handler runs on another one. Serves every region. The default.
+ * @FL_RESOLVE_THREAD: the faulting thread resolves its own fault: the
+ *	runtime opens a second uffd with UFFD_FEATURE_SIGBUS, the kernel
+ *	raises SIGBUS in the faulting thread, and the runtime's SIGBUS handler
+ *	installs the page and returns (doc/architecture.md, "In the faulting
+ *	thread"). Every region of the runtime is resolved so unless it asks
+ *	for FL_REGION_HANDLER; a region that cannot be (see FL_REGION_THREAD)
+ *	is refused with -EOPNOTSUPP.
+ * @FL_RESOLVE_AUTO: in the faulting thread for every region that can be,
+ *	by a handler thread for the others.
+ *
+ * fl_runtime_opts_init() takes the default from the environment variable
+ * FAULTLINE_RESOLVE (handler, thread or auto), so that a program or a test
+ * suite can be switched without a rebuild; any other value makes
+ * fl_runtime_create() fail with -EINVAL.
+ */
+enum fl_resolve {
+	FL_RESOLVE_HANDLER = 0,
+	FL_RESOLVE_THREAD,
+	FL_RESOLVE_AUTO,
+};
+
+/**
  * struct fl_runtime_opts - options for fl_runtime_create().
  * @size: sizeof(struct fl_runtime_opts); set by fl_runtime_opts_init().
  * @handlers: number of handler threads, 1..FL_MAX_HANDLERS; 0 means one
@@ -95,6 +122,15 @@ enum fl_tier_policy {
  *	A runtime with a store owns the uffd's write-protect faults: @store
  *	with FL_RT_WP_ASYNC is -EINVAL, and fl_protect()/fl_dirty_start() on
  *	it return -EOPNOTSUPP (checkpoints of far memory are not offered yet).
+ * @resolve: see enum fl_resolve. Anything but FL_RESOLVE_HANDLER needs the
+ *	kernel's UFFD_FEATURE_SIGBUS (4.14) and a runtime without a store
+ *	(FL_RESOLVE_THREAD with @store: -EOPNOTSUPP; FL_RESOLVE_AUTO with
+ *	@store resolves every region in handler threads). A signal handler
+ *	takes no lock, so in-thread faults take tier 1 only: FL_RESOLVE_THREAD
+ *	with @tiers FL_TIERS_REGION or FL_TIERS_GLOBAL is -EINVAL, and
+ *	FL_RESOLVE_AUTO with them resolves in handler threads. The runtime then
+ *	keeps a SIGBUS handler installed process-wide while it lives (see
+ *	FL_REGION_THREAD for what that asks of the program).
  */
 struct fl_runtime_opts {
 	size_t size;
@@ -107,6 +143,8 @@ struct fl_runtime_opts {
 	size_t budget;
 	unsigned int budget_high_pct;
 	unsigned int budget_low_pct;
+	/* in-thread resolution (appended in 0.2) */
+	enum fl_resolve resolve;
 };
 
 /**
@@ -193,6 +231,30 @@ typedef int (*fl_fill_fn)(void *arg, uint64_t offset, void *dst, size_t len);
  * without it.
  */
 #define FL_REGION_WP		(1u << 1)
+/*
+ * FL_REGION_THREAD, FL_REGION_HANDLER: resolve this region's faults in the
+ * faulting thread, or in handler threads, whatever the runtime's
+ * fl_runtime_opts.resolve says. In-thread resolution needs a runtime
+ * created with FL_RESOLVE_THREAD or FL_RESOLVE_AUTO (-EINVAL otherwise)
+ * and serves the zero and copy pagers without FL_REGION_WP: a fill
+ * callback would run inside a signal handler, and write-protect faults
+ * are not resolved in-thread yet (-EOPNOTSUPP).
+ *
+ * What an in-thread region asks of the program:
+ *  - SIGBUS is not blocked in a thread that touches it (the kernel would
+ *    kill the process), and the program's own SIGBUS handler, if any, was
+ *    installed before the runtime was created (the runtime chains to it
+ *    for every SIGBUS that is not one of its faults) and is not replaced
+ *    afterwards;
+ *  - system calls do not read or write never-touched pages of it: with
+ *    UFFD_FEATURE_SIGBUS a kernel-mode access to a missing page fails
+ *    with EFAULT instead of faulting (read(2) into a fresh buffer, say).
+ *    Touch the pages first (or fl_prefetch() them).
+ * The handler runs on the thread's alternate signal stack if it has one
+ * and needs less than 2 KiB of it.
+ */
+#define FL_REGION_THREAD	(1u << 2)
+#define FL_REGION_HANDLER	(1u << 3)
 
 /**
  * struct fl_region_opts - per-region options.
@@ -522,6 +584,10 @@ enum fl_open_method {
  * @numa_nodes: configured NUMA nodes (0: the kernel has no NUMA support).
  * @numa_placement: true when each fault's page is placed on the faulting
  *	thread's node (several nodes and THREAD_ID); false on one node.
+ * @inthread: true when the runtime resolves faults in the faulting thread
+ *	(fl_runtime_opts.resolve, a second uffd with UFFD_FEATURE_SIGBUS).
+ *	Such regions serve user-mode accesses only: a system call that reads
+ *	or writes a missing page of one fails with EFAULT.
  */
 struct fl_features {
 	size_t size;
@@ -536,6 +602,8 @@ struct fl_features {
 	const char *zero_write;
 	int numa_nodes;
 	bool numa_placement;
+	/* appended in 0.2 */
+	bool inthread;
 };
 
 /**
@@ -635,9 +703,12 @@ int fl_features_print(const struct fl_runtime *rt, FILE *f);
 	X(far_rescued_pages,	"far memory (gauge): pages held in runtime memory after a failed write-back") \
 	X(far_event_waits,	"far memory: page-ins held back until an event read before them was applied") \
 	X(far_move_miscounts,	"far memory: pages a failed UFFDIO_MOVE moved without counting them (found in the page tables)") \
-	X(far_aio_idle_releases, "far memory: read buffers a handler gave back after it had been idle")
+	X(far_aio_idle_releases, "far memory: read buffers a handler gave back after it had been idle") \
+	X(faults_thread,	"faults resolved in the faulting thread (SIGBUS; also counted in faults)") \
+	X(thread_retries,	"in-thread faults that returned to run the access again (page being produced, writer or event in flight)") \
+	X(thread_chained,	"SIGBUS signals that were not the runtime's, passed to the program's handler")
 
-#define FL_STATS_VERSION 11
+#define FL_STATS_VERSION 12
 
 /**
  * struct fl_stats - a snapshot of the counters, summed over threads.

@@ -294,16 +294,16 @@ int main(void)
 	struct sigaction sa;
 
 	page_size = (size_t)sysconf(_SC_PAGESIZE);
+	/* before the runtime: one that resolves in-thread chains to it */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigbus;
+	sigaction(SIGBUS, &sa, NULL);
 	fl_runtime_opts_init(&o);
 	o.handlers = 3;		/* one sleeps in a fill, the others serve */
 	o.flags = FL_RT_NO_PIN;
 	rt = tap_runtime(&o);
 	fl_features(rt, &f);
 	have_poison = f.poison;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_sigbus;
-	sigaction(SIGBUS, &sa, NULL);
 
 	tap_plan(25);
 	case_eio();

@@ -237,16 +237,22 @@ static void *map_pages(size_t n)
 	return p;
 }
 
-static int register_copy(void *p, size_t len, const void *src)
+static int register_copy_flags(void *p, size_t len, const void *src, unsigned int flags)
 {
 	struct fl_region_opts ro;
 
 	fl_region_opts_init(&ro);
+	ro.flags = flags;
 	ro.pager = FL_PAGER_COPY;
 	ro.src = src;
 	ro.src_len = len;
 	ro.fault_around = page_size;	/* one page per fault: exactly the page we race */
 	return fl_region_register(rt, p, len, &ro);
+}
+
+static int register_copy(void *p, size_t len, const void *src)
+{
+	return register_copy_flags(p, len, src, 0);
 }
 
 static struct fl_region *lookup(void *p)
@@ -430,7 +436,12 @@ static void case_event_taken(void)
 
 	memset(src, 0x5d, len);
 	dst = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	TAP_EQ(register_copy(p, len, src), 0);
+	/*
+	 * A handler region: the race needs a second reader of the uffd. An
+	 * in-thread region's events have one reader, which takes the REMAP,
+	 * applies it, and only then reads the UNMAP that mremap() waits for.
+	 */
+	TAP_EQ(register_copy_flags(p, len, src, FL_REGION_HANDLER), 0);
 	atomic_store(&spin_page, (uintptr_t)dst);	/* the REMAP's destination */
 	q = mremap(p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
 	/* mremap() returns once the event is off the queue: the handler that

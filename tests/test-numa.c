@@ -131,6 +131,9 @@ static unsigned char *copy_region(struct fl_runtime *rt)
 
 int main(void)
 {
+	/* placement is what the handler threads do: the faulting thread's
+	 * own installs (in-thread regions) follow its policy by themselves */
+	struct fl_runtime_opts handler_opts;
 	struct fl_features ft = { .size = sizeof(ft) };
 	struct fl_stats st = { .size = sizeof(st) };
 	struct toucher t[THREADS];
@@ -140,11 +143,14 @@ int main(void)
 	FILE *f;
 	int real_nodes = numa_available() < 0 ? 0 : numa_num_configured_nodes();
 
+	fl_runtime_opts_init(&handler_opts);
+	handler_opts.resolve = FL_RESOLVE_HANDLER;
+
 	tap_plan(13);
 	pat_fill(7, 0, src, sizeof(src));
 
 	/* a. the real probe */
-	rt = tap_runtime(NULL);
+	rt = tap_runtime(&handler_opts);
 	TAP_EQ(fl_features(rt, &ft), 0);
 	f = fmemopen(report, sizeof(report) - 1, "w");
 	fl_features_print(rt, f);
@@ -173,7 +179,7 @@ int main(void)
 	atomic_store(&fl_test_numa_nodes, 2);
 	atomic_store(&fl_test_numa_home, 1);
 	atomic_store(&fl_test_numa_tid_node, hook_tid_node);
-	rt = tap_runtime(NULL);
+	rt = tap_runtime(&handler_opts);
 	TAP_EQ(fl_features(rt, &ft), 0);
 	if (!ft.thread_id) {
 		for (int i = 0; i < 7; i++)

@@ -34,9 +34,12 @@
 
 char fl_zero_buf[FL_ZERO_BUF] __attribute__((aligned(4096)));
 
-static inline void snap_take(struct fl_snap *s, struct fl_region *r)
+static inline void snap_take(struct fl_snap *s, const struct fl_runtime *rt,
+			     struct fl_region *r)
 {
 	s->r = r;
+	/* the uffd its range is registered with: an ioctl on the other fails */
+	s->uffd = region_uffd(rt, r);
 	s->start = r->start;
 	s->end = r->end;
 	s->gen = r->gen;
@@ -257,13 +260,13 @@ static void install(struct fl_fault_ctx *c, const struct fl_snap *s, size_t pg,
 
 	while (off < len) {
 		if (zeropage)
-			ret = uffd_zeropage(&rt->uffd, a + off, len - off, 0, &done);
+			ret = uffd_zeropage(s->uffd, a + off, len - off, 0, &done);
 		else if (src == fl_zero_buf)	/* zeros: the buffer again and again */
-			ret = uffd_copy(&rt->uffd, a + off, fl_zero_buf,
+			ret = uffd_copy(s->uffd, a + off, fl_zero_buf,
 					len - off < FL_ZERO_BUF ? len - off : FL_ZERO_BUF,
 					mode, &done);
 		else
-			ret = uffd_copy(&rt->uffd, a + off, (const char *)src + off,
+			ret = uffd_copy(s->uffd, a + off, (const char *)src + off,
 					len - off, mode, &done);
 		if (done) {
 			size_t p0 = pg + (off >> rt->page_shift);
@@ -338,11 +341,11 @@ static void install(struct fl_fault_ctx *c, const struct fl_snap *s, size_t pg,
 			STAT_INC(c->st, range_gone);
 		else
 			STAT_INC(c->st, ioctl_errors);
-		uffd_wake(&rt->uffd, a + off, len - off);
+		uffd_wake(s->uffd, a + off, len - off);
 		return;
 	}
-	if (!fault_page_done)
-		uffd_wake(&rt->uffd, page_down(rt, fault_addr), rt->page_size);
+	if (!fault_page_done && !c->in_signal)
+		uffd_wake(s->uffd, page_down(rt, fault_addr), rt->page_size);
 }
 
 /* Fill errors: the access must fail, never see a made-up page. */
@@ -356,14 +359,14 @@ static void fail_page(struct fl_fault_ctx *c, const struct fl_snap *s, size_t pg
 	STAT_INC(c->st, fill_errors);
 	/* release the run, then poison only the faulting page */
 	finish_run(s, pg, pg + n, PS_ABSENT);
-	if (uffd_poison(&rt->uffd, fpage, rt->page_size, 0, &done) == 0) {
+	if (uffd_poison(s->uffd, fpage, rt->page_size, 0, &done) == 0) {
 		/* the page now raises SIGBUS on access; it is no longer absent */
 		size_t fp = (fpage - s->start) >> rt->page_shift;
 
 		atomic_store_explicit(&s->pstate[fp], PS_RESIDENT, memory_order_release);
 	}
 	/* without POISON the thread refaults and the fill is tried again */
-	uffd_wake(&rt->uffd, s->start + (pg << rt->page_shift), n << rt->page_shift);
+	uffd_wake(s->uffd, s->start + (pg << rt->page_shift), n << rt->page_shift);
 }
 
 /*
@@ -388,6 +391,20 @@ static enum fl_res resolve(struct fl_fault_ctx *c, const struct fl_snap *s,
 
 		if (st == PS_FILLING) {
 			/* another thread produces it; its install wakes us */
+			STAT_INC(c->st, faults_dup);
+			/*
+			 * In-thread, nobody wakes us: the access runs again
+			 * once we return. Sleep on the page's word till it is
+			 * produced, but briefly: the producer may be this very
+			 * thread, interrupted by the signal we run in.
+			 */
+			if (c->in_signal)
+				page_wait_ms(w, PS_FILLING, 1);
+			return RES_DONE;
+		}
+		if (st == PS_RESIDENT && c->in_signal) {
+			/* mapped by now, or zapped with its REMOVE event not
+			 * yet applied: the access runs again and tells */
 			STAT_INC(c->st, faults_dup);
 			return RES_DONE;
 		}
@@ -534,7 +551,7 @@ static enum tier_ret tier1(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 		 */
 		return T_ABORT;
 	}
-	snap_take(&s, r);
+	snap_take(&s, rt, r);
 	FL_TEST_PAUSE(FL_PAUSE_SPF_LOOKED_UP, addr);
 	if (likely(resolve(c, &s, addr, write, false) == RES_DONE)) {
 		fl_rcu_read_unlock();
@@ -596,7 +613,7 @@ static enum tier_ret tier2(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 		return T_ABORT;
 	}
 	fl_rcu_read_unlock();
-	snap_take(&s, r);
+	snap_take(&s, c->rt, r);
 	c->may_async = true;
 	if (resolve(c, &s, addr, write, true) != RES_PENDING)
 		region_end_read(r);
@@ -626,7 +643,7 @@ static void tier3(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 		pthread_rwlock_unlock(&ix->lock);
 		return;
 	}
-	snap_take(&s, r);
+	snap_take(&s, rt, r);
 	resolve(c, &s, addr, write, true);
 	pthread_rwlock_unlock(&ix->lock);
 	STAT_INC(c->st, global_ok);
@@ -661,6 +678,79 @@ void fault_handle(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 	tier3(c, addr, write);
 }
 
+/*
+ * Race: mremap() returns once the event thread has taken its REMAP off the
+ * in-thread uffd's queue, and the program may touch the new address at
+ * once, before the region is published there. The event thread's read
+ * window is odd from before its read(2) until the event is counted in
+ * events_active (handler.c), and as a polling reader it never sleeps in
+ * it: look at the window first, then the count, and try again while
+ * either says an event is on its way.
+ */
+static bool inthread_events_busy(struct fl_runtime *rt)
+{
+	for (unsigned int i = rt->nfault_handlers; i < rt->nhandlers; i++)
+		if (atomic_load_explicit(&rt->handlers[i].reading, memory_order_seq_cst) & 1)
+			return true;
+	return atomic_load_explicit(&rt->events_active, memory_order_seq_cst) != 0;
+}
+
+enum fl_tres fault_inthread(struct fl_runtime *rt, int slot, uintptr_t addr, bool write)
+{
+	struct fl_index_root *ix = &rt->index;
+	struct fl_fault_ctx c;
+	struct fl_region *r;
+	struct fl_snap s;
+	unsigned int seq;
+
+	memset(&c, 0, sizeof(c));
+	c.rt = rt;
+	c.st = &rt->tst[slot];
+	c.bounce = rt->tbounce + ((size_t)slot << rt->page_shift);	/* K_PARTIAL: one page */
+	c.in_signal = true;
+	/* the caller holds a sigrcu section: the index and its regions stay */
+	seq = index_seq_begin(ix);
+	r = index_lookup(fl_rcu_dereference(ix->cur), addr);
+	if (unlikely(!r)) {
+		/*
+		 * A writer replacing it, or an event read but not applied
+		 * (a REMAP about to publish it at its new place): look again.
+		 * Otherwise it is not ours. Not served zeros, as a handler's
+		 * fault in no region is (serve_unknown()): the kernel lets any
+		 * uffd of the process resolve any registered range, so an
+		 * install cannot tell whose range it is, and zeros in another
+		 * runtime's region would replace its pager's bytes.
+		 */
+		if ((seq & 1) || index_seq_retry(ix, seq) || inthread_events_busy(rt)) {
+			STAT_INC(c.st, thread_retries);
+			return TR_RETRY;
+		}
+		return TR_NONE;
+	}
+	/* a handler region raises no SIGBUS of ours (a poisoned page's is
+	 * BUS_MCEERR_AR, and the caller passes it on before asking) */
+	if (!(r->flags & FL_REGION_THREAD))
+		return TR_NONE;
+	STAT_INC(c.st, faults);
+	STAT_INC(c.st, faults_thread);
+	FL_PROBE(fault, addr, (int)write);
+	if (write)
+		STAT_INC(c.st, faults_write);
+	else
+		STAT_INC(c.st, faults_read);
+	STAT_INC(c.st, spf_attempt);
+	snap_take(&s, rt, r);
+	FL_TEST_PAUSE(FL_PAUSE_SPF_LOOKED_UP, addr);
+	/* in-thread regions never block (no fill callback, no store) */
+	if (resolve(&c, &s, addr, write, false) != RES_DONE) {
+		STAT_INC(c.st, thread_retries);
+		return TR_RETRY;
+	}
+	STAT_INC(c.st, spf_ok);
+	FL_PROBE(resolved, 1, addr);
+	return TR_DONE;
+}
+
 void region_make_resident_locked(struct fl_fault_ctx *c, struct fl_region *r,
 				 uintptr_t a, uintptr_t b)
 {
@@ -668,7 +758,7 @@ void region_make_resident_locked(struct fl_fault_ctx *c, struct fl_region *r,
 	size_t last = (b - r->start) >> rt->page_shift;
 	struct fl_snap s;
 
-	snap_take(&s, r);
+	snap_take(&s, rt, r);
 	s.fault_around = FL_FAULT_AROUND_MAX;
 	/*
 	 * Runs as large as can be, but inside [a, b): the rest of the region

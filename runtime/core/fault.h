@@ -22,6 +22,7 @@ extern char fl_zero_buf[FL_ZERO_BUF];
 /* What a fault needs from its region, copied under RCU. */
 struct fl_snap {
 	struct fl_region *r;
+	const struct fl_uffd *uffd;	/* the one the region is registered with */
 	uintptr_t start, end;
 	uint64_t gen, pgoff;
 	enum fl_pager pager;

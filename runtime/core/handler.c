@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -172,15 +173,20 @@ static void wait_uffd_or_reads(struct fl_handler *h)
 	struct fl_fault_ctx *c = &h->ctx;
 
 	for (;;) {
-		struct pollfd p[2] = {
-			{ .fd = h->rt->uffd.fd, .events = POLLIN },
+		struct pollfd p[3] = {
+			{ .fd = h->fd, .events = POLLIN },
 			{ .fd = c->aio ? c->aio->efd : -1, .events = POLLIN },
+			{ .fd = h->stop_fd, .events = POLLIN },
 		};
 		nfds_t n;
 		int timeout = -1, rc;
 
 		fault_reads_complete(c);
 		n = c->aio && c->aio->npending ? 2 : 1;
+		if (h->stop_fd >= 0) {		/* no reads of its own: slot 1 unused */
+			p[1].fd = -1;
+			n = 3;
+		}
 		/*
 		 * Read buffers that hold a run's pages stay resident while
 		 * faults keep coming (giving them back after each run makes
@@ -202,6 +208,8 @@ static void wait_uffd_or_reads(struct fl_handler *h)
 		}
 		if (p[0].revents)	/* POLLIN; POLLERR/POLLNVAL: read(2) says why */
 			return;
+		if (n == 3 && p[2].revents)
+			return;		/* stop: handler_main() looks */
 	}
 }
 
@@ -274,6 +282,8 @@ static void *handler_main(void *arg)
 		 */
 		if (h->polls && !full)
 			wait_uffd_or_reads(h);
+		if (atomic_load_explicit(&h->stop, memory_order_acquire))
+			break;
 		/*
 		 * The read window opens before read(2) can hand us an event
 		 * (seq_cst: the kernel's queue lock then orders it before any
@@ -281,7 +291,7 @@ static void *handler_main(void *arg)
 		 * events are counted and announced: see window_busy().
 		 */
 		atomic_store_explicit(&h->reading, ++window, memory_order_seq_cst);
-		n = read(rt->uffd.fd, msgs, sizeof(msgs));
+		n = read(h->fd, msgs, sizeof(msgs));
 		full = n == (ssize_t)sizeof(msgs);
 		if (n < 0) {
 			atomic_store_explicit(&h->reading, ++window, memory_order_release);
@@ -410,7 +420,7 @@ static int cpu_of_index(const cpu_set_t *set, unsigned int i)
 int handlers_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 {
 	cpu_set_t set;
-	unsigned int n = o->handlers;
+	unsigned int n = o->handlers, nall;
 	int ret;
 
 	CPU_ZERO(&set);
@@ -420,12 +430,17 @@ int handlers_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 		n = (unsigned int)CPU_COUNT(&set);
 	if (!n)
 		n = 1;
-	/* each handler's read window has a cache line of its own */
-	rt->handlers = aligned_alloc(_Alignof(struct fl_handler), n * sizeof(*rt->handlers));
+	/* each handler's read window has a cache line of its own; one more
+	 * reads the in-thread uffd's events */
+	nall = n + (rt->tuffd.fd >= 0);
+	rt->handlers = aligned_alloc(_Alignof(struct fl_handler), nall * sizeof(*rt->handlers));
 	if (!rt->handlers)
 		return -ENOMEM;
-	memset(rt->handlers, 0, n * sizeof(*rt->handlers));
-	rt->nhandlers = n;
+	memset(rt->handlers, 0, nall * sizeof(*rt->handlers));
+	for (unsigned int i = 0; i < nall; i++)
+		rt->handlers[i].stop_fd = -1;
+	rt->nhandlers = nall;
+	rt->nfault_handlers = n;
 
 	/* doorbells: runtime memory, registered so that a touch is a fault */
 	rt->doorbell_len = (size_t)n * rt->page_size;
@@ -445,32 +460,40 @@ int handlers_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 	if (ret)
 		return ret;
 
-	for (unsigned int i = 0; i < n; i++) {
+	for (unsigned int i = 0; i < nall; i++) {
 		struct fl_handler *h = &rt->handlers[i];
+		bool events_only = i == n;
 		pthread_attr_t attr;
 		cpu_set_t one;
 
 		h->rt = rt;
 		h->idx = i;
 		h->cpu = -1;
-		if (!(o->flags & FL_RT_NO_PIN))
+		h->fd = events_only ? rt->tuffd.fd : rt->uffd.fd;
+		if (!(o->flags & FL_RT_NO_PIN) && !events_only)
 			h->cpu = o->handler_cpus ? o->handler_cpus[i] : cpu_of_index(&set, i);
 		ret = ctx_init(&h->ctx, rt, &h->st);
 		if (!ret)
 			ret = numa_ctx_init(&h->ctx, h->cpu);
-		if (!ret && rt->hooks.aio_init)
+		if (!ret && rt->hooks.aio_init && !events_only)
 			ret = rt->hooks.aio_init(&h->ctx);
 		if (ret < 0)
 			return ret;
 		/* far memory: asynchronous page-in, and short read windows
-		 * for its page-ins (events_read_applied()) */
-		h->polls = h->ctx.aio || rt->hooks.page_in;
-		if (h->polls && !(fcntl(rt->uffd.fd, F_GETFL) & O_NONBLOCK)) {
+		 * for its page-ins (events_read_applied()); the in-thread
+		 * uffd's reader polls its stop eventfd beside it */
+		h->polls = h->ctx.aio || rt->hooks.page_in || events_only;
+		if (events_only) {
+			h->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+			if (h->stop_fd < 0)
+				return -errno;
+		}
+		if (h->polls && !(fcntl(h->fd, F_GETFL) & O_NONBLOCK)) {
 			/* the handlers poll the uffd (the kernel answers
 			 * poll(2) on a blocking uffd with POLLERR) */
-			int fl = fcntl(rt->uffd.fd, F_GETFL);
+			int fl = fcntl(h->fd, F_GETFL);
 
-			if (fl < 0 || fcntl(rt->uffd.fd, F_SETFL, fl | O_NONBLOCK) < 0)
+			if (fl < 0 || fcntl(h->fd, F_SETFL, fl | O_NONBLOCK) < 0)
 				return -errno;
 		}
 		pthread_attr_init(&attr);
@@ -493,8 +516,20 @@ void handlers_stop(struct fl_runtime *rt)
 {
 	unsigned int started = 0;
 
-	for (unsigned int i = 0; i < rt->nhandlers; i++)
-		started += rt->handlers[i].started;
+	for (unsigned int i = 0; i < rt->nhandlers; i++) {
+		struct fl_handler *h = &rt->handlers[i];
+
+		if (h->stop_fd >= 0 && h->started) {
+			uint64_t one = 1;
+
+			atomic_store_explicit(&h->stop, true, memory_order_release);
+			if (write(h->stop_fd, &one, sizeof(one)) < 0) {
+				/* cannot fail: the count is far from its limit */
+			}
+		} else {
+			started += h->started;
+		}
+	}
 	/* one doorbell per running handler; each stops exactly one */
 	for (unsigned int i = 0; i < started; i++) {
 		volatile char *bell = (char *)rt->doorbell + (size_t)i * rt->page_size;
@@ -505,6 +540,9 @@ void handlers_stop(struct fl_runtime *rt)
 		if (rt->handlers[i].started)
 			pthread_join(rt->handlers[i].thread, NULL);
 		ctx_fini(&rt->handlers[i].ctx);
+		if (rt->handlers[i].stop_fd >= 0)
+			close(rt->handlers[i].stop_fd);
+		rt->handlers[i].stop_fd = -1;
 	}
 	park_stop(rt);
 	if (rt->doorbell) {

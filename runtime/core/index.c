@@ -8,6 +8,7 @@
 
 #include "index.h"
 #include "rcu.h"
+#include "sigrcu.h"
 #include "testhooks.h"
 
 #if defined(__SANITIZE_THREAD__)
@@ -171,6 +172,9 @@ int index_publish_locked(struct fl_index_root *ix,
 void index_synchronize_locked(struct fl_index_root *ix)
 {
 	fl_synchronize_rcu();
+	/* the faulting threads' SIGBUS handlers read the index too (inthread.c) */
+	if (sigrcu_used())
+		sigrcu_synchronize();
 	for (size_t i = 0; i < ix->nretired; i++)
 		free(ix->retired[i]);
 	ix->nretired = 0;

@@ -64,6 +64,9 @@ struct fl_fault_ctx {
 					 * for the events read before it, or holds the
 					 * index writer lock that applying one needs */
 	struct fl_numa_ctx *numa;	/* handlers with NUMA placement on; else NULL */
+	bool in_signal;			/* the faulting thread's SIGBUS handler
+					 * (inthread.c): no lock, no wait on
+					 * anything only another thread ends */
 };
 
 struct fl_handler {
@@ -75,6 +78,12 @@ struct fl_handler {
 	bool polls;			/* poll(2), then a non-blocking read(2) */
 	struct fl_fault_ctx ctx;
 	struct fl_counters st;
+	int fd;				/* the uffd it reads: the runtime's, or
+					 * the in-thread one's (events only) */
+	int stop_fd;			/* the in-thread uffd's reader: an eventfd
+					 * that stops it (no doorbell: a fault on
+					 * that uffd is a SIGBUS); -1 */
+	_Atomic bool stop;
 	/*
 	 * The read window (unknown_defer(), events_read_applied()), written
 	 * by this handler only: @reading is odd from before its read(2) until
@@ -104,6 +113,17 @@ struct fl_parked {
 
 struct fl_runtime {
 	struct fl_uffd uffd;
+	/*
+	 * In-thread resolution (inthread.c): a second uffd with
+	 * UFFD_FEATURE_SIGBUS (fd -1 when off), its counter blocks and bounce
+	 * pages, one per signal-safe reader slot (sigrcu.h), and the default
+	 * mode of new regions.
+	 */
+	struct fl_uffd tuffd;
+	struct fl_counters *tst;
+	char *tbounce;
+	enum fl_resolve resolve;
+	int inthread_id;		/* its place in inthread.c's table; -1 */
 	unsigned int page_shift;
 	size_t page_size;
 	enum fl_tier_policy tiers;
@@ -114,7 +134,9 @@ struct fl_runtime {
 	/* writer-side counters: only touched with the index writer lock held */
 	struct fl_counters wst;
 
-	unsigned int nhandlers;
+	unsigned int nhandlers;		/* threads reading a uffd, */
+	unsigned int nfault_handlers;	/* of which the runtime's: the rest read
+					 * the in-thread uffd's events */
 	struct fl_handler *handlers;
 	/* far memory: store reads of page-ins in flight, all handlers (far/pagein.c);
 	 * a line of its own: every read start and completion writes it */
@@ -191,6 +213,13 @@ static inline uintptr_t page_down(const struct fl_runtime *rt, uintptr_t a)
 	return a & ~(uintptr_t)(rt->page_size - 1);
 }
 
+/* the uffd @r's range is registered with */
+static inline const struct fl_uffd *region_uffd(const struct fl_runtime *rt,
+						const struct fl_region *r)
+{
+	return (r->flags & FL_REGION_THREAD) ? &rt->tuffd : &rt->uffd;
+}
+
 static inline bool page_aligned(const struct fl_runtime *rt, uintptr_t a)
 {
 	return !(a & (rt->page_size - 1));
@@ -203,6 +232,17 @@ static inline bool page_aligned(const struct fl_runtime *rt, uintptr_t a)
  * registered, not in a read-side section. Never touches managed memory.
  */
 void fault_handle(struct fl_fault_ctx *c, uintptr_t addr, bool write);
+
+/*
+ * fault_inthread() - resolve the fault at @addr in the faulting thread
+ * (inthread.c's SIGBUS handler). TR_DONE: installed, or being produced by
+ * another thread: the access runs again; TR_RETRY: not now (a writer or
+ * an event in flight, a page being produced): the access runs again and
+ * faults again if it must; TR_NONE: not a fault of this runtime.
+ * Context: async-signal; inside a sigrcu section whose slot is @slot.
+ */
+enum fl_tres { TR_DONE, TR_RETRY, TR_NONE };
+enum fl_tres fault_inthread(struct fl_runtime *rt, int slot, uintptr_t addr, bool write);
 
 /*
  * region_make_resident_locked() - produce every page of [@a, @b) of @r (page
@@ -276,6 +316,14 @@ void park_stop(struct fl_runtime *rt);
 void event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end);
 void event_unmap(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end);
 void event_remap(struct fl_fault_ctx *c, uintptr_t from, uintptr_t to, size_t len);
+
+/* inthread.c: the second uffd, the SIGBUS handler, the runtimes it serves */
+int inthread_open(struct fl_runtime *rt, const struct fl_runtime_opts *o);
+int inthread_start(struct fl_runtime *rt);
+void inthread_stop(struct fl_runtime *rt);
+void inthread_release(struct fl_runtime *rt);
+void inthread_stats_add(const struct fl_runtime *rt, struct fl_counters *sum);
+void inthread_stats_reset(struct fl_runtime *rt);
 
 /* stats.c */
 void stats_sum(const struct fl_runtime *rt, struct fl_counters *sum);

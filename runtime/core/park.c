@@ -29,6 +29,14 @@ void park_fault(struct fl_fault_ctx *c, uintptr_t start, size_t len)
 {
 	struct fl_runtime *rt = c->rt;
 
+	if (c->in_signal) {
+		/* in the faulting thread (inthread.c): no lock here, and no
+		 * need to park: returning runs the access again. Let the
+		 * thread that reads the pending event have the CPU first. */
+		STAT_INC(c->st, thread_retries);
+		sched_yield();
+		return;
+	}
 	pthread_mutex_lock(&rt->park_lock);
 	if (rt->nparked == rt->parked_cap) {
 		size_t cap = rt->parked_cap ? 2 * rt->parked_cap : 64;

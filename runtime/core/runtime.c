@@ -35,6 +35,7 @@
 
 #include "internal.h"
 #include "rcu.h"
+#include "sigrcu.h"
 #include "testhooks.h"
 
 /* live runtimes, for the fork handlers */
@@ -49,9 +50,17 @@ FL_EXPORT void fl_runtime_opts_init(struct fl_runtime_opts *o)
 {
 	if (!o)
 		return;
+	const char *e = getenv("FAULTLINE_RESOLVE");
+
 	memset(o, 0, sizeof(*o));
 	o->size = sizeof(*o);
 	o->tiers = FL_TIERS_ADAPTIVE;
+	o->resolve = FL_RESOLVE_HANDLER;
+	/* a value fl_runtime_create() refuses (-EINVAL), not one it ignores */
+	if (e && *e)
+		o->resolve = !strcmp(e, "handler") ? FL_RESOLVE_HANDLER :
+			     !strcmp(e, "thread") ? FL_RESOLVE_THREAD :
+			     !strcmp(e, "auto") ? FL_RESOLVE_AUTO : (enum fl_resolve)-1;
 }
 
 FL_EXPORT void fl_region_opts_init(struct fl_region_opts *o)
@@ -137,11 +146,13 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
 	fl_rcu_fork_child();	/* before any grace period of the child */
+	sigrcu_fork_child();
 	for (struct fl_runtime *rt = rt_list; rt; rt = rt->next_rt) {
 		if (rt->forked_child)
 			continue;
 		rt->forked_child = true;
 		uffd_close(&rt->uffd);
+		uffd_close(&rt->tuffd);
 		index_fork_child(&rt->index);
 		if (rt->hooks.fork_done)	/* this thread took it: it may unlock it */
 			rt->hooks.fork_done(rt);
@@ -166,6 +177,9 @@ static int opts_copy(struct fl_runtime_opts *dst, const struct fl_runtime_opts *
 		return -EINVAL;
 	memcpy(dst, o, o->size);
 	if (dst->tiers > FL_TIERS_GLOBAL || dst->handlers > FL_MAX_HANDLERS ||
+	    (unsigned int)dst->resolve > FL_RESOLVE_AUTO ||
+	    /* a signal handler takes no lock: tier 1 only (inthread.c) */
+	    (dst->resolve == FL_RESOLVE_THREAD && dst->tiers >= FL_TIERS_REGION) ||
 	    (dst->flags & ~(FL_RT_NO_PIN | FL_RT_USER_MODE_ONLY | FL_RT_WP_ASYNC |
 			    FL_RT_EVICT_NO_MOVE)))
 		return -EINVAL;
@@ -213,6 +227,8 @@ int runtime_init(const struct fl_runtime_opts *o, struct fl_runtime_opts *opts,
 	rt->tiers = opts->tiers;
 	rt->flags = opts->flags;
 	rt->uffd.fd = -1;
+	rt->tuffd.fd = -1;
+	rt->inthread_id = -1;
 	pthread_mutex_init(&rt->park_lock, NULL);
 	pthread_cond_init(&rt->park_cond, NULL);
 
@@ -223,6 +239,11 @@ int runtime_init(const struct fl_runtime_opts *o, struct fl_runtime_opts *opts,
 			((opts->flags & FL_RT_WP_ASYNC) ? UFFD_FEATURE_WP_ASYNC : 0));
 	if (ret)
 		goto err_index;
+	ret = inthread_open(rt, opts);
+	if (ret) {
+		uffd_close(&rt->uffd);
+		goto err_index;
+	}
 	numa_probe(rt);		/* before handlers_start: they take their node */
 	*out = rt;
 	return 0;
@@ -240,6 +261,8 @@ int runtime_start(struct fl_runtime *rt, const struct fl_runtime_opts *opts)
 {
 	int ret = handlers_start(rt, opts);
 
+	if (!ret)
+		ret = inthread_start(rt);
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&rt_list_lock);
@@ -254,11 +277,13 @@ void runtime_abort(struct fl_runtime *rt)
 {
 	if (rt->hooks.stop)
 		rt->hooks.stop(rt);
+	inthread_stop(rt);
 	handlers_stop(rt);
 	if (rt->hooks.release)
 		rt->hooks.release(rt);
 	free(rt->handlers);
 	uffd_close(&rt->uffd);
+	inthread_release(rt);
 	if (rt->hooks.protect_release)
 		rt->hooks.protect_release(rt);
 	index_fini(&rt->index);
@@ -307,6 +332,9 @@ FL_EXPORT void fl_runtime_destroy(struct fl_runtime *rt)
 		index_synchronize_locked(&rt->index);
 	index_write_end(&rt->index);
 
+	/* no SIGBUS handler reads this runtime past here (the fork child's
+	 * never did: it skips runtimes marked forked) */
+	inthread_stop(rt);
 	if (!rt->forked_child)
 		handlers_stop(rt);
 	unmapped_free_locked(rt);	/* no handler left to apply an event */
@@ -314,6 +342,7 @@ FL_EXPORT void fl_runtime_destroy(struct fl_runtime *rt)
 		rt->hooks.release(rt);
 	free(rt->handlers);
 	uffd_close(&rt->uffd);
+	inthread_release(rt);
 	if (rt->hooks.protect_release)
 		rt->hooks.protect_release(rt);
 	index_fini(&rt->index);
@@ -329,12 +358,42 @@ FL_EXPORT void fl_runtime_destroy(struct fl_runtime *rt)
 
 /* ---- regions ---- */
 
+/*
+ * Which thread resolves the region's faults: FL_REGION_THREAD set on the
+ * way out if the faulting thread does, neither flag otherwise. In-thread
+ * resolution serves the pagers that never block and never call out (a fill
+ * callback would run in a signal handler), without write protection.
+ */
+static int region_resolve(const struct fl_runtime *rt, struct fl_region_opts *o)
+{
+	bool can = o->pager != FL_PAGER_FILL && !(o->flags & FL_REGION_WP);
+	bool thread;
+
+	if ((o->flags & FL_REGION_THREAD) && (o->flags & FL_REGION_HANDLER))
+		return -EINVAL;
+	if (o->flags & FL_REGION_HANDLER) {
+		thread = false;
+	} else if ((o->flags & FL_REGION_THREAD) || rt->resolve == FL_RESOLVE_THREAD) {
+		if (rt->tuffd.fd < 0)
+			return rt->resolve == FL_RESOLVE_HANDLER ? -EINVAL : -EOPNOTSUPP;
+		if (!can)
+			return -EOPNOTSUPP;
+		thread = true;
+	} else {
+		thread = rt->resolve == FL_RESOLVE_AUTO && rt->tuffd.fd >= 0 && can;
+	}
+	o->flags &= ~(FL_REGION_THREAD | FL_REGION_HANDLER);
+	if (thread)
+		o->flags |= FL_REGION_THREAD;
+	return 0;
+}
+
 static int region_opts_copy(const struct fl_runtime *rt, struct fl_region_opts *dst,
 			    const struct fl_region_opts *o)
 {
 	fl_region_opts_init(dst);
 	if (!o)
-		return 0;
+		return region_resolve(rt, dst);
 	if (o->size < offsetof(struct fl_region_opts, flags) + sizeof(o->flags) ||
 	    o->size > sizeof(*dst))
 		return -EINVAL;
@@ -357,13 +416,14 @@ static int region_opts_copy(const struct fl_runtime *rt, struct fl_region_opts *
 	    (dst->fault_around < rt->page_size || dst->fault_around > FL_FAULT_AROUND_MAX ||
 	     (dst->fault_around & (dst->fault_around - 1))))
 		return -EINVAL;
-	if (dst->flags & ~(FL_REGION_FILL_NONBLOCK | FL_REGION_WP))
+	if (dst->flags & ~(FL_REGION_FILL_NONBLOCK | FL_REGION_WP | FL_REGION_THREAD |
+			   FL_REGION_HANDLER))
 		return -EINVAL;
 	/* FL_REGION_WP (wp.c) needs uffd-wp on anonymous memory */
 	if ((dst->flags & FL_REGION_WP) &&
 	    !uffd_has(&rt->uffd, UFFD_FEATURE_PAGEFAULT_FLAG_WP))
 		return -EOPNOTSUPP;
-	return 0;
+	return region_resolve(rt, dst);
 }
 
 static int range_check(const struct fl_runtime *rt, uintptr_t a, size_t len)
@@ -550,9 +610,12 @@ static void maybe_reclaim_locked(struct fl_runtime *rt)
 	}
 }
 
-static uint64_t register_modes(const struct fl_runtime *rt)
+static uint64_t register_modes(const struct fl_runtime *rt, const struct fl_region *r)
 {
-	return UFFDIO_REGISTER_MODE_MISSING | rt->hooks.register_modes;
+	if (r->flags & FL_REGION_THREAD)	/* no WP: in-thread regions have none */
+		return UFFDIO_REGISTER_MODE_MISSING;
+	return UFFDIO_REGISTER_MODE_MISSING | rt->hooks.register_modes |
+	       ((r->flags & FL_REGION_WP) ? UFFDIO_REGISTER_MODE_WP : 0);
 }
 
 /*
@@ -591,8 +654,7 @@ static int register_locked(struct fl_runtime *rt, uintptr_t a, size_t len,
 	ret = rt->hooks.region_init ? rt->hooks.region_init(rt, r) : 0;
 	if (ret)
 		goto err_free;
-	ret = uffd_register(&rt->uffd, a, len, register_modes(rt) |
-			    ((r->flags & FL_REGION_WP) ? UFFDIO_REGISTER_MODE_WP : 0), NULL);
+	ret = uffd_register(region_uffd(rt, r), a, len, register_modes(rt, r), NULL);
 	if (ret)
 		goto err_free;
 	region_attach(r);
@@ -605,7 +667,7 @@ static int register_locked(struct fl_runtime *rt, uintptr_t a, size_t len,
 	return 0;
 
 err_unregister:
-	uffd_unregister(&rt->uffd, a, len);
+	uffd_unregister(region_uffd(rt, r), a, len);
 err_free:
 	region_detach_locked(r);
 	region_free(r);
@@ -724,7 +786,7 @@ static void remove_region_locked(struct fl_runtime *rt, struct fl_region *r,
 	if (kernel_ops) {
 		if (readback)
 			region_readback_locked(rt, r, a, a + len);	/* before the range stops being ours */
-		uffd_unregister(&rt->uffd, a, len);
+		uffd_unregister(region_uffd(rt, r), a, len);
 		if (r->flags & R_OWNED)
 			munmap((void *)a, len);
 	}
@@ -847,7 +909,7 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 		/* the tail's faults drained above: unregister, then unmap */
 		if (rt->hooks.protect_forget)
 			rt->hooks.protect_forget(rt, a + new_len, a + old_len, false);
-		uffd_unregister(&rt->uffd, a + new_len, old_len - new_len);
+		uffd_unregister(region_uffd(rt, r), a + new_len, old_len - new_len);
 		if (r->flags & R_OWNED)
 			munmap((void *)(a + new_len), old_len - new_len);
 		/* the tail's pages stop counting as resident, its slots go */
@@ -865,9 +927,8 @@ FL_EXPORT int fl_region_resize(struct fl_runtime *rt, void *addr, size_t new_len
 			if (ret)
 				goto restore;
 		}
-		ret = uffd_register(&rt->uffd, a + old_len, new_len - old_len,
-				    register_modes(rt) |
-				    ((r->flags & FL_REGION_WP) ? UFFDIO_REGISTER_MODE_WP : 0), NULL);
+		ret = uffd_register(region_uffd(rt, r), a + old_len, new_len - old_len,
+				    register_modes(rt, r), NULL);
 		if (ret) {
 			if (r->flags & R_OWNED)
 				munmap((void *)(a + old_len), new_len - old_len);
@@ -944,7 +1005,7 @@ static int carve_locked(struct fl_runtime *rt, struct fl_region *r, uintptr_t a,
 		region_readback_locked(rt, r, ca, cb);
 	if (rt->hooks.protect_forget)
 		rt->hooks.protect_forget(rt, ca, cb, false);
-	uffd_unregister(&rt->uffd, ca, cb - ca);
+	uffd_unregister(region_uffd(rt, r), ca, cb - ca);
 	if (r->flags & R_OWNED)
 		munmap((void *)ca, cb - ca);
 	if (rt->hooks.range_gone)	/* not resident any more, slots freed */

@@ -31,6 +31,7 @@ void stats_sum(const struct fl_runtime *rt, struct fl_counters *sum)
 	for (unsigned int i = 0; i < rt->nhandlers; i++)
 		stats_add_block(sum, &rt->handlers[i].st);
 	stats_add_block(sum, &rt->pin_st);
+	inthread_stats_add(rt, sum);	/* the faulting threads' own */
 	if (rt->hooks.protect_stats_add)	/* application-thread counters */
 		rt->hooks.protect_stats_add(rt, sum);
 	if (rt->hooks.stats_add)	/* far memory: the evictor's, a gauge */
@@ -68,6 +69,7 @@ FL_EXPORT void fl_stats_reset(struct fl_runtime *rt)
 	stats_zero_block(&rt->pin_st);
 	for (unsigned int i = 0; i < rt->nhandlers; i++)
 		stats_zero_block(&rt->handlers[i].st);
+	inthread_stats_reset(rt);
 	if (rt->hooks.stats_reset)
 		rt->hooks.stats_reset(rt);
 	if (rt->hooks.protect_stats_reset)
@@ -87,7 +89,7 @@ FL_EXPORT int fl_stats_print(const struct fl_runtime *rt, FILE *f, enum fl_stats
 
 		err |= fprintf(f, "{\"version\":%d,", FL_STATS_VERSION) < 0;
 		err |= fprintf(f, "\"regions\":%d,\"handlers\":%u,\"counters\":{",
-			       fl_region_count(rt), rt->nhandlers) < 0;
+			       fl_region_count(rt), rt->nfault_handlers) < 0;
 #define X(name, help) \
 		err |= fprintf(f, "%s\"%s\":%llu", sep, #name, (unsigned long long)s.name) < 0; \
 		sep = ",";
@@ -96,7 +98,7 @@ FL_EXPORT int fl_stats_print(const struct fl_runtime *rt, FILE *f, enum fl_stats
 		err |= fprintf(f, "}}\n") < 0;
 	} else {
 		err |= fprintf(f, "%-24s %d\n", "regions", fl_region_count(rt)) < 0;
-		err |= fprintf(f, "%-24s %u\n", "handlers", rt->nhandlers) < 0;
+		err |= fprintf(f, "%-24s %u\n", "handlers", rt->nfault_handlers) < 0;
 #define X(name, help) \
 		err |= fprintf(f, "%-24s %-12llu # %s\n", #name, (unsigned long long)s.name, help) < 0;
 		FL_STAT_FIELDS(X)
@@ -139,6 +141,7 @@ FL_EXPORT int fl_features(const struct fl_runtime *rt, struct fl_features *out)
 	f.zero_write = "copy";
 	f.numa_nodes = rt->numa.nodes;
 	f.numa_placement = rt->numa.placement;
+	f.inthread = rt->tuffd.fd >= 0;
 	memcpy(out, &f, n);
 	return 0;
 }
@@ -176,6 +179,16 @@ FL_EXPORT int fl_features_print(const struct fl_runtime *rt, FILE *f)
 		       B(ft.wp), B(ft.wp_unpopulated), B(ft.wp_async), B(ft.minor_shmem)) < 0;
 	err |= fprintf(f, "move: %s\npoison: %s\nthread_id: %s\nsigbus: %s\n",
 		       B(ft.move), B(ft.poison), B(ft.thread_id), B(ft.sigbus)) < 0;
+	/* which accesses each mode serves (inthread.c) */
+	err |= fprintf(f, "resolve: %s\n", !ft.inthread ?
+		       (ft.sigbus ? "handler threads (in-thread available: fl_runtime_opts.resolve)" :
+			"handler threads (no UFFD_FEATURE_SIGBUS: no in-thread mode)") :
+		       rt->resolve == FL_RESOLVE_THREAD ?
+		       "in the faulting thread (SIGBUS); handler regions on request" :
+		       "in the faulting thread where the region allows it, else handler threads") < 0;
+	if (ft.inthread)
+		err |= fprintf(f, "inthread_intercepts: user-mode accesses only (a system call "
+			       "into a missing page of an in-thread region fails EFAULT)\n") < 0;
 	err |= fprintf(f, "events: remove=%s unmap=%s remap=%s fork=%s\n",
 		       B(ft.event_remove), B(ft.event_unmap), B(ft.event_remap),
 		       ft.event_fork ? "available, not used (fork policy: produce before fork)" : "no") < 0;

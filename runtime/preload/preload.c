@@ -386,6 +386,9 @@ static struct fl_runtime *shim_runtime(void)
 	fl_runtime_opts_init(&ro);
 	ro.handlers = (unsigned int)opt.handlers;
 	ro.tiers = (enum fl_tier_policy)opt.tiers;
+	/* FAULTLINE_RESOLVE offers handler threads only (options.h); the
+	 * library's own reading of the variable must not say otherwise */
+	ro.resolve = FL_RESOLVE_HANDLER;
 	if (!opt.pin)
 		ro.flags |= FL_RT_NO_PIN;
 	if (opt.evict == 1)

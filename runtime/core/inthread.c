@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * inthread.c - faults resolved by the faulting thread itself.
+ *
+ * A runtime created with fl_runtime_opts.resolve THREAD or AUTO opens a
+ * second uffd with UFFD_FEATURE_SIGBUS and registers its in-thread regions
+ * with it. A fault on one queues no message: the kernel raises SIGBUS
+ * (BUS_ADRERR, the address in si_addr) in the faulting thread. Our handler
+ * finds the region in the index, installs the page with the same resolve
+ * code the handler threads run (core/fault.c, fault_inthread()) and
+ * returns; the access runs again and finds its page. No hand-off, no
+ * wake-up on another CPU: the cost is a signal delivery and return.
+ *
+ * What the handler may do: it interrupts arbitrary code of the program,
+ * perhaps inside malloc, liburcu or the runtime's own writers. So it takes
+ * no lock (the index is read inside a signal-safe RCU section, sigrcu.h;
+ * an address in no region tries the index read lock and never waits for
+ * it), allocates nothing (counters and a bounce page per reader slot are
+ * set aside when the runtime starts), and waits for nothing another thread
+ * must end: a page being produced, a writer replacing the region, an event
+ * read but not yet applied: it returns, the access faults again. The
+ * other uffd's events (REMOVE, UNMAP, REMAP) are read by an event thread of
+ * its own (handler.c) and applied by the same writers as the first's.
+ *
+ * A SIGBUS that is not one of our faults (another signal code, an address
+ * no in-thread runtime serves) goes to the handler the program had when
+ * the first in-thread runtime started; with none, the default action.
+ *
+ * Lifetime: runtimes are published in a small table the handler reads
+ * inside its section; fl_runtime_destroy() takes its runtime out and waits
+ * for the sections in progress (sigrcu_synchronize) before anything the
+ * handler may read is freed.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#include "internal.h"
+#include "sigrcu.h"
+
+#define FL_INTHREAD_RUNTIMES 64
+
+static struct fl_runtime *_Atomic table[FL_INTHREAD_RUNTIMES];
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned int ntable;		/* under table_lock */
+static struct sigaction prev;		/* the program's, when we installed ours */
+static bool installed;			/* under table_lock */
+
+/* the kernel's page-fault error code says whether the access wrote */
+static bool fault_write(const void *uc)
+{
+#if defined(__x86_64__)
+	return (((const ucontext_t *)uc)->uc_mcontext.gregs[REG_ERR] & 2) != 0;
+#else
+	(void)uc;
+	return true;	/* a write gets its own page: right for a read too */
+#endif
+}
+
+/*
+ * Not ours: do what would have happened without us. A fault the program
+ * has no handler for repeats with the default action in place and kills
+ * the process with the right address; a SIGBUS sent by kill(2) is raised
+ * again the same way.
+ */
+static void chain(int sig, siginfo_t *si, void *uc)
+{
+	if (prev.sa_flags & SA_SIGINFO) {
+		if (prev.sa_sigaction) {
+			prev.sa_sigaction(sig, si, uc);
+			return;
+		}
+	} else if (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN) {
+		prev.sa_handler(sig);
+		return;
+	}
+	if (prev.sa_handler == SIG_IGN && si->si_code <= 0)
+		return;		/* sent, and ignored */
+	signal(SIGBUS, SIG_DFL);
+	if (si->si_code <= 0)
+		raise(SIGBUS);
+}
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	struct fl_runtime *first = NULL;
+	enum fl_tres res = TR_NONE;
+	int saved = errno, slot;
+
+	if (si->si_code != BUS_ADRERR) {
+		chain(sig, si, uc);
+		errno = saved;
+		return;
+	}
+	slot = sigrcu_enter();
+	if (slot < 0) {
+		/* every reader slot is a live thread's: wait for one to go */
+		sched_yield();
+		errno = saved;
+		return;
+	}
+	for (unsigned int i = 0; i < FL_INTHREAD_RUNTIMES && res == TR_NONE; i++) {
+		struct fl_runtime *rt = atomic_load_explicit(&table[i], memory_order_acquire);
+
+		if (!rt || rt->forked_child)
+			continue;
+		first = first ? first : rt;
+		res = fault_inthread(rt, slot, (uintptr_t)si->si_addr, fault_write(uc));
+	}
+	if (res == TR_NONE && first)
+		STAT_INC(&first->tst[slot], thread_chained);
+	sigrcu_exit(slot);
+	if (res == TR_NONE)
+		chain(sig, si, uc);
+	errno = saved;
+}
+
+/* ---- runtimes ---- */
+
+/* what the second uffd needs: SIGBUS, and the events that keep the index true */
+#define FL_TUFFD_WANTED (UFFD_FEATURE_SIGBUS | UFFD_FEATURE_EVENT_REMAP | \
+			 UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP | \
+			 UFFD_FEATURE_EXACT_ADDRESS)
+
+int inthread_open(struct fl_runtime *rt, const struct fl_runtime_opts *o)
+{
+	size_t stsz = (size_t)FL_SIGRCU_SLOTS * sizeof(struct fl_counters);
+	size_t bsz = (size_t)FL_SIGRCU_SLOTS << rt->page_shift;
+	int ret;
+
+	rt->tuffd.fd = -1;
+	rt->inthread_id = -1;
+	rt->resolve = o->resolve;
+	/* the forced locked tiers (benchmarks) are handler-thread tiers */
+	if (o->resolve == FL_RESOLVE_HANDLER ||
+	    (o->resolve == FL_RESOLVE_AUTO && o->tiers >= FL_TIERS_REGION)) {
+		rt->resolve = FL_RESOLVE_HANDLER;
+		return 0;
+	}
+	/* far memory's page-in, eviction and dirty tracking run on handlers */
+	if (o->store || !(rt->uffd.kernel_features & UFFD_FEATURE_SIGBUS)) {
+		if (o->resolve == FL_RESOLVE_THREAD)
+			return -EOPNOTSUPP;
+		rt->resolve = FL_RESOLVE_HANDLER;
+		return 0;
+	}
+	ret = uffd_open(&rt->tuffd, o->flags & FL_RT_USER_MODE_ONLY, FL_TUFFD_WANTED);
+	if (ret)
+		return ret;
+	if (!uffd_has(&rt->tuffd, UFFD_FEATURE_SIGBUS | UFFD_FEATURE_EVENT_REMAP |
+		      UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP)) {
+		uffd_close(&rt->tuffd);
+		return -EOPNOTSUPP;
+	}
+	/* untouched until a thread takes the slot: virtual space only */
+	rt->tst = mmap(NULL, stsz, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	rt->tbounce = mmap(NULL, bsz, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (rt->tst == MAP_FAILED || rt->tbounce == MAP_FAILED) {
+		inthread_release(rt);
+		return -ENOMEM;
+	}
+	madvise(rt->tbounce, bsz, MADV_DONTFORK);
+	return 0;
+}
+
+int inthread_start(struct fl_runtime *rt)
+{
+	int ret = 0;
+
+	if (rt->tuffd.fd < 0)
+		return 0;
+	pthread_mutex_lock(&table_lock);
+	if (!installed) {
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = on_sigbus;
+		/*
+		 * SA_NODEFER: a fault inside the handler we chain to (or in a
+		 * handler of the program's that interrupts ours) must reach us
+		 * again: a SIGBUS the kernel forces while it is blocked kills
+		 * the process. SA_ONSTACK: the program's alternate stack, if
+		 * it keeps one for faults on a full stack.
+		 */
+		sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK | SA_RESTART;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(SIGBUS, &sa, &prev) < 0)
+			ret = -errno;
+		else
+			installed = true;
+	}
+	for (unsigned int i = 0; !ret && i < FL_INTHREAD_RUNTIMES; i++)
+		if (!atomic_load_explicit(&table[i], memory_order_relaxed)) {
+			rt->inthread_id = (int)i;
+			/* publish: the handler reads a runtime whole or not at all */
+			atomic_store_explicit(&table[i], rt, memory_order_release);
+			ntable++;
+			break;
+		}
+	if (!ret && rt->inthread_id < 0)
+		ret = -EMFILE;
+	pthread_mutex_unlock(&table_lock);
+	return ret;
+}
+
+void inthread_stop(struct fl_runtime *rt)
+{
+	if (rt->inthread_id < 0)
+		return;
+	pthread_mutex_lock(&table_lock);
+	atomic_store_explicit(&table[rt->inthread_id], NULL, memory_order_relaxed);
+	rt->inthread_id = -1;
+	/* Race: a handler that loaded the runtime still reads it: grace period
+	 * before the caller frees anything */
+	sigrcu_synchronize();
+	if (!--ntable && installed) {
+		struct sigaction cur;
+
+		/* give the program its handler back, unless it changed it since */
+		if (sigaction(SIGBUS, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
+		    cur.sa_sigaction == on_sigbus) {
+			sigaction(SIGBUS, &prev, NULL);
+			installed = false;
+		}
+	}
+	pthread_mutex_unlock(&table_lock);
+}
+
+void inthread_release(struct fl_runtime *rt)
+{
+	if (rt->tst && rt->tst != MAP_FAILED)
+		munmap(rt->tst, (size_t)FL_SIGRCU_SLOTS * sizeof(struct fl_counters));
+	if (rt->tbounce && rt->tbounce != MAP_FAILED)
+		munmap(rt->tbounce, (size_t)FL_SIGRCU_SLOTS << rt->page_shift);
+	rt->tst = NULL;
+	rt->tbounce = NULL;
+	uffd_close(&rt->tuffd);
+}
+
+void inthread_stats_add(const struct fl_runtime *rt, struct fl_counters *sum)
+{
+	unsigned int n = sigrcu_used();
+
+	if (!rt->tst)
+		return;
+	for (unsigned int i = 0; i < n; i++)
+		stats_add_block(sum, &rt->tst[i]);
+}
+
+void inthread_stats_reset(struct fl_runtime *rt)
+{
+	unsigned int n = sigrcu_used();
+
+	if (!rt->tst)
+		return;
+	for (unsigned int i = 0; i < n; i++)
+		stats_zero_block(&rt->tst[i]);
+}

@@ -1,0 +1,598 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * test-inthread.c - faults resolved by the faulting thread (SIGBUS mode):
+ * the hard parts, each by what a user would check.
+ *
+ *  1. options: what is refused, and with which errno
+ *  2. bytes: zero and copy pagers (a partial last page), four threads at
+ *     random, every fault counted as in-thread
+ *  3. one runtime, both modes: a handler region beside an in-thread one;
+ *     two runtimes: each resolves its own regions' faults (the kernel lets
+ *     any uffd of a process install into any registered range)
+ *  4. the program's SIGBUS handler, installed first: a sent SIGBUS and a
+ *     real one (a file mapping past its end) reach it
+ *  5. a small alternate signal stack (with a guard page under it)
+ *  6. a fault inside another signal handler
+ *  7. kernel-mode accesses: read(2) into and write(2) from a never-touched
+ *     page fail EFAULT and change nothing; touched first, they work
+ *  8. SIGBUS blocked: the process dies of SIGBUS (the documented outcome),
+ *     it does not hang and reads no wrong byte
+ *  9. the program changes its mappings: MADV_DONTNEED, mremap, munmap
+ * 10. fork: the child has the parent's bytes; the parent goes on faulting
+ * 11. threads that fault once and exit, many of them
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "faultline.h"
+#include "tap.h"
+#include "common.h"
+
+static size_t page_size;
+static struct fl_runtime *rt;
+
+static uint64_t stat_of(struct fl_runtime *r, size_t off)
+{
+	struct fl_stats st = { .size = sizeof(st) };
+
+	fl_stats_get(r, &st);
+	return *(uint64_t *)((char *)&st + off);
+}
+#define STAT(r, f) stat_of((r), offsetof(struct fl_stats, f))
+
+static struct fl_runtime *thread_runtime(enum fl_resolve mode)
+{
+	struct fl_runtime_opts o;
+
+	fl_runtime_opts_init(&o);
+	o.resolve = mode;
+	o.handlers = 2;
+	return tap_runtime(&o);
+}
+
+/* ---- 1: options ---- */
+
+static void case_options(void)
+{
+	struct fl_runtime_opts o;
+	struct fl_region_opts ro;
+	struct fl_runtime *h, *x = NULL;
+	void *p = NULL;
+
+	fl_runtime_opts_init(&o);
+	o.resolve = FL_RESOLVE_THREAD;
+	o.tiers = FL_TIERS_GLOBAL;
+	TAP_EQ(fl_runtime_create(&o, &x), -EINVAL);
+	o.tiers = FL_TIERS_ADAPTIVE;
+	o.resolve = (enum fl_resolve)7;
+	TAP_EQ(fl_runtime_create(&o, &x), -EINVAL);
+	setenv("FAULTLINE_RESOLVE", "sideways", 1);
+	fl_runtime_opts_init(&o);
+	TAP_EQ(fl_runtime_create(&o, &x), -EINVAL);
+	unsetenv("FAULTLINE_RESOLVE");
+
+	fl_runtime_opts_init(&o);
+	o.resolve = FL_RESOLVE_HANDLER;
+	h = tap_runtime(&o);
+	fl_region_opts_init(&ro);
+	ro.flags = FL_REGION_THREAD;
+	TAP_EQ(fl_region_map(h, page_size, &ro, &p), -EINVAL);
+	fl_runtime_destroy(h);
+
+	fl_region_opts_init(&ro);
+	ro.flags = FL_REGION_THREAD | FL_REGION_HANDLER;
+	TAP_EQ(fl_region_map(rt, page_size, &ro, &p), -EINVAL);
+	fl_region_opts_init(&ro);
+	ro.pager = FL_PAGER_FILL;
+	ro.fill = (fl_fill_fn)1;	/* never called: refused first */
+	ro.flags = FL_REGION_THREAD;
+	TAP_EQ(fl_region_map(rt, page_size, &ro, &p), -EOPNOTSUPP);
+	fl_region_opts_init(&ro);
+	ro.flags = FL_REGION_THREAD | FL_REGION_WP;
+	TAP_EQ(fl_region_map(rt, page_size, &ro, &p), -EOPNOTSUPP);
+	tap_ok(fl_region_count(rt) == 0, "1: nothing refused left a region behind (%d)",
+	       fl_region_count(rt));
+}
+
+/* ---- 2: bytes ---- */
+
+struct toucher {
+	pthread_t t;
+	volatile uint8_t *p;
+	size_t pages;
+	unsigned int seed;
+	size_t writes;
+};
+
+static void *random_writes(void *arg)
+{
+	struct toucher *t = arg;
+
+	for (size_t i = 0; i < t->pages; i++) {
+		size_t pg = (size_t)rand_r(&t->seed) % t->pages;
+
+		/* every thread writes the same function of the page: races agree */
+		__atomic_store_n(&t->p[pg * page_size + pg % 97], (uint8_t)(pg * 7 + 1),
+				 __ATOMIC_RELAXED);
+		t->writes++;
+	}
+	return NULL;
+}
+
+static void case_bytes(void)
+{
+	const size_t pages = 2048, len = pages * page_size;
+	const size_t src_len = 37 * page_size + 1234;	/* a partial last page */
+	uint8_t *src = malloc(src_len);
+	struct toucher t[4];
+	struct fl_region_opts ro;
+	volatile uint8_t *z, *c;
+	uint64_t f0 = STAT(rt, faults), th0 = STAT(rt, faults_thread);
+	size_t bad = 0, zeros = 0;
+
+	pat_fill(3, 0, src, src_len);
+	TAP_EQ(fl_region_map(rt, len, NULL, (void **)&z), 0);
+	for (int i = 0; i < 4; i++) {
+		t[i] = (struct toucher){ .p = z, .pages = pages, .seed = 17u + (unsigned)i };
+		pthread_create(&t[i].t, NULL, random_writes, &t[i]);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i].t, NULL);
+	for (size_t pg = 0; pg < pages; pg++) {
+		uint8_t v = z[pg * page_size + pg % 97];
+
+		zeros += z[pg * page_size + (pg % 97) + 1] == 0;
+		bad += v != 0 && v != (uint8_t)(pg * 7 + 1);
+	}
+	tap_ok(!bad && zeros == pages,
+	       "2: zero pager, 4 threads at random: written bytes right (%zu bad), the rest zeros (%zu of %zu)",
+	       bad, zeros, pages);
+	tap_ok(STAT(rt, faults) > f0 && STAT(rt, faults) - f0 == STAT(rt, faults_thread) - th0,
+	       "2: every fault resolved in its thread (%llu faults, %llu in-thread)",
+	       (unsigned long long)(STAT(rt, faults) - f0),
+	       (unsigned long long)(STAT(rt, faults_thread) - th0));
+
+	fl_region_opts_init(&ro);
+	ro.pager = FL_PAGER_COPY;
+	ro.src = src;
+	ro.src_len = src_len;
+	ro.fault_around = page_size;
+	TAP_EQ(fl_region_map(rt, 64 * page_size, &ro, (void **)&c), 0);
+	bad = pat_bad(3, 0, c + 0, src_len);
+	for (size_t o = src_len; o < 64 * page_size; o += 511)
+		bad += c[o] != 0;
+	tap_ok(!bad, "2: copy pager: the source's bytes, a partial last page, zeros after (%zu bad)",
+	       bad);
+	TAP_EQ(fl_region_unregister(rt, (void *)z), 0);
+	TAP_EQ(fl_region_unregister(rt, (void *)c), 0);
+	free(src);
+}
+
+/* ---- 3: both modes, two runtimes ---- */
+
+static void case_mixed(void)
+{
+	const size_t len = 32 * page_size;
+	uint8_t *src = malloc(len), *src2 = malloc(len);
+	struct fl_region_opts ro;
+	struct fl_runtime *rt2 = thread_runtime(FL_RESOLVE_THREAD);
+	volatile uint8_t *h, *a, *b;
+	uint64_t th0 = STAT(rt, faults_thread), f0 = STAT(rt, faults);
+	size_t bad;
+
+	pat_fill(5, 0, src, len);
+	pat_fill(6, 0, src2, len);
+	fl_region_opts_init(&ro);
+	ro.pager = FL_PAGER_COPY;
+	ro.src = src;
+	ro.src_len = len;
+	ro.fault_around = page_size;
+	ro.flags = FL_REGION_HANDLER;
+	TAP_EQ(fl_region_map(rt, len, &ro, (void **)&h), 0);
+	ro.flags = 0;
+	TAP_EQ(fl_region_map(rt, len, &ro, (void **)&a), 0);
+	ro.src = src2;
+	TAP_EQ(fl_region_map(rt2, len, &ro, (void **)&b), 0);
+	/* interleaved, so that each runtime sees the other's faults first */
+	bad = 0;
+	for (size_t i = 0; i < 32; i++) {
+		bad += b[i * page_size + 9] != src2[i * page_size + 9];
+		bad += a[i * page_size + 9] != src[i * page_size + 9];
+		bad += h[i * page_size + 9] != src[i * page_size + 9];
+	}
+	tap_ok(!bad, "3: a handler region, an in-thread one, and another runtime's: all bytes right (%zu bad)",
+	       bad);
+	tap_ok(STAT(rt, faults) - f0 == 64 && STAT(rt, faults_thread) - th0 == 32 &&
+	       STAT(rt2, faults_thread) == 32,
+	       "3: 32 handler and 32 in-thread faults here, 32 in-thread in the other runtime (%llu, %llu, %llu)",
+	       (unsigned long long)(STAT(rt, faults) - f0),
+	       (unsigned long long)(STAT(rt, faults_thread) - th0),
+	       (unsigned long long)STAT(rt2, faults_thread));
+	fl_region_unregister(rt, (void *)h);
+	fl_region_unregister(rt, (void *)a);
+	fl_runtime_destroy(rt2);
+	free(src);
+	free(src2);
+}
+
+/* ---- 4: the program's SIGBUS handler ---- */
+
+static sigjmp_buf prog_env;
+static volatile sig_atomic_t prog_calls, prog_code, prog_jump;
+
+static void prog_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	prog_calls++;
+	prog_code = si->si_code;
+	if (prog_jump)
+		siglongjmp(prog_env, 1);
+}
+
+static void case_chain(void)
+{
+	char path[] = "/tmp/fl-inthread-XXXXXX";
+	uint64_t ch0 = STAT(rt, thread_chained);
+	volatile uint8_t *f, *z;
+	int fd = mkstemp(path);
+	bool jumped = false;
+
+	prog_calls = 0;
+	prog_jump = 0;
+	raise(SIGBUS);
+	tap_ok(prog_calls == 1 && prog_code == SI_TKILL,
+	       "4: a SIGBUS sent with raise() reaches the program's handler (%d calls)",
+	       (int)prog_calls);
+
+	/* a mapping of a file past its end: the kernel's own SIGBUS, BUS_ADRERR */
+	unlink(path);
+	if (fd < 0 || ftruncate(fd, 0) < 0) {
+		tap_skip("no temporary file");
+		tap_skip("(same)");
+	} else {
+		f = mmap(NULL, page_size, PROT_READ, MAP_SHARED, fd, 0);
+		prog_jump = 1;
+		if (sigsetjmp(prog_env, 1) == 0)
+			(void)f[0];
+		else
+			jumped = true;
+		prog_jump = 0;
+		tap_ok(jumped && prog_calls == 2 && prog_code == BUS_ADRERR,
+		       "4: a real SIGBUS (a file mapping past its end) reaches it too (code %d)",
+		       (int)prog_code);
+		tap_ok(STAT(rt, thread_chained) - ch0 >= 1, "4: counted as passed on (%llu)",
+		       (unsigned long long)(STAT(rt, thread_chained) - ch0));
+		munmap((void *)f, page_size);
+	}
+	if (fd >= 0)
+		close(fd);
+	/* and our own faults do not */
+	TAP_EQ(fl_region_map(rt, 8 * page_size, NULL, (void **)&z), 0);
+	z[0] = 1;
+	z[5 * page_size] = 2;
+	tap_ok(prog_calls == 2 && z[0] == 1 && z[5 * page_size] == 2,
+	       "4: faults of the runtime never reach the program's handler (%d calls)",
+	       (int)prog_calls);
+	fl_region_unregister(rt, (void *)z);
+}
+
+/* ---- 5: a small alternate signal stack ---- */
+
+struct altstack_arg {
+	volatile uint8_t *p;
+	size_t pages, size, used;
+	bool ok;
+};
+
+static void *on_altstack(void *arg)
+{
+	struct altstack_arg *a = arg;
+	/* one guard page under the stack: an overflow is a SIGSEGV, not a scribble */
+	uint8_t *m = mmap(NULL, a->size + page_size, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	stack_t ss = { .ss_sp = m + page_size, .ss_size = a->size };
+	struct sigaction sa;
+	size_t untouched = 0;
+
+	if (m == MAP_FAILED)
+		return NULL;
+	mprotect(m, page_size, PROT_NONE);
+	memset(m + page_size, 0xa5, a->size);
+	sigaltstack(&ss, NULL);
+	/* our handler runs on the alternate stack (SA_ONSTACK) */
+	sigaction(SIGBUS, NULL, &sa);
+	a->ok = (sa.sa_flags & SA_ONSTACK) != 0;
+	for (size_t i = 0; i < a->pages; i++)
+		a->p[i * page_size] = (uint8_t)i;
+	for (size_t i = 0; i < a->pages; i++)
+		a->ok &= a->p[i * page_size] == (uint8_t)i;
+	ss.ss_flags = SS_DISABLE;
+	sigaltstack(&ss, NULL);
+	while (untouched < a->size && m[page_size + untouched] == 0xa5)
+		untouched++;
+	a->used = a->size - untouched;
+	munmap(m, a->size + page_size);
+	return NULL;
+}
+
+static void case_altstack(void)
+{
+	struct altstack_arg a = { .pages = 64 };
+	long min = sysconf(_SC_MINSIGSTKSZ);
+	pthread_t t;
+
+	/* the kernel's signal frame (sysconf), and 2 KiB for the handler;
+	 * sanitizer builds' frames are several times larger */
+	a.size = (size_t)(min > 0 ? min : MINSIGSTKSZ) + 2048;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	a.size += 64 << 10;
+#endif
+	a.size = (a.size + 15) & ~(size_t)15;
+	TAP_EQ(fl_region_map(rt, a.pages * page_size, NULL, (void **)&a.p), 0);
+	pthread_create(&t, NULL, on_altstack, &a);
+	pthread_join(t, NULL);
+	tap_ok(a.ok, "5: faults on an alternate signal stack of %zu bytes: bytes right", a.size);
+	tap_diag("alternate stack: %zu of %zu bytes used (the kernel's frame included)",
+		 a.used, a.size);
+	fl_region_unregister(rt, (void *)a.p);
+}
+
+/* ---- 6: a fault inside another signal handler ---- */
+
+static volatile uint8_t *usr1_page;
+static volatile int usr1_got = -1;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	usr1_page[100] = 0x5a;		/* a never-touched page: a SIGBUS in here */
+	usr1_got = usr1_page[100];
+}
+
+static void case_nested(void)
+{
+	struct sigaction sa, old;
+	volatile uint8_t *p;
+
+#if defined(__SANITIZE_THREAD__)
+	/* TSan runs an asynchronous signal's handler later, from its own code,
+	 * with every signal blocked: a SIGBUS in it is fatal there only */
+	tap_skip("6: TSan delivers SIGUSR1 with all signals blocked");
+	tap_skip("(same)");
+	return;
+#endif
+	TAP_EQ(fl_region_map(rt, 4 * page_size, NULL, (void **)&p), 0);
+	usr1_page = p + 2 * page_size;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_usr1;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, &old);
+	raise(SIGUSR1);
+	sigaction(SIGUSR1, &old, NULL);
+	tap_ok(usr1_got == 0x5a, "6: a fault inside a SIGUSR1 handler is resolved (0x%02x)",
+	       usr1_got);
+	fl_region_unregister(rt, (void *)p);
+}
+
+/* ---- 7: kernel-mode accesses ---- */
+
+static void case_syscalls(void)
+{
+	uint8_t msg[300];
+	volatile uint8_t *p;
+	int fds[2];
+	ssize_t got;
+	int err;
+
+	memset(msg, 0x3c, sizeof(msg));
+	TAP_EQ(fl_region_map(rt, 4 * page_size, NULL, (void **)&p), 0);
+	if (pipe(fds)) {
+		tap_skip("no pipe");
+		return;
+	}
+	if (write(fds[1], msg, sizeof(msg)) != (ssize_t)sizeof(msg))
+		tap_diag("short write");
+	errno = 0;
+	got = read(fds[0], (void *)(p + page_size + 10), sizeof(msg));
+	err = errno;
+	tap_ok(got == -1 && err == EFAULT && p[page_size + 10] == 0,
+	       "7: read(2) into a never-touched page fails EFAULT and writes nothing (%zd, %s)",
+	       got, strerror(err));
+	errno = 0;
+	got = write(fds[1], (const void *)(p + 3 * page_size), 16);
+	err = errno;
+	tap_ok(got == -1 && err == EFAULT,
+	       "7: write(2) from a never-touched page fails EFAULT (%zd, %s)", got, strerror(err));
+	p[page_size] = 0;	/* touched: the page is in */
+	got = read(fds[0], (void *)(p + page_size + 10), sizeof(msg));
+	tap_ok(got == (ssize_t)sizeof(msg) && p[page_size + 10] == 0x3c &&
+	       p[page_size + 10 + sizeof(msg) - 1] == 0x3c,
+	       "7: once the page was touched, the same read(2) works (%zd)", got);
+	close(fds[0]);
+	close(fds[1]);
+	fl_region_unregister(rt, (void *)p);
+}
+
+/* ---- 8: SIGBUS blocked ---- */
+
+static void case_blocked(void)
+{
+	int status = 0;
+	pid_t pid;
+
+#if defined(__SANITIZE_THREAD__)
+	tap_skip("8: TSan cannot start threads in a child of a threaded process");
+	return;
+#endif
+	pid = fork();
+	if (pid == 0) {
+		struct fl_runtime *c = thread_runtime(FL_RESOLVE_THREAD);
+		volatile uint8_t *p;
+		sigset_t s;
+
+		if (fl_region_map(c, page_size, NULL, (void **)&p))
+			_exit(2);
+		sigemptyset(&s);
+		sigaddset(&s, SIGBUS);
+		pthread_sigmask(SIG_BLOCK, &s, NULL);
+		p[0] = 1;	/* the kernel forces SIGBUS with the default action */
+		_exit(p[0] == 1 ? 3 : 4);
+	}
+	waitpid(pid, &status, 0);
+	tap_ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS,
+	       "8: a thread with SIGBUS blocked dies of SIGBUS on an in-thread fault (status 0x%x)",
+	       status);
+}
+
+/* ---- 9: the program changes its mappings ---- */
+
+static void case_mappings(void)
+{
+	const size_t len = 16 * page_size;
+	uint8_t *src = malloc(len);
+	struct fl_region_opts ro;
+	volatile uint8_t *p, *q;
+	void *dst;
+	size_t bad = 0;
+	int n0;
+
+	pat_fill(9, 0, src, len);
+	fl_region_opts_init(&ro);
+	ro.pager = FL_PAGER_COPY;
+	ro.src = src;
+	ro.src_len = len;
+	ro.fault_around = page_size;
+	TAP_EQ(fl_region_map(rt, len, &ro, (void **)&p), 0);
+	n0 = fl_region_count(rt);
+	p[0] = 0xee;
+	(void)p[page_size];
+	madvise((void *)p, 2 * page_size, MADV_DONTNEED);
+	tap_ok(p[0] == 0 && p[page_size + 5] == 0 && p[2 * page_size + 5] == src[2 * page_size + 5],
+	       "9: MADV_DONTNEED: the dropped pages read zeros, the next one its source");
+	dst = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	q = mremap((void *)p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+	/* touched at once: the REMAP may still be on its way to the index */
+	bad = q == MAP_FAILED;
+	for (size_t i = 2; !bad && i < 16; i++)
+		bad += q[i * page_size + 77] != src[i * page_size + 77];
+	tap_ok(!bad && q[0] == 0, "9: mremap: the moved region faults at its new place, bytes right (%zu bad)",
+	       bad);
+	munmap((void *)q, len);
+	for (int i = 0; i < 1000 && fl_region_count(rt) != n0 - 1; i++)
+		ms_sleep(1);
+	tap_ok(fl_region_count(rt) == n0 - 1, "9: munmap: the region leaves the runtime (%d regions)",
+	       fl_region_count(rt));
+	free(src);
+}
+
+/* ---- 10: fork ---- */
+
+static void case_fork(void)
+{
+	const size_t len = 16 * page_size;
+	uint8_t *src = malloc(len);
+	struct fl_region_opts ro;
+	volatile uint8_t *c, *z;
+	int status = 0;
+	pid_t pid;
+
+	pat_fill(11, 0, src, len);
+	fl_region_opts_init(&ro);
+	ro.pager = FL_PAGER_COPY;
+	ro.src = src;
+	ro.src_len = len;
+	TAP_EQ(fl_region_map(rt, len, &ro, (void **)&c), 0);
+	TAP_EQ(fl_region_map(rt, len, NULL, (void **)&z), 0);
+	z[0] = 0x42;
+	pid = fork();
+	if (pid == 0) {
+		size_t bad = pat_bad(11, 0, c, len);
+
+		bad += z[0] != 0x42 || z[3 * page_size] != 0;
+		_exit(bad ? 1 : 0);
+	}
+	waitpid(pid, &status, 0);
+	tap_ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	       "10: the child of fork reads the parent's bytes (status 0x%x)", status);
+	z[5 * page_size] = 7;
+	tap_ok(z[5 * page_size] == 7 && pat_bad(11, 0, c, len) == 0,
+	       "10: the parent goes on faulting in its threads");
+	fl_region_unregister(rt, (void *)c);
+	fl_region_unregister(rt, (void *)z);
+	free(src);
+}
+
+/* ---- 11: threads that come and go ---- */
+
+static void *one_fault(void *arg)
+{
+	struct toucher *t = arg;
+
+	t->p[t->pages * page_size] = (uint8_t)(t->pages + 1);
+	return NULL;
+}
+
+static void case_threads(void)
+{
+	const size_t n = 300;
+	volatile uint8_t *p;
+	size_t bad = 0;
+
+	TAP_EQ(fl_region_map(rt, n * page_size, NULL, (void **)&p), 0);
+	for (size_t i = 0; i < n; i++) {
+		struct toucher t = { .p = p, .pages = i };
+
+		pthread_create(&t.t, NULL, one_fault, &t);
+		pthread_join(t.t, NULL);
+	}
+	for (size_t i = 0; i < n; i++)
+		bad += p[i * page_size] != (uint8_t)(i + 1);
+	tap_ok(!bad, "11: %zu threads, each faulting once and exiting: bytes right (%zu bad)", n, bad);
+	fl_region_unregister(rt, (void *)p);
+}
+
+int main(void)
+{
+	struct fl_features ft = { .size = sizeof(ft) };
+	struct sigaction sa;
+
+	page_size = (size_t)sysconf(_SC_PAGESIZE);
+	/* the program's handler, before the runtime (FL_REGION_THREAD) */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = prog_sigbus;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+
+	rt = thread_runtime(FL_RESOLVE_AUTO);
+	fl_features(rt, &ft);
+	if (!ft.inthread)
+		tap_skip_all("no in-thread resolution here (the kernel lacks UFFD_FEATURE_SIGBUS)");
+	tap_plan(45);
+	case_options();
+	case_bytes();
+	case_mixed();
+	case_chain();
+	case_altstack();
+	case_nested();
+	case_syscalls();
+	case_blocked();
+	case_mappings();
+	case_fork();
+	case_threads();
+	TAP_EQ(fl_region_count(rt), 0);
+	fl_runtime_destroy(rt);
+	return tap_done();
+}
