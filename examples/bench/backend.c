@@ -20,6 +20,7 @@ const char *const mode_names[M_NR] = {
 	[M_REGION] = "region",
 	[M_GLOBAL] = "global",
 	[M_ADAPTIVE] = "adaptive",
+	[M_THREAD] = "thread",
 };
 
 static const enum fl_tier_policy mode_tiers[M_NR] = {
@@ -27,6 +28,7 @@ static const enum fl_tier_policy mode_tiers[M_NR] = {
 	[M_REGION] = FL_TIERS_REGION,
 	[M_GLOBAL] = FL_TIERS_GLOBAL,
 	[M_ADAPTIVE] = FL_TIERS_ADAPTIVE,
+	[M_THREAD] = FL_TIERS_ADAPTIVE,
 };
 
 int backend_open(struct backend *b, enum mode mode, unsigned int handlers,
@@ -46,10 +48,18 @@ int backend_open(struct backend *b, enum mode mode, unsigned int handlers,
 	fl_runtime_opts_init(&o);
 	o.handlers = handlers;
 	o.tiers = mode_tiers[mode];
+	/* explicit: fl_runtime_opts_init() takes FAULTLINE_RESOLVE from the environment */
+	o.resolve = mode == M_THREAD ? FL_RESOLVE_THREAD : FL_RESOLVE_HANDLER;
 	if (no_pin)
 		o.flags |= FL_RT_NO_PIN;
 	else
 		o.handler_cpus = cpus;
+	if (mode == M_THREAD) {
+		/* the handlers only read events there: one, wherever it runs */
+		o.handlers = 1;
+		o.handler_cpus = NULL;
+		o.flags |= FL_RT_NO_PIN;
+	}
 	return fl_runtime_create(&o, &b->rt);
 }
 

@@ -31,6 +31,7 @@ enum mode {
 	M_REGION,
 	M_GLOBAL,
 	M_ADAPTIVE,
+	M_THREAD,	/* the runtime, resolving in the faulting thread */
 	M_NR,
 };
 
@@ -53,7 +54,7 @@ static inline bool mode_is_runtime(enum mode m)
 /* resolved by handler threads (the bare loop, the runtime) */
 static inline bool mode_is_uffd(enum mode m)
 {
-	return m >= M_BARE;
+	return m >= M_BARE && m != M_THREAD;
 }
 
 /* the bare loop, in either form */

@@ -387,6 +387,42 @@ void report_targets(const struct report_opts *o, const struct result *all, size_
 	b = find(all, n, &(struct want){ "scaling", M_BARE_THREAD, -1, -1, ANY_FA, -1, 1, 0, -1 });
 	target(o, "bare_thread_scaling", "in-thread ceiling: bare-thread, 2 faulting threads / 1, faults/s",
 	       a ? a->faults_per_sec : 0, b ? b->faults_per_sec : 0, 1.8);
+
+	/*
+	 * 6: the runtime's in-thread mode against the same goals. Its one
+	 * line per workload has no handler to place: the faulting thread
+	 * resolves, wherever it runs. Against the bare loop at default
+	 * placement (what a program's threads get), at the same vCPU (its
+	 * best case), and the kernel.
+	 */
+	for (acc = 1; acc >= 0; acc--) {
+		static const struct { enum mode mode; int place; const char *name; double goal; } vs[] = {
+			{ M_BARE, P_ANY, "bare_any", 5.0 }, { M_BARE, P_SAME, "bare_same", 1.2 },
+			{ M_NATIVE, P_SAME, "native", 0.4 },
+		};
+		struct want w = { "first-touch", M_THREAD, 1, acc, 0, P_SAME, 1, 0, -1 };
+		char name[64];
+
+		a = find(all, n, &w);
+		for (k = 0; k < 3; k++) {
+			w.mode = vs[k].mode;
+			w.place = vs[k].place;
+			b = find(all, n, &w);
+			snprintf(detail, sizeof(detail), "in-thread: thread / %s%s faults/s, "
+				 "4K random %s first touch", mode_names[vs[k].mode],
+				 vs[k].place == P_ANY ? " (any)" : vs[k].mode == M_BARE ? " (same)" : "",
+				 acc ? "write" : "read");
+			snprintf(name, sizeof(name), "thread_vs_%s_%s", vs[k].name,
+				 acc ? "write" : "read");
+			/* same-vCPU reads: the goal is "no slower" */
+			target(o, name, detail, a ? a->faults_per_sec : 0, b ? b->faults_per_sec : 0,
+			       k == 1 && !acc ? 1.0 : vs[k].goal);
+		}
+	}
+	a = find(all, n, &(struct want){ "scaling", M_THREAD, -1, -1, ANY_FA, -1, 2, 0, -1 });
+	b = find(all, n, &(struct want){ "scaling", M_THREAD, -1, -1, ANY_FA, -1, 1, 0, -1 });
+	target(o, "thread_scaling", "in-thread: thread, 2 faulting threads / 1, faults/s",
+	       a ? a->faults_per_sec : 0, b ? b->faults_per_sec : 0, 1.8);
 	fflush(stdout);
 }
 
@@ -408,7 +444,7 @@ static FILE *open_in(const char *dir, const char *name)
 void report_plots(const struct report_opts *o, const struct result *all, size_t n)
 {
 	static const enum mode modes[] = { M_NATIVE, M_BARE_THREAD, M_BARE, M_SPF, M_REGION, M_GLOBAL,
-					   M_ADAPTIVE, M_THP };
+					   M_ADAPTIVE, M_THREAD, M_THP };
 	bool have_scaling = false, have_lat[3] = { false, false, false };
 	char name[128];
 	unsigned int mi, p, h, hmax = 1;

@@ -46,8 +46,9 @@ fi
 python3 - "$out" <<'PYEOF'
 import json, sys
 
-MODES = {"native", "native-thp", "bare-thread", "bare", "spf", "region", "global", "adaptive"}
-RUNTIME = {"spf", "region", "global", "adaptive"}
+MODES = {"native", "native-thp", "bare-thread", "bare", "spf", "region", "global", "adaptive",
+         "thread"}
+RUNTIME = {"spf", "region", "global", "adaptive", "thread"}
 POSITIVE = ["page_size", "fault_threads", "pages", "faults", "seconds",
             "faults_per_sec", "pages_per_sec", "ns_per_page",
             "p50_ns", "p99_ns", "p999_ns", "repeats"]
