@@ -627,7 +627,7 @@ int fl_features_print(const struct fl_runtime *rt, FILE *f);
  * ever appended (and FL_STATS_VERSION bumped) so old callers keep working.
  */
 #define FL_STAT_FIELDS(X) \
-	X(faults,		"fault messages read from the uffd") \
+	X(faults,		"faults: messages read from the uffd, and faults resolved in the faulting thread") \
 	X(faults_read,		"read faults") \
 	X(faults_write,		"write faults") \
 	X(faults_dup,		"duplicate messages for a page already being produced") \

@@ -386,6 +386,10 @@ static void run_once(const struct cfg *c, struct result *r, uint64_t seed)
 	r->churn_errors = be.churn_errors;
 	r->churn_first_error = be.first_churn_error;
 	r->has_tiers = backend_tiers(&be, &r->t);
+	/* resolved in the faulting threads' SIGBUS handler: the kernel counts
+	 * none of them, the runtime does (its runtime lives for this run only) */
+	if (c->mode == M_THREAD && r->has_tiers)
+		r->faults += r->t.s.faults_thread;
 	backend_close(&be, &r->handler_errors);
 	alarm(0);
 	watchdog_armed = 0;
