@@ -619,6 +619,37 @@ int fl_features(const struct fl_runtime *rt, struct fl_features *out);
 int fl_features_print(const struct fl_runtime *rt, FILE *f);
 
 /* ------------------------------------------------------------------------ */
+/* In-thread resolution: what a program or an interposer does around it      */
+
+struct sigaction;
+
+/**
+ * fl_sigbus_chain() - set the SIGBUS handler that the runtime's own passes
+ * every SIGBUS to that is not one of its faults, while an in-thread runtime
+ * (fl_runtime_opts.resolve) keeps its handler installed: what sigaction(2)
+ * for SIGBUS must become for a program that sets its handler after such a
+ * runtime started (the LD_PRELOAD shim routes the program's sigaction() and
+ * signal() here).
+ * @act: the new handler (as for sigaction(2)), or NULL to only read.
+ * @old: out: the previous one, or NULL.
+ * Context: any thread, not a signal handler. Process-wide.
+ * Return: 0; -ENOENT when no in-thread runtime's handler is installed
+ *	(then sigaction(2) is the way).
+ */
+int fl_sigbus_chain(const struct sigaction *act, struct sigaction *old);
+
+/**
+ * fl_prefault() - make the never-touched pages of in-thread regions in
+ * [@addr, @addr + @len) present, by reading them in this thread, so that a
+ * system call that reads or writes them does not fail with EFAULT (a
+ * kernel-mode access to a missing page of an in-thread region). Pages of
+ * other memory are not touched, and unmapped addresses are not an error.
+ * Context: any thread, not a signal handler. Return: 0; -EINVAL (the range
+ *	wraps around).
+ */
+int fl_prefault(const void *addr, size_t len);
+
+/* ------------------------------------------------------------------------ */
 /* Statistics                                                                */
 
 /*

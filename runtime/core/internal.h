@@ -324,6 +324,17 @@ void inthread_stop(struct fl_runtime *rt);
 void inthread_release(struct fl_runtime *rt);
 void inthread_stats_add(const struct fl_runtime *rt, struct fl_counters *sum);
 void inthread_stats_reset(struct fl_runtime *rt);
+/*
+ * For the LD_PRELOAD shim, which keeps the runtime's SIGBUS handler in
+ * place: inthread_chain_swap() - while it is installed, make @act (if
+ * non-NULL) the handler it passes foreign SIGBUS signals to and return the
+ * previous one in *@old (if non-NULL); false (nothing done) when it is not
+ * installed. inthread_prefault() - make the never-touched pages of in-thread
+ * regions in [a, a + len) present before a system call accesses them.
+ */
+struct sigaction;
+bool inthread_chain_swap(const struct sigaction *act, struct sigaction *old);
+void inthread_prefault(uintptr_t a, size_t len);
 
 /* stats.c */
 void stats_sum(const struct fl_runtime *rt, struct fl_counters *sum);

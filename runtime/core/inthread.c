@@ -40,6 +40,7 @@
 #include <ucontext.h>
 
 #include "internal.h"
+#include "rcu.h"
 #include "sigrcu.h"
 
 #define FL_INTHREAD_RUNTIMES 64
@@ -47,8 +48,21 @@
 static struct fl_runtime *_Atomic table[FL_INTHREAD_RUNTIMES];
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned int ntable;		/* under table_lock */
-static struct sigaction prev;		/* the program's, when we installed ours */
-static bool installed;			/* under table_lock */
+/*
+ * The program's handler, when we installed ours, or one it set since
+ * through inthread_chain_swap() (the LD_PRELOAD shim's sigaction()). Two
+ * copies: a setter writes the one the handler is not reading, then
+ * switches (under table_lock).
+ */
+static struct sigaction prevs[2];
+static _Atomic int prev_cur;
+static _Atomic bool installed;		/* written under table_lock */
+
+/*
+ * glibc's own entry point: under the shim, sigaction() is the shim's, which
+ * would take our handler for the program's.
+ */
+extern int __sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 
 /* the kernel's page-fault error code says whether the access wrote */
 static bool fault_write(const void *uc)
@@ -69,6 +83,8 @@ static bool fault_write(const void *uc)
  */
 static void chain(int sig, siginfo_t *si, void *uc)
 {
+	const struct sigaction prev = prevs[atomic_load_explicit(&prev_cur, memory_order_acquire)];
+
 	if (prev.sa_flags & SA_SIGINFO) {
 		if (prev.sa_sigaction) {
 			prev.sa_sigaction(sig, si, uc);
@@ -80,7 +96,12 @@ static void chain(int sig, siginfo_t *si, void *uc)
 	}
 	if (prev.sa_handler == SIG_IGN && si->si_code <= 0)
 		return;		/* sent, and ignored */
-	signal(SIGBUS, SIG_DFL);
+	struct sigaction dfl;
+
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	__sigaction(SIGBUS, &dfl, NULL);
+	atomic_store_explicit(&installed, false, memory_order_relaxed);
 	if (si->si_code <= 0)
 		raise(SIGBUS);
 }
@@ -91,15 +112,14 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 	enum fl_tres res = TR_NONE;
 	int saved = errno, slot;
 
-	if (si->si_code != BUS_ADRERR) {
-		chain(sig, si, uc);
-		errno = saved;
-		return;
-	}
 	slot = sigrcu_enter();
 	if (slot < 0) {
-		/* every reader slot is a live thread's: wait for one to go */
-		sched_yield();
+		/* every reader slot is a live thread's: wait for one to go (a
+		 * fault comes again; anything else is passed on uncounted) */
+		if (si->si_code != BUS_ADRERR)
+			chain(sig, si, uc);
+		else
+			sched_yield();
 		errno = saved;
 		return;
 	}
@@ -109,7 +129,10 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 		if (!rt || rt->forked_child)
 			continue;
 		first = first ? first : rt;
-		res = fault_inthread(rt, slot, (uintptr_t)si->si_addr, fault_write(uc));
+		/* ours are BUS_ADRERR; a poisoned page's is BUS_MCEERR_AR,
+		 * a sent one's SI_USER or SI_TKILL */
+		if (si->si_code == BUS_ADRERR)
+			res = fault_inthread(rt, slot, (uintptr_t)si->si_addr, fault_write(uc));
 	}
 	if (res == TR_NONE && first)
 		STAT_INC(&first->tst[slot], thread_chained);
@@ -120,6 +143,11 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 }
 
 /* ---- runtimes ---- */
+
+static bool ntable_live(void)
+{
+	return atomic_load_explicit(&installed, memory_order_relaxed);
+}
 
 /* what the second uffd needs: SIGBUS, and the events that keep the index true */
 #define FL_TUFFD_WANTED (UFFD_FEATURE_SIGBUS | UFFD_FEATURE_EVENT_REMAP | \
@@ -190,10 +218,12 @@ int inthread_start(struct fl_runtime *rt)
 		 */
 		sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK | SA_RESTART;
 		sigemptyset(&sa.sa_mask);
-		if (sigaction(SIGBUS, &sa, &prev) < 0)
+		if (__sigaction(SIGBUS, &sa, &prevs[0]) < 0) {
 			ret = -errno;
-		else
-			installed = true;
+		} else {
+			atomic_store_explicit(&prev_cur, 0, memory_order_release);
+			atomic_store_explicit(&installed, true, memory_order_release);
+		}
 	}
 	for (unsigned int i = 0; !ret && i < FL_INTHREAD_RUNTIMES; i++)
 		if (!atomic_load_explicit(&table[i], memory_order_relaxed)) {
@@ -219,17 +249,89 @@ void inthread_stop(struct fl_runtime *rt)
 	/* Race: a handler that loaded the runtime still reads it: grace period
 	 * before the caller frees anything */
 	sigrcu_synchronize();
-	if (!--ntable && installed) {
+	if (!--ntable && atomic_load_explicit(&installed, memory_order_relaxed)) {
 		struct sigaction cur;
 
 		/* give the program its handler back, unless it changed it since */
-		if (sigaction(SIGBUS, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
+		if (__sigaction(SIGBUS, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
 		    cur.sa_sigaction == on_sigbus) {
-			sigaction(SIGBUS, &prev, NULL);
-			installed = false;
+			__sigaction(SIGBUS, &prevs[atomic_load(&prev_cur)], NULL);
+			atomic_store_explicit(&installed, false, memory_order_relaxed);
 		}
 	}
 	pthread_mutex_unlock(&table_lock);
+}
+
+FL_EXPORT int fl_sigbus_chain(const struct sigaction *act, struct sigaction *old)
+{
+	return inthread_chain_swap(act, old) ? 0 : -ENOENT;
+}
+
+FL_EXPORT int fl_prefault(const void *addr, size_t len)
+{
+	if (len && (uintptr_t)addr + len < (uintptr_t)addr)
+		return -EINVAL;
+	inthread_prefault((uintptr_t)addr, len);
+	return 0;
+}
+
+bool inthread_chain_swap(const struct sigaction *act, struct sigaction *old)
+{
+	bool ours;
+
+	pthread_mutex_lock(&table_lock);
+	ours = atomic_load_explicit(&installed, memory_order_relaxed);
+	if (ours) {
+		int cur = atomic_load_explicit(&prev_cur, memory_order_relaxed);
+
+		if (old)
+			*old = prevs[cur];
+		if (act) {
+			prevs[!cur] = *act;
+			atomic_store_explicit(&prev_cur, !cur, memory_order_release);
+		}
+	}
+	pthread_mutex_unlock(&table_lock);
+	return ours;
+}
+
+/*
+ * Make the pages of [a, a + len) that in-thread regions have not produced
+ * yet present, by a read in user mode (a fault we resolve), so that a system
+ * call that reads or writes them does not fail EFAULT. A section per page
+ * at most: the mapping cannot go while we touch it (its unregister waits
+ * for the section), and no writer waits long.
+ */
+void inthread_prefault(uintptr_t a, size_t len)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+	uintptr_t end = a + len, p;
+
+	if (!len || end < a || !ntable_live())
+		return;
+	for (p = a & ~(uintptr_t)(ps - 1); p < end; p += (uintptr_t)ps) {
+		int slot = sigrcu_enter();
+
+		if (slot < 0)
+			return;
+		for (unsigned int i = 0; i < FL_INTHREAD_RUNTIMES; i++) {
+			struct fl_runtime *rt = atomic_load_explicit(&table[i], memory_order_acquire);
+			struct fl_region *r;
+			uint32_t v;
+
+			if (!rt || rt->forked_child)
+				continue;
+			r = index_lookup(fl_rcu_dereference(rt->index.cur), p);
+			if (!r || !(r->flags & FL_REGION_THREAD))
+				continue;
+			v = atomic_load_explicit(&r->pstate[(p - r->start) >> rt->page_shift],
+						 memory_order_relaxed);
+			if (ps_state(v) != PS_RESIDENT)
+				(void)*(volatile const char *)p;	/* SIGBUS: ours */
+			break;
+		}
+		sigrcu_exit(slot);
+	}
 }
 
 void inthread_release(struct fl_runtime *rt)

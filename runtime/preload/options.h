@@ -62,8 +62,8 @@ enum fl_opt_log { FL_OPT_LOG_ERROR, FL_OPT_LOG_WARN, FL_OPT_LOG_INFO, FL_OPT_LOG
 	  "bytes resolved per fault: 0 adaptive (4K..4M on sequential runs), or a power of two from 4K to 4M") \
 	X(TIERS,	tiers,		ENUM,	"adaptive", "adaptive|spf|region|global", \
 	  "fault-resolution tiers (forced tiers are for benchmarks)") \
-	X(RESOLVE,	resolve,	ENUM,	"handler", "handler", \
-	  "which thread resolves a fault: handler threads. The library's in-thread mode (thread, auto) is not offered under the shim yet: with it a system call into a never-touched page fails EFAULT, and the program's SIGBUS handlers would have to be chained") \
+	X(RESOLVE,	resolve,	ENUM,	"handler", "handler|thread|auto", \
+	  "which thread resolves a fault: handler threads; thread: the faulting thread itself, in a SIGBUS handler (no hand-off; the program's SIGBUS handlers are chained, SIGBUS is never blocked, and the read/write/recv/send/fread/fwrite families touch their buffers first: other system calls into never-touched memory fail EFAULT); auto: thread where the memory allows it (no budget)") \
 	X(BUDGET,	budget,		SIZE,	"0",	NULL, \
 	  "resident budget for managed memory (at least 1M); the coldest pages beyond it go to the store; 0: no budget") \
 	X(EVICT,	evict,		ENUM,	"auto",	"auto|copy", \

@@ -75,6 +75,7 @@
 #include "live.h"
 #include "live-shim.h"
 #include "options.h"
+#include "thread-mode.h"
 
 #define SHIM_EXPORT __attribute__((visibility("default")))
 #define SHIM_HIDDEN __attribute__((visibility("hidden")))
@@ -149,6 +150,23 @@ static int (*real_madvise)(void *, size_t, int);
 static int (*real_mprotect)(void *, size_t, int);
 static int (*real_pthread_create)(pthread_t *, const pthread_attr_t *,
 				  void *(*)(void *), void *);
+
+bool shim_bypass(void)
+{
+	return shim_depth || shim_rt_thread;
+}
+
+void *shim_next_sym(const char *name)
+{
+	void *p;
+
+	/* as in nx_resolve(): what dlsym() allocates (its error string, say)
+	 * is glibc's, which frees it itself with its own free() */
+	shim_depth++;
+	p = dlsym(RTLD_NEXT, name);
+	shim_depth--;
+	return p;
+}
 
 /* ---- logging: write(2) of a stack buffer, usable anywhere ---- */
 
@@ -386,9 +404,11 @@ static struct fl_runtime *shim_runtime(void)
 	fl_runtime_opts_init(&ro);
 	ro.handlers = (unsigned int)opt.handlers;
 	ro.tiers = (enum fl_tier_policy)opt.tiers;
-	/* FAULTLINE_RESOLVE offers handler threads only (options.h); the
-	 * library's own reading of the variable must not say otherwise */
-	ro.resolve = FL_RESOLVE_HANDLER;
+	/* the option table's words are the enum's, in its order; set even
+	 * when "handler": fl_runtime_opts_init() read the variable too */
+	ro.resolve = (enum fl_resolve)opt.resolve;
+	if (ro.resolve != FL_RESOLVE_HANDLER)
+		shim_thread_mode_set(true);
 	if (!opt.pin)
 		ro.flags |= FL_RT_NO_PIN;
 	if (opt.evict == 1)
@@ -417,6 +437,7 @@ static struct fl_runtime *shim_runtime(void)
 			shim_log(FL_OPT_LOG_WARN, "warning: cannot start the runtime: %s; "
 				 "memory is not managed", fl_strerror(ret));
 		atomic_store(&shim_state, SHIM_OFF);
+		shim_thread_mode_set(false);
 		goto out;
 	}
 	if (fl_features(r, &ft) == 0 && !ft.kernel_faults) {
@@ -431,7 +452,14 @@ static struct fl_runtime *shim_runtime(void)
 		shim_farmem_drop(&ro);
 		r = NULL;
 		atomic_store(&shim_state, SHIM_OFF);
+		shim_thread_mode_set(false);
 		goto out;
+	}
+	if (ro.resolve != FL_RESOLVE_HANDLER && !ft.inthread) {
+		shim_thread_mode_set(false);
+		shim_log(FL_OPT_LOG_INFO, "FAULTLINE_RESOLVE: faults are resolved by handler "
+			 "threads (%s)", ro.store ? "a budget's far memory needs them" :
+			 "no UFFD_FEATURE_SIGBUS in this kernel");
 	}
 	if (ro.store && !ft.move && !ft.wp)
 		shim_log(FL_OPT_LOG_WARN, "warning: FAULTLINE_BUDGET: this kernel has neither "
@@ -1019,6 +1047,7 @@ static void nx_resolve(void)
 	n.valloc = (void *(*)(size_t))nx_sym("valloc");
 	n.pvalloc = (void *(*)(size_t))nx_sym("pvalloc");
 	n.usable = (size_t (*)(void *))nx_sym("malloc_usable_size");
+	shim_thread_mode_resolve();	/* same reason: see thread-mode.c */
 	libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
 	if (libc) {
 		libc_usable = (size_t (*)(void *))dlsym(libc, "malloc_usable_size");

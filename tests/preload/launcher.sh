@@ -92,6 +92,6 @@ readme=$(sed -n '/<!-- options:begin/,/<!-- options:end/p' "$SRCDIR/README.md" |
 ok $? "README's option table matches faultline env --markdown (regenerate: tests/preload/readme-options.sh)"
 
 printf '{"version":1,"pid":1,"program":"x","managed":{"mmaps":2},"counters":{"faults":5}}\n' > "$WORK/s.json"
-out=$("$F" stats "$WORK/s.json") && [[ $out == *faults*5*"fault messages read"* ]]
+out=$("$F" stats "$WORK/s.json") && [[ $out == *faults*5*"messages read from the uffd"* ]]
 ok $? "stats pretty-prints a JSON line"
 done_testing
