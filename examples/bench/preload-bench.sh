@@ -34,3 +34,7 @@ run() {	# label, command...
 run "native" env
 run "faultline (adaptive)" "$cli" run --
 run "faultline (fault-around 4M)" "$cli" run --fault-around 4M --
+# fault-around off: one fault per page, the fault path alone
+run "faultline (fault-around off)" "$cli" run --fault-around 4K --
+run "faultline (in-thread, off)" env FAULTLINE_RESOLVE=auto "$cli" run --fault-around 4K --
+run "faultline (in-thread, adaptive)" env FAULTLINE_RESOLVE=auto "$cli" run --
