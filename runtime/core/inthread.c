@@ -84,6 +84,7 @@ static bool fault_write(const void *uc)
 static void chain(int sig, siginfo_t *si, void *uc)
 {
 	const struct sigaction prev = prevs[atomic_load_explicit(&prev_cur, memory_order_acquire)];
+	struct sigaction dfl;
 
 	if (prev.sa_flags & SA_SIGINFO) {
 		if (prev.sa_sigaction) {
@@ -96,8 +97,6 @@ static void chain(int sig, siginfo_t *si, void *uc)
 	}
 	if (prev.sa_handler == SIG_IGN && si->si_code <= 0)
 		return;		/* sent, and ignored */
-	struct sigaction dfl;
-
 	memset(&dfl, 0, sizeof(dfl));
 	dfl.sa_handler = SIG_DFL;
 	__sigaction(SIGBUS, &dfl, NULL);
@@ -144,7 +143,7 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 
 /* ---- runtimes ---- */
 
-static bool ntable_live(void)
+static bool handler_installed(void)
 {
 	return atomic_load_explicit(&installed, memory_order_relaxed);
 }
@@ -307,7 +306,7 @@ void inthread_prefault(uintptr_t a, size_t len)
 	long ps = sysconf(_SC_PAGESIZE);
 	uintptr_t end = a + len, p;
 
-	if (!len || end < a || !ntable_live())
+	if (!len || end < a || !handler_installed())
 		return;
 	for (p = a & ~(uintptr_t)(ps - 1); p < end; p += (uintptr_t)ps) {
 		int slot = sigrcu_enter();
