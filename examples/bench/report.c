@@ -251,6 +251,52 @@ static void target(const struct report_opts *o, const char *name, const char *de
 		printf("%-72s    n/a  (goal >= %.2f)  not measured in this run\n", detail, goal);
 }
 
+/* what an in-thread mode's line is held against, and the goal (write, read) */
+struct vs_goal {
+	enum mode mode;
+	int place;
+	const char *name;
+	double goal_write, goal_read;
+};
+
+/*
+ * Targets of mode @m (one line per workload, no handler to place): 4K
+ * random first touch, one thread, against each of @vs; and 2 faulting
+ * threads against one (goal 1.8).
+ */
+static void in_thread_targets(const struct report_opts *o, const struct result *all, size_t n,
+			      enum mode m, const char *label, const char *key,
+			      const struct vs_goal *vs, size_t nvs)
+{
+	const struct result *a, *b;
+	char detail[256], name[64];
+	int acc;
+
+	for (acc = 1; acc >= 0; acc--) {
+		struct want w = { "first-touch", m, 1, acc, 0, P_SAME, 1, 0, -1 };
+
+		a = find(all, n, &w);
+		for (size_t k = 0; k < nvs; k++) {
+			w.mode = vs[k].mode;
+			w.place = vs[k].place;
+			b = find(all, n, &w);
+			snprintf(detail, sizeof(detail), "%s / %s%s faults/s, 4K random %s first touch",
+				 label, mode_names[vs[k].mode],
+				 vs[k].place == P_ANY ? " (any)" : vs[k].mode == M_BARE ? " (same)" : "",
+				 acc ? "write" : "read");
+			snprintf(name, sizeof(name), "%s_vs_%s_%s", key, vs[k].name,
+				 acc ? "write" : "read");
+			target(o, name, detail, a ? a->faults_per_sec : 0, b ? b->faults_per_sec : 0,
+			       acc ? vs[k].goal_write : vs[k].goal_read);
+		}
+	}
+	a = find(all, n, &(struct want){ "scaling", m, -1, -1, ANY_FA, -1, 2, 0, -1 });
+	b = find(all, n, &(struct want){ "scaling", m, -1, -1, ANY_FA, -1, 1, 0, -1 });
+	snprintf(detail, sizeof(detail), "%s, 2 faulting threads / 1, faults/s", label);
+	snprintf(name, sizeof(name), "%s_scaling", key);
+	target(o, name, detail, a ? a->faults_per_sec : 0, b ? b->faults_per_sec : 0, 1.8);
+}
+
 void report_targets(const struct report_opts *o, const struct result *all, size_t n)
 {
 	const struct result *a, *b, *best = NULL;
@@ -362,67 +408,20 @@ void report_targets(const struct report_opts *o, const struct result *all, size_
 	 * loop in a SIGBUS handler), against the goals set for that mode:
 	 * what the plain loop reaches bounds what a runtime can.
 	 */
-	for (acc = 1; acc >= 0; acc--) {
-		static const struct { enum mode mode; int place; const char *name; double goal; } vs[] = {
-			{ M_BARE, P_ANY, "bare_any", 5.0 }, { M_NATIVE, P_SAME, "native", 0.4 },
-		};
-		struct want w = { "first-touch", M_BARE_THREAD, 1, acc, 0, P_SAME, 1, 0, -1 };
-		char name[64];
-
-		a = find(all, n, &w);
-		for (k = 0; k < 2; k++) {
-			w.mode = vs[k].mode;
-			w.place = vs[k].place;
-			b = find(all, n, &w);
-			snprintf(detail, sizeof(detail), "in-thread ceiling: bare-thread / %s%s faults/s, "
-				 "4K random %s first touch", mode_names[vs[k].mode],
-				 vs[k].place == P_ANY ? " (any)" : "", acc ? "write" : "read");
-			snprintf(name, sizeof(name), "bare_thread_vs_%s_%s", vs[k].name,
-				 acc ? "write" : "read");
-			target(o, name, detail, a ? a->faults_per_sec : 0,
-			       b ? b->faults_per_sec : 0, vs[k].goal);
-		}
-	}
-	a = find(all, n, &(struct want){ "scaling", M_BARE_THREAD, -1, -1, ANY_FA, -1, 2, 0, -1 });
-	b = find(all, n, &(struct want){ "scaling", M_BARE_THREAD, -1, -1, ANY_FA, -1, 1, 0, -1 });
-	target(o, "bare_thread_scaling", "in-thread ceiling: bare-thread, 2 faulting threads / 1, faults/s",
-	       a ? a->faults_per_sec : 0, b ? b->faults_per_sec : 0, 1.8);
-
+	in_thread_targets(o, all, n, M_BARE_THREAD, "in-thread ceiling: bare-thread", "bare_thread",
+			  (const struct vs_goal[]){ { M_BARE, P_ANY, "bare_any", 5.0, 5.0 },
+						    { M_NATIVE, P_SAME, "native", 0.4, 0.4 } }, 2);
 	/*
 	 * 6: the runtime's in-thread mode against the same goals. Its one
 	 * line per workload has no handler to place: the faulting thread
 	 * resolves, wherever it runs. Against the bare loop at default
 	 * placement (what a program's threads get), at the same vCPU (its
-	 * best case), and the kernel.
+	 * best case; reads: no slower), and the kernel.
 	 */
-	for (acc = 1; acc >= 0; acc--) {
-		static const struct { enum mode mode; int place; const char *name; double goal; } vs[] = {
-			{ M_BARE, P_ANY, "bare_any", 5.0 }, { M_BARE, P_SAME, "bare_same", 1.2 },
-			{ M_NATIVE, P_SAME, "native", 0.4 },
-		};
-		struct want w = { "first-touch", M_THREAD, 1, acc, 0, P_SAME, 1, 0, -1 };
-		char name[64];
-
-		a = find(all, n, &w);
-		for (k = 0; k < 3; k++) {
-			w.mode = vs[k].mode;
-			w.place = vs[k].place;
-			b = find(all, n, &w);
-			snprintf(detail, sizeof(detail), "in-thread: thread / %s%s faults/s, "
-				 "4K random %s first touch", mode_names[vs[k].mode],
-				 vs[k].place == P_ANY ? " (any)" : vs[k].mode == M_BARE ? " (same)" : "",
-				 acc ? "write" : "read");
-			snprintf(name, sizeof(name), "thread_vs_%s_%s", vs[k].name,
-				 acc ? "write" : "read");
-			/* same-vCPU reads: the goal is "no slower" */
-			target(o, name, detail, a ? a->faults_per_sec : 0, b ? b->faults_per_sec : 0,
-			       k == 1 && !acc ? 1.0 : vs[k].goal);
-		}
-	}
-	a = find(all, n, &(struct want){ "scaling", M_THREAD, -1, -1, ANY_FA, -1, 2, 0, -1 });
-	b = find(all, n, &(struct want){ "scaling", M_THREAD, -1, -1, ANY_FA, -1, 1, 0, -1 });
-	target(o, "thread_scaling", "in-thread: thread, 2 faulting threads / 1, faults/s",
-	       a ? a->faults_per_sec : 0, b ? b->faults_per_sec : 0, 1.8);
+	in_thread_targets(o, all, n, M_THREAD, "in-thread: thread", "thread",
+			  (const struct vs_goal[]){ { M_BARE, P_ANY, "bare_any", 5.0, 5.0 },
+						    { M_BARE, P_SAME, "bare_same", 1.2, 1.0 },
+						    { M_NATIVE, P_SAME, "native", 0.4, 0.4 } }, 3);
 	fflush(stdout);
 }
 
