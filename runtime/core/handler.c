@@ -15,6 +15,11 @@
  * and exits (after installing its reads in flight, with far memory). Without
  * asynchronous page-in the hot loop stays a single blocking read(2).
  *
+ * A runtime that resolves faults in the faulting thread (inthread.c) has
+ * one more handler: it reads the second uffd, where only events arrive (a
+ * fault there is a SIGBUS), in the same read-window protocol. A doorbell
+ * on that uffd would be a SIGBUS too: it polls an eventfd that stops it.
+ *
  * EAGAIN: while an event (REMOVE, UNMAP, REMAP) sits unread, the kernel
  * refuses every resolving ioctl. The fault's range is parked (park.c) and
  * this handler goes back to read(2), where it finds the event; the retrier
