@@ -616,14 +616,30 @@ changed:
 		static bool on2[PAGES], out[PAGES], bus[PAGES];
 		size_t want = 0, extra = 0, missed = 0;
 
-		/* an item on server 2 is the page's only copy: with every
+		/*
+		 * An item on server 2 is the page's only copy: with every
 		 * server up, a page always goes to the first of its order.
-		 * The evictor settled first: no page may go out between the
-		 * dump and the kill */
-		stats_quiet(rt, &st);
-		dump_pages(srv[2].port, on2);
-		for (pg = 0; pg < PAGES; pg++)
-			out[pg] = pages_out(m + pg * TPG, 1);
+		 * No page may go out between the dump and the kill. Quiet
+		 * statistics are not enough for that: an evictor waiting for a
+		 * server's answer sleeps (it is not "busy"), and on a loaded
+		 * machine that answer can take longer than the quiet samples,
+		 * so a page went out to server 2 after the dump (tsan run
+		 * under two suites: "5 others failed"). Dump until no eviction
+		 * was counted from before the dump to a quiet moment after the
+		 * pages were looked at.
+		 */
+		for (int tries = 0; tries < 50; tries++) {
+			uint64_t before;
+
+			stats_quiet(rt, &st);
+			before = st.far_evictions + st.far_writebacks + st.far_evict_aborts;
+			dump_pages(srv[2].port, on2);
+			for (pg = 0; pg < PAGES; pg++)
+				out[pg] = pages_out(m + pg * TPG, 1);
+			stats_quiet(rt, &st);
+			if (st.far_evictions + st.far_writebacks + st.far_evict_aborts == before)
+				break;
+		}
 		srv_kill(2);
 		if (!ft.poison) {
 			tap_skip("no UFFDIO_POISON");
