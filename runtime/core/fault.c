@@ -519,6 +519,17 @@ static void serve_unknown(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 		uffd_wake(&rt->uffd, pg, rt->page_size);
 }
 
+/* a fault begins: the same counts and probe whichever thread resolves it */
+static void count_fault(struct fl_fault_ctx *c, uintptr_t addr, bool write)
+{
+	STAT_INC(c->st, faults);
+	FL_PROBE(fault, addr, (int)write);
+	if (write)
+		STAT_INC(c->st, faults_write);
+	else
+		STAT_INC(c->st, faults_read);
+}
+
 enum tier_ret { T_DONE, T_ABORT };
 
 static enum tier_ret tier1(struct fl_fault_ctx *c, uintptr_t addr, bool write)
@@ -654,12 +665,7 @@ void fault_handle(struct fl_fault_ctx *c, uintptr_t addr, bool write)
 {
 	struct fl_runtime *rt = c->rt;
 
-	STAT_INC(c->st, faults);
-	FL_PROBE(fault, addr, (int)write);
-	if (write)
-		STAT_INC(c->st, faults_write);
-	else
-		STAT_INC(c->st, faults_read);
+	count_fault(c, addr, write);
 
 	switch (rt->tiers) {
 	case FL_TIERS_GLOBAL:
@@ -731,13 +737,8 @@ enum fl_tres fault_inthread(struct fl_runtime *rt, int slot, uintptr_t addr, boo
 	 * BUS_MCEERR_AR, and the caller passes it on before asking) */
 	if (!(r->flags & FL_REGION_THREAD))
 		return TR_NONE;
-	STAT_INC(c.st, faults);
+	count_fault(&c, addr, write);
 	STAT_INC(c.st, faults_thread);
-	FL_PROBE(fault, addr, (int)write);
-	if (write)
-		STAT_INC(c.st, faults_write);
-	else
-		STAT_INC(c.st, faults_read);
 	STAT_INC(c.st, spf_attempt);
 	snap_take(&s, rt, r);
 	FL_TEST_PAUSE(FL_PAUSE_SPF_LOOKED_UP, addr);

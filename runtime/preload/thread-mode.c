@@ -182,6 +182,13 @@ static void prefault_iov(const struct iovec *iov, int n)
 		fl_prefault(iov[i].iov_base, iov[i].iov_len);
 }
 
+/* stdio's @n items of @size bytes (a product that overflows touches nothing) */
+static void prefault_items(const void *buf, size_t size, size_t n)
+{
+	if (size && n <= SIZE_MAX / size)
+		prefault(buf, size * n);
+}
+
 SHIM_EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
 	prefault(buf, n);
@@ -286,29 +293,25 @@ SHIM_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 
 SHIM_EXPORT size_t fread(void *buf, size_t size, size_t n, FILE *f)
 {
-	if (size && n <= SIZE_MAX / size)
-		prefault(buf, size * n);
+	prefault_items(buf, size, n);
 	return NEXT(size_t (*)(void *, size_t, size_t, FILE *), fread)(buf, size, n, f);
 }
 
 SHIM_EXPORT size_t fwrite(const void *buf, size_t size, size_t n, FILE *f)
 {
-	if (size && n <= SIZE_MAX / size)
-		prefault(buf, size * n);
+	prefault_items(buf, size, n);
 	return NEXT(size_t (*)(const void *, size_t, size_t, FILE *), fwrite)(buf, size, n, f);
 }
 
 SHIM_EXPORT size_t fread_unlocked(void *buf, size_t size, size_t n, FILE *f)
 {
-	if (size && n <= SIZE_MAX / size)
-		prefault(buf, size * n);
+	prefault_items(buf, size, n);
 	return NEXT(size_t (*)(void *, size_t, size_t, FILE *), fread_unlocked)(buf, size, n, f);
 }
 
 SHIM_EXPORT size_t fwrite_unlocked(const void *buf, size_t size, size_t n, FILE *f)
 {
-	if (size && n <= SIZE_MAX / size)
-		prefault(buf, size * n);
+	prefault_items(buf, size, n);
 	return NEXT(size_t (*)(const void *, size_t, size_t, FILE *), fwrite_unlocked)(buf, size,
 											  n, f);
 }
