@@ -428,6 +428,12 @@ int fl_region_count(const struct fl_runtime *rt);
  * @discard: optional (NULL): the runtime no longer needs [@off, @off+@len).
  * @flush: optional: make written data durable (never needed for paging).
  * @destroy: optional: called once by fl_store_destroy().
+ * @flags: optional (appended in 0.4): FL_STORE_READ_SIGNAL_SAFE says that
+ *	@read is async-signal-safe (it takes no lock, allocates nothing, calls
+ *	only async-signal-safe functions). Only then may a runtime resolve
+ *	faults in the faulting thread (FL_RESOLVE_THREAD, AUTO) with this
+ *	store: the page-in runs @read in that thread's SIGBUS handler.
+ *	Unknown bits: -EINVAL.
  *
  * Context of every callback: concurrently, from the runtime's threads and
  * from the callbacks store's own worker threads (up to four, which run
@@ -444,7 +450,11 @@ struct fl_store_ops {
 	int (*discard)(void *arg, uint64_t off, size_t len);
 	int (*flush)(void *arg);
 	void (*destroy)(void *arg);
+	/* appended in 0.4 */
+	unsigned int flags;
 };
+
+#define FL_STORE_READ_SIGNAL_SAFE	(1u << 0)
 
 /**
  * fl_store_memory_create() - a store in the process's own anonymous memory

@@ -206,7 +206,9 @@ static bool race_once(struct fl_runtime *rt, char *m, char *q, bool *lost)
 
 static void part1(void)
 {
-	struct fl_store_ops ops = { .size = sizeof(ops), .read = st_read, .write = st_write };
+	/* its read is a memcpy: signal-safe, so in-thread runs may use it too */
+	struct fl_store_ops ops = { .size = sizeof(ops), .read = st_read, .write = st_write,
+				     .flags = FL_STORE_READ_SIGNAL_SAFE };
 	struct fl_runtime_opts o;
 	struct fl_runtime *rt;
 	struct fl_store *store;
@@ -219,6 +221,8 @@ static void part1(void)
 	o.store = store;
 	o.budget = BUDGET * pgsz;
 	o.handlers = 1;
+	/* the interleaving needs the handler thread asleep on the page */
+	o.resolve = FL_RESOLVE_HANDLER;
 	rt = tap_runtime(&o);
 	TAP_EQ(fl_region_map(rt, PAGES * pgsz, NULL, (void **)&m), 0);
 	TAP_EQ(fl_region_map(rt, SMALL * pgsz, NULL, (void **)&q), 0);
@@ -249,7 +253,9 @@ static void part1(void)
 
 static void part2(void)
 {
-	struct fl_store_ops ops = { .size = sizeof(ops), .read = st_read, .write = st_write };
+	/* its read is a memcpy: signal-safe, so in-thread runs may use it too */
+	struct fl_store_ops ops = { .size = sizeof(ops), .read = st_read, .write = st_write,
+				     .flags = FL_STORE_READ_SIGNAL_SAFE };
 	struct fl_runtime_opts o;
 	struct fl_runtime *rt;
 	struct fl_store *store;

@@ -701,19 +701,27 @@ static bool inthread_events_busy(struct fl_runtime *rt)
 	return atomic_load_explicit(&rt->events_active, memory_order_seq_cst) != 0;
 }
 
-enum fl_tres fault_inthread(struct fl_runtime *rt, int slot, uintptr_t addr, bool write)
+static void inthread_ctx(struct fl_fault_ctx *c, struct fl_runtime *rt, int slot)
+{
+	memset(c, 0, sizeof(*c));
+	c->rt = rt;
+	c->st = &rt->tst[slot];
+	/* K_PARTIAL's page, or a far-memory run (rt->tbounce_pages) */
+	c->bounce = rt->tbounce + (((size_t)slot * rt->tbounce_pages) << rt->page_shift);
+	c->in_signal = true;
+}
+
+enum fl_tres fault_inthread(struct fl_runtime *rt, int slot, uintptr_t addr, bool write,
+			    bool prot, struct fl_region **blk)
 {
 	struct fl_index_root *ix = &rt->index;
 	struct fl_fault_ctx c;
 	struct fl_region *r;
 	struct fl_snap s;
 	unsigned int seq;
+	bool stale;
 
-	memset(&c, 0, sizeof(c));
-	c.rt = rt;
-	c.st = &rt->tst[slot];
-	c.bounce = rt->tbounce + ((size_t)slot << rt->page_shift);	/* K_PARTIAL: one page */
-	c.in_signal = true;
+	inthread_ctx(&c, rt, slot);
 	/* the caller holds a sigrcu section: the index and its regions stay */
 	seq = index_seq_begin(ix);
 	r = index_lookup(fl_rcu_dereference(ix->cur), addr);
@@ -737,19 +745,67 @@ enum fl_tres fault_inthread(struct fl_runtime *rt, int slot, uintptr_t addr, boo
 	 * BUS_MCEERR_AR, and the caller passes it on before asking) */
 	if (!(r->flags & FL_REGION_THREAD))
 		return TR_NONE;
+	if (prot && write) {
+		/* far memory's dirty tracking: the first write after a page-in
+		 * (counted in far_wp_faults, as a handler's WP message is) */
+		if (rt->hooks.dirty_fault && rt->hooks.dirty_fault(&c, r, addr))
+			return TR_DONE;
+		return TR_NONE;	/* no write protection of ours: not our fault */
+	}
+	/*
+	 * A page far memory poisoned (its store read failed): the kernel
+	 * raised this SIGBUS for the poison, not for a fault. The program's.
+	 */
+	if (unlikely(atomic_load_explicit(&r->pstate[(addr - r->start) >> rt->page_shift],
+					  memory_order_acquire) & PS_POISONED))
+		return TR_NONE;
 	count_fault(&c, addr, write);
 	STAT_INC(c.st, faults_thread);
 	STAT_INC(c.st, spf_attempt);
 	snap_take(&s, rt, r);
 	FL_TEST_PAUSE(FL_PAUSE_SPF_LOOKED_UP, addr);
-	/* in-thread regions never block (no fill callback, no store) */
-	if (resolve(&c, &s, addr, write, false) != RES_DONE) {
+	if (likely(resolve(&c, &s, addr, write, false) == RES_DONE)) {
+		STAT_INC(c.st, spf_ok);
+		FL_PROBE(resolved, 1, addr);
+		return TR_DONE;
+	}
+	/*
+	 * Far memory: a page-in, or the budget's throttle. Both may wait (the
+	 * store, the evictor), and a wait inside the section would hold up
+	 * every grace period of the process: take the region's read
+	 * reference, as tier 2 does, and let the caller leave the section
+	 * first. Refused (a writer holds the region): fault again.
+	 */
+	STAT_INC(c.st, spf_abort_blocking);
+	STAT_INC(c.st, region_attempt);
+	if (!rt->hooks.page_in || !region_start_read_checked(r, addr, s.gen, &stale)) {
 		STAT_INC(c.st, thread_retries);
 		return TR_RETRY;
 	}
-	STAT_INC(c.st, spf_ok);
-	FL_PROBE(resolved, 1, addr);
-	return TR_DONE;
+	*blk = r;
+	return TR_BLOCK;
+}
+
+void fault_inthread_block(struct fl_runtime *rt, int slot, struct fl_region *r,
+			  uintptr_t addr, bool write)
+{
+	struct fl_fault_ctx c;
+	struct fl_snap s;
+
+	inthread_ctx(&c, rt, slot);
+	snap_take(&s, rt, r);
+	/*
+	 * As a handler's tier 2: the store read runs here, synchronously
+	 * (the store's signal-safe read), and the evictor and the budget are
+	 * waited for as a handler waits for them. Nothing here waits for this
+	 * thread: the evictor never touches managed memory (MOVE eviction),
+	 * and a writer waiting for our reference waits for this call only.
+	 */
+	resolve(&c, &s, addr, write, true);
+	STAT_INC(c.st, region_ok);
+	FL_PROBE(resolved, 2, addr);
+	/* last: once the reference is gone, the runtime may be destroyed */
+	region_end_read(r);
 }
 
 void region_make_resident_locked(struct fl_fault_ctx *c, struct fl_region *r,

@@ -114,7 +114,7 @@ static bool handle_msg(struct fl_handler *h, const struct uffd_msg *m)
 		if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
 			/* far memory first (dirty tracking, the non-MOVE
 			 * eviction race); a far runtime offers no fl_protect() */
-			if (rt->hooks.dirty_fault && rt->hooks.dirty_fault(c, a))
+			if (rt->hooks.dirty_fault && rt->hooks.dirty_fault(c, NULL, a))
 				return false;
 			if (rt->hooks.protect_fault)
 				rt->hooks.protect_fault(c, a);	/* write protection */

@@ -64,8 +64,10 @@ struct fl_hooks {
 	/* a zap of pages [lo, hi), just claimed, may be coming: un-claim and park */
 	bool (*zap_coming)(const struct fl_runtime *rt, _Atomic uint32_t *pstate,
 			   uintptr_t start, size_t lo, size_t hi);
-	/* a write-protect fault far memory caused (dirty tracking): true if so */
-	bool (*dirty_fault)(struct fl_fault_ctx *c, uintptr_t addr);
+	/* a write-protect fault far memory caused (dirty tracking): true if so;
+	 * @r: its region, found by the caller inside a read-side section, or
+	 * NULL: look it up */
+	bool (*dirty_fault)(struct fl_fault_ctx *c, struct fl_region *r, uintptr_t addr);
 	/* a handler's asynchronous reads (c->aio): set up, tear down, install
 	 * what completed (never blocks), install all (waits) */
 	int (*aio_init)(struct fl_fault_ctx *c);

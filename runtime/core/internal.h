@@ -111,6 +111,12 @@ struct fl_parked {
 	size_t len;
 };
 
+/*
+ * The largest far-memory read-ahead run a fault resolved in-thread installs
+ * (pages): each reader slot sets aside a buffer of it.
+ */
+#define FL_INTHREAD_RUN	16
+
 struct fl_runtime {
 	struct fl_uffd uffd;
 	/*
@@ -122,6 +128,7 @@ struct fl_runtime {
 	struct fl_uffd tuffd;
 	struct fl_counters *tst;
 	char *tbounce;
+	size_t tbounce_pages;		/* per slot: a far-memory run (FL_INTHREAD_RUN) or a page */
 	enum fl_resolve resolve;
 	int inthread_id;		/* its place in inthread.c's table; -1 */
 	unsigned int page_shift;
@@ -235,14 +242,23 @@ void fault_handle(struct fl_fault_ctx *c, uintptr_t addr, bool write);
 
 /*
  * fault_inthread() - resolve the fault at @addr in the faulting thread
- * (inthread.c's SIGBUS handler). TR_DONE: installed, or being produced by
- * another thread: the access runs again; TR_RETRY: not now (a writer or
- * an event in flight, a page being produced): the access runs again and
- * faults again if it must; TR_NONE: not a fault of this runtime.
+ * (inthread.c's SIGBUS handler); @prot: a write to a present page that is
+ * write-protected (far memory's dirty tracking). TR_DONE: installed, or
+ * being produced by another thread: the access runs again; TR_RETRY: not
+ * now (a writer or an event in flight, a page being produced): the access
+ * runs again and faults again if it must; TR_NONE: not a fault of this
+ * runtime; TR_BLOCK: a far-memory page-in, which may wait (a store read,
+ * the evictor, the budget): the region's read reference is taken and
+ * *@blk names the region; the caller leaves its section, then calls
+ * fault_inthread_block(), which drops the reference.
  * Context: async-signal; inside a sigrcu section whose slot is @slot.
  */
-enum fl_tres { TR_DONE, TR_RETRY, TR_NONE };
-enum fl_tres fault_inthread(struct fl_runtime *rt, int slot, uintptr_t addr, bool write);
+enum fl_tres { TR_DONE, TR_RETRY, TR_NONE, TR_BLOCK };
+enum fl_tres fault_inthread(struct fl_runtime *rt, int slot, uintptr_t addr, bool write,
+			    bool prot, struct fl_region **blk);
+/* Context: async-signal; no sigrcu section; the read reference of @r held */
+void fault_inthread_block(struct fl_runtime *rt, int slot, struct fl_region *r,
+			  uintptr_t addr, bool write);
 
 /*
  * region_make_resident_locked() - produce every page of [@a, @b) of @r (page
@@ -322,6 +338,12 @@ int inthread_open(struct fl_runtime *rt, const struct fl_runtime_opts *o);
 int inthread_start(struct fl_runtime *rt);
 void inthread_stop(struct fl_runtime *rt);
 void inthread_release(struct fl_runtime *rt);
+/*
+ * inthread_refuse() - far memory cannot be served in-thread (far_start()):
+ * -EOPNOTSUPP under FL_RESOLVE_THREAD; under AUTO, every region goes to
+ * handler threads (0). Context: creation, before inthread_start().
+ */
+int inthread_refuse(struct fl_runtime *rt);
 void inthread_stats_add(const struct fl_runtime *rt, struct fl_counters *sum);
 void inthread_stats_reset(struct fl_runtime *rt);
 /*

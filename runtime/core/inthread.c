@@ -64,14 +64,30 @@ static _Atomic bool installed;		/* written under table_lock */
  */
 extern int __sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 
-/* the kernel's page-fault error code says whether the access wrote */
-static bool fault_write(const void *uc)
+/*
+ * The kernel's page-fault error code: did the access write (@write), and
+ * was the page present (@prot: a write-protect fault, far memory's dirty
+ * tracking)? Only x86-64 is read; elsewhere every fault counts as a write
+ * to a missing page, and far memory is not resolved in-thread
+ * (inthread_open()).
+ */
+#if defined(__x86_64__)
+#define FL_FAULT_KIND_KNOWN 1
+#else
+#define FL_FAULT_KIND_KNOWN 0
+#endif
+
+static void fault_kind(const void *uc, bool *write, bool *prot)
 {
 #if defined(__x86_64__)
-	return (((const ucontext_t *)uc)->uc_mcontext.gregs[REG_ERR] & 2) != 0;
+	long long err = ((const ucontext_t *)uc)->uc_mcontext.gregs[REG_ERR];
+
+	*write = (err & 2) != 0;
+	*prot = (err & 1) != 0;
 #else
 	(void)uc;
-	return true;	/* a write gets its own page: right for a read too */
+	*write = true;	/* a write gets its own page: right for a read too */
+	*prot = false;
 #endif
 }
 
@@ -107,9 +123,11 @@ static void chain(int sig, siginfo_t *si, void *uc)
 
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
-	struct fl_runtime *first = NULL;
+	struct fl_runtime *first = NULL, *rt = NULL;
+	struct fl_region *blk = NULL;
 	enum fl_tres res = TR_NONE;
 	int saved = errno, slot;
+	bool write, prot;
 
 	slot = sigrcu_enter();
 	if (slot < 0) {
@@ -122,20 +140,24 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 		errno = saved;
 		return;
 	}
+	fault_kind(uc, &write, &prot);
 	for (unsigned int i = 0; i < FL_INTHREAD_RUNTIMES && res == TR_NONE; i++) {
-		struct fl_runtime *rt = atomic_load_explicit(&table[i], memory_order_acquire);
-
+		rt = atomic_load_explicit(&table[i], memory_order_acquire);
 		if (!rt || rt->forked_child)
 			continue;
 		first = first ? first : rt;
 		/* ours are BUS_ADRERR; a poisoned page's is BUS_MCEERR_AR,
 		 * a sent one's SI_USER or SI_TKILL */
 		if (si->si_code == BUS_ADRERR)
-			res = fault_inthread(rt, slot, (uintptr_t)si->si_addr, fault_write(uc));
+			res = fault_inthread(rt, slot, (uintptr_t)si->si_addr, write, prot, &blk);
 	}
 	if (res == TR_NONE && first)
 		STAT_INC(&first->tst[slot], thread_chained);
 	sigrcu_exit(slot);
+	/* Race: the region's reference, not the section, keeps @rt alive now:
+	 * its destroy waits for the region's readers before it frees it */
+	if (res == TR_BLOCK)
+		fault_inthread_block(rt, slot, blk, (uintptr_t)si->si_addr, write);
 	if (res == TR_NONE)
 		chain(sig, si, uc);
 	errno = saved;
@@ -156,7 +178,8 @@ static bool handler_installed(void)
 int inthread_open(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 {
 	size_t stsz = (size_t)FL_SIGRCU_SLOTS * sizeof(struct fl_counters);
-	size_t bsz = (size_t)FL_SIGRCU_SLOTS << rt->page_shift;
+	size_t bsz;
+	uint64_t want = FL_TUFFD_WANTED;
 	int ret;
 
 	rt->tuffd.fd = -1;
@@ -168,22 +191,37 @@ int inthread_open(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 		rt->resolve = FL_RESOLVE_HANDLER;
 		return 0;
 	}
-	/* far memory's page-in, eviction and dirty tracking run on handlers */
-	if (o->store || !(rt->uffd.kernel_features & UFFD_FEATURE_SIGBUS)) {
+	/*
+	 * Far memory's write-protect faults (dirty tracking) must be told from
+	 * missing ones: the fault's error code, read on x86-64 only. What else
+	 * far memory needs in-thread, far_start() checks (inthread_refuse()).
+	 */
+	if (!(rt->uffd.kernel_features & UFFD_FEATURE_SIGBUS) ||
+	    (o->store && !FL_FAULT_KIND_KNOWN)) {
 		if (o->resolve == FL_RESOLVE_THREAD)
 			return -EOPNOTSUPP;
 		rt->resolve = FL_RESOLVE_HANDLER;
 		return 0;
 	}
-	ret = uffd_open(&rt->tuffd, o->flags & FL_RT_USER_MODE_ONLY, FL_TUFFD_WANTED);
+	/* far memory: the put-back of a page whose write-back failed is a
+	 * MOVE onto the region, and pages come back write-protected */
+	if (o->store)
+		want |= UFFD_FEATURE_MOVE | UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_POISON;
+	ret = uffd_open(&rt->tuffd, o->flags & FL_RT_USER_MODE_ONLY, want);
 	if (ret)
 		return ret;
 	if (!uffd_has(&rt->tuffd, UFFD_FEATURE_SIGBUS | UFFD_FEATURE_EVENT_REMAP |
-		      UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP)) {
+		      UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP) ||
+	    (o->store && !uffd_has(&rt->tuffd, UFFD_FEATURE_MOVE))) {
 		uffd_close(&rt->tuffd);
-		return -EOPNOTSUPP;
+		if (o->resolve == FL_RESOLVE_THREAD)
+			return -EOPNOTSUPP;
+		rt->resolve = FL_RESOLVE_HANDLER;
+		return 0;
 	}
 	/* untouched until a thread takes the slot: virtual space only */
+	rt->tbounce_pages = o->store ? FL_INTHREAD_RUN : 1;
+	bsz = ((size_t)FL_SIGRCU_SLOTS * rt->tbounce_pages) << rt->page_shift;
 	rt->tst = mmap(NULL, stsz, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	rt->tbounce = mmap(NULL, bsz, PROT_READ | PROT_WRITE,
@@ -333,12 +371,22 @@ void inthread_prefault(uintptr_t a, size_t len)
 	}
 }
 
+int inthread_refuse(struct fl_runtime *rt)
+{
+	if (rt->resolve == FL_RESOLVE_THREAD)
+		return -EOPNOTSUPP;
+	rt->resolve = FL_RESOLVE_HANDLER;
+	inthread_release(rt);
+	return 0;
+}
+
 void inthread_release(struct fl_runtime *rt)
 {
 	if (rt->tst && rt->tst != MAP_FAILED)
 		munmap(rt->tst, (size_t)FL_SIGRCU_SLOTS * sizeof(struct fl_counters));
 	if (rt->tbounce && rt->tbounce != MAP_FAILED)
-		munmap(rt->tbounce, (size_t)FL_SIGRCU_SLOTS << rt->page_shift);
+		munmap(rt->tbounce,
+		       ((size_t)FL_SIGRCU_SLOTS * rt->tbounce_pages) << rt->page_shift);
 	rt->tst = NULL;
 	rt->tbounce = NULL;
 	uffd_close(&rt->tuffd);

@@ -248,7 +248,7 @@ bool page_finish(_Atomic uint32_t *w, unsigned to)
 		 * is settled (a later fault here starts a new stream), and a
 		 * page produced anew is not the store's copy (far memory) */
 		nw = (old & ~(PS_STATE_MASK | PS_WAITERS | PS_DISCARD_PENDING |
-			      PS_FA_MASK | PS_INSTORE)) |
+			      PS_FA_MASK | PS_INSTORE | PS_POISONED)) |
 		     (discarded ? PS_DISCARDED : to);
 	} while (!atomic_compare_exchange_weak_explicit(w, &old, nw,
 							memory_order_release,

@@ -612,8 +612,9 @@ static void maybe_reclaim_locked(struct fl_runtime *rt)
 
 static uint64_t register_modes(const struct fl_runtime *rt, const struct fl_region *r)
 {
-	if (r->flags & FL_REGION_THREAD)	/* no WP: in-thread regions have none */
-		return UFFDIO_REGISTER_MODE_MISSING;
+	/* in-thread regions: no fl_protect() WP; far memory's dirty tracking */
+	if (r->flags & FL_REGION_THREAD)
+		return UFFDIO_REGISTER_MODE_MISSING | rt->hooks.register_modes;
 	return UFFDIO_REGISTER_MODE_MISSING | rt->hooks.register_modes |
 	       ((r->flags & FL_REGION_WP) ? UFFDIO_REGISTER_MODE_WP : 0);
 }
@@ -1257,7 +1258,8 @@ void event_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end)
 					   (st == PS_ABSENT && r->pager == FL_PAGER_ZERO)) {
 					break;	/* reads zero already: no write */
 				} else {
-					nv = (v & ~PS_STATE_MASK) | PS_DISCARDED;
+					/* a poisoned page is a zero page again */
+					nv = (v & ~(PS_STATE_MASK | PS_POISONED)) | PS_DISCARDED;
 				}
 			} while (!atomic_compare_exchange_weak_explicit(w, &v, nv,
 					memory_order_release, memory_order_relaxed));

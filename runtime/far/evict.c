@@ -201,7 +201,7 @@ void far_rescued_gone(struct fl_runtime *rt, const struct fl_region *r, uintptr_
 	}
 	do
 		nw = (old & ~(PS_STATE_MASK | PS_WAITERS | PS_RESCUED | PS_INSTORE |
-			      PS_DISCARD_PENDING)) | PS_DISCARDED;
+			      PS_DISCARD_PENDING | PS_POISONED)) | PS_DISCARDED;
 	while (!atomic_compare_exchange_weak_explicit(w, &old, nw, memory_order_release,
 						      memory_order_relaxed));
 	if (old & PS_WAITERS)
@@ -446,22 +446,26 @@ static bool settle(_Atomic uint32_t *w, unsigned int to, uint32_t set, uint32_t 
  * write after a page-in (dirty tracking) or a write racing a non-MOVE
  * eviction. Context: handler thread. Return: true if handled here.
  */
-bool far_wp_fault(struct fl_fault_ctx *c, uintptr_t addr)
+bool far_wp_fault(struct fl_fault_ctx *c, struct fl_region *r, uintptr_t addr)
 {
 	struct fl_runtime *rt = c->rt;
 	struct fl_far *f = rt->far;
 	uintptr_t pa = page_down(rt, addr);
+	const struct fl_uffd *u = &rt->uffd;
 	_Atomic uint32_t *w = NULL;
-	struct fl_region *r;
-	bool locked = false, stranded = false;
+	bool locked = false, stranded = false, section = !r;
 	int ret;
 
 	if (!f)
 		return false;
 	STAT_INC(c->st, far_wp_faults);
-	fl_rcu_read_lock();
-	r = index_lookup(fl_rcu_dereference(rt->index.cur), addr);
+	/* in-thread, the caller found @r inside its own section */
+	if (section) {
+		fl_rcu_read_lock();
+		r = index_lookup(fl_rcu_dereference(rt->index.cur), addr);
+	}
 	if (r) {
+		u = region_uffd(rt, r);
 		uint32_t v;
 
 		w = &r->pstate[(pa - r->start) >> rt->page_shift];
@@ -533,26 +537,28 @@ bool far_wp_fault(struct fl_fault_ctx *c, uintptr_t addr)
 				 * MOVE, the zapper holding the gate; being moved
 				 * out; being read back): the write waits and
 				 * comes again after the next event or 1 ms, as WP
-				 * or as a MISSING fault.
+				 * or as a MISSING fault. (In-thread: it runs again.)
 				 */
-				fl_rcu_read_unlock();
+				if (section)
+					fl_rcu_read_unlock();
 				park_fault(c, pa, rt->page_size);
 				return true;
 			}
 			break;	/* absent or discarded: nothing of ours is mapped */
 		}
 	}
-	ret = uffd_writeprotect(&rt->uffd, pa, rt->page_size, false, false);
+	ret = uffd_writeprotect(u, pa, rt->page_size, false, false);
 	/* INSTORE stays clear: dirty. A stranded page was off the budget's
 	 * count since its eviction: it counts again, unless the program
 	 * zapped it meanwhile (DISCARDED) */
 	if (locked && !page_finish(w, PS_RESIDENT) && stranded)
 		far_note_installed(rt, 1);
-	fl_rcu_read_unlock();
+	if (section)
+		fl_rcu_read_unlock();
 	if (ret == -EAGAIN)
 		park_fault(c, pa, rt->page_size);
-	else if (ret)
-		uffd_wake(&rt->uffd, pa, rt->page_size);
+	else if (ret && !c->in_signal)
+		uffd_wake(u, pa, rt->page_size);
 	return true;
 }
 
@@ -658,13 +664,13 @@ static void far_put_back(struct fl_runtime *rt, struct fl_region *r, const struc
 	int ret;
 
 	ret = FL_TEST_FAIL(FL_FAIL_PUT_BACK) ? -EAGAIN :
-	      uffd_move(&rt->uffd, x->addr, (uintptr_t)frame, rt->page_size, 0, &done);
+	      uffd_move(region_uffd(rt, r), x->addr, (uintptr_t)frame, rt->page_size, 0, &done);
 	/* as in evict_move_locked(): a failed MOVE may have moved it all the same */
 	if (ret && !FL_TEST_FAIL(FL_FAIL_PUT_BACK) &&
 	    page_mapped(f, x->addr, rt->page_shift) == 1 &&
 	    page_mapped(f, (uintptr_t)frame, rt->page_shift) == 0) {
 		STAT_INC(f->st, far_move_miscounts);
-		uffd_wake(&rt->uffd, x->addr, rt->page_size);
+		uffd_wake(region_uffd(rt, r), x->addr, rt->page_size);
 		ret = 0;
 	}
 	if (!ret) {
@@ -805,7 +811,7 @@ static size_t evict_move_locked(struct fl_runtime *rt, struct fl_region *r,
 		else
 			atomic_fetch_sub_explicit(&f->resident, 1, memory_order_relaxed);
 		/* a thread that faulted meanwhile waits in the kernel: wake it */
-		uffd_wake(&rt->uffd, v[i].addr, rt->page_size);
+		uffd_wake(region_uffd(rt, r), v[i].addr, rt->page_size);
 	}
 	return n;
 }
@@ -857,7 +863,7 @@ static void evict_copy_locked(struct fl_runtime *rt, struct fl_region *r,
 			int ret;
 
 			FL_TEST_PAUSE(FL_PAUSE_EVICT_PROTECT, v[i].addr);
-			ret = uffd_writeprotect(&rt->uffd, v[i].addr, rt->page_size, true, false);
+			ret = uffd_writeprotect(region_uffd(rt, r), v[i].addr, rt->page_size, true, false);
 
 			/* (the kernel refuses MODE_DONTWAKE with MODE_WP) */
 			if (ret) {
@@ -894,7 +900,7 @@ static void evict_copy_locked(struct fl_runtime *rt, struct fl_region *r,
 		STAT_INC(f->st, far_store_errors);
 		x->taken = false;
 		settle(&r->pstate[x->pg], PS_RESIDENT, 0, PS_INSTORE);
-		uffd_writeprotect(&rt->uffd, x->addr, rt->page_size, false, false);
+		uffd_writeprotect(region_uffd(rt, r), x->addr, rt->page_size, false, false);
 	}
 	for (size_t i = 0; i < n; i++) {
 		_Atomic uint32_t *w = &r->pstate[v[i].pg];
@@ -1357,6 +1363,17 @@ int far_start(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 				    UFFDIO_REGISTER_MODE_MISSING, NULL);
 		if (ret)
 			f->move = false;
+	}
+	/*
+	 * In the faulting thread (core/inthread.c): the page-in reads the store
+	 * in a signal handler, and only MOVE eviction never waits on a fault
+	 * (the non-MOVE zapper waits for its own REMOVE, and protects pages a
+	 * fault may be writing). Otherwise handler threads, or -EOPNOTSUPP.
+	 */
+	if (rt->tuffd.fd >= 0 && (!store_has_signal_read(f->store) || !f->move)) {
+		ret = inthread_refuse(rt);
+		if (ret)
+			return ret;
 	}
 	if (!f->move && !f->wp)
 		return 0;	/* no safe way to evict: far memory stays resident */

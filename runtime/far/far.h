@@ -124,7 +124,7 @@ void far_fork_done(struct fl_runtime *rt);
 void far_gate_unlock(struct fl_runtime *rt);
 bool far_gate_trylock(struct fl_far *f);	/* handlers: never wait for it */
 
-bool far_wp_fault(struct fl_fault_ctx *c, uintptr_t addr);
+bool far_wp_fault(struct fl_fault_ctx *c, struct fl_region *r, uintptr_t addr);
 bool far_own_remove(struct fl_fault_ctx *c, uintptr_t start, uintptr_t end);
 
 /* pagein.c: the core's page_in and aio hooks (core/hooks.h) */

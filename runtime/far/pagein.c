@@ -24,7 +24,8 @@
 
 /*
  * FILLING -> @to with the far flags; DISCARD_PENDING wins, as page_finish.
- * PS_RESCUED survives only back to EVICTED. Return: the state reached.
+ * PS_RESCUED and PS_POISONED survive only back to EVICTED (a poisoned PTE
+ * goes only with a zap, which makes the word DISCARDED). Return: the state reached.
  */
 static unsigned int far_finish(_Atomic uint32_t *w, unsigned int to, uint32_t set)
 {
@@ -33,10 +34,11 @@ static unsigned int far_finish(_Atomic uint32_t *w, unsigned int to, uint32_t se
 	do {
 		if (old & PS_DISCARD_PENDING)
 			nw = (old & ~(PS_STATE_MASK | PS_WAITERS | PS_DISCARD_PENDING |
-				      PS_INSTORE | PS_RESCUED)) | PS_DISCARDED;
+				      PS_INSTORE | PS_RESCUED | PS_POISONED)) | PS_DISCARDED;
 		else
 			nw = (old & ~(PS_STATE_MASK | PS_WAITERS | PS_INSTORE |
-				      (to == PS_EVICTED ? 0 : PS_RESCUED))) | to | set;
+				      (to == PS_EVICTED ? 0 : PS_RESCUED | PS_POISONED))) |
+			     to | set;
 	} while (!atomic_compare_exchange_weak_explicit(w, &old, nw, memory_order_release,
 							memory_order_relaxed));
 	if (old & PS_WAITERS)
@@ -46,6 +48,22 @@ static unsigned int far_finish(_Atomic uint32_t *w, unsigned int to, uint32_t se
 
 static void far_install(struct fl_fault_ctx *c, const struct fl_snap *s, size_t lo,
 			size_t hi, const char *buf, uint64_t cmode);
+
+/* one store read; in the faulting thread's SIGBUS handler, the signal-safe one */
+static int far_read(struct fl_fault_ctx *c, struct fl_store *st, struct store_req *req)
+{
+	if (c->in_signal)
+		return store_read_signal(st, req);
+	return store_io(st, req, 1);
+}
+
+/* wake threads asleep on [a, a + len); in-thread, none is: the access runs again */
+static void far_wake(const struct fl_fault_ctx *c, const struct fl_snap *s, uintptr_t a,
+		     size_t len)
+{
+	if (!c->in_signal)
+		uffd_wake(s->uffd, a, len);
+}
 
 /*
  * A store read failed: the access must fail, never see a made-up page.
@@ -76,25 +94,37 @@ static void far_read_failed(struct fl_fault_ctx *c, const struct fl_snap *s, siz
 			.len = rt->page_size,
 		};
 
-		if (store_io(rt->far->store, &req, 1) == 0) {
+		if (far_read(c, rt->far->store, &req) == 0) {
 			for (size_t p = lo; p < hi; p++)
 				if (p != fp)
 					far_finish(&s->pstate[p], PS_EVICTED, PS_INSTORE);
 			STAT_INC(c->st, far_pageins);
 			far_install(c, s, fp, fp + 1, c->bounce, cmode);
 			/* the run's other faults come back and read alone */
-			uffd_wake(&rt->uffd, s->start + (lo << rt->page_shift),
-				  (hi - lo) << rt->page_shift);
+			far_wake(c, s, s->start + (lo << rt->page_shift),
+				 (hi - lo) << rt->page_shift);
 			return;
 		}
 	}
 	STAT_INC(c->st, far_read_errors);
 	for (size_t p = lo; p < hi; p++)
-		far_finish(&s->pstate[p], PS_EVICTED, PS_INSTORE);
-	if (uffd_poison(&rt->uffd, fpage, rt->page_size, 0, &done) == 0)
-		uffd_wake(&rt->uffd, s->start + (lo << rt->page_shift), (hi - lo) << rt->page_shift);
-	else
+		if (p != fp)
+			far_finish(&s->pstate[p], PS_EVICTED, PS_INSTORE);
+	/*
+	 * The faulting page stays claimed until the word says POISONED: an
+	 * access to a poisoned page raises SIGBUS (BUS_ADRERR here), which an
+	 * in-thread runtime's handler must tell from its own faults and pass
+	 * on (core/fault.c fault_inthread()).
+	 */
+	if (uffd_poison(s->uffd, fpage, rt->page_size, 0, &done) == 0) {
+		if (fp >= lo && fp < hi)
+			far_finish(&s->pstate[fp], PS_EVICTED, PS_INSTORE | PS_POISONED);
+		far_wake(c, s, s->start + (lo << rt->page_shift), (hi - lo) << rt->page_shift);
+	} else {
+		if (fp >= lo && fp < hi)
+			far_finish(&s->pstate[fp], PS_EVICTED, PS_INSTORE);
 		park_fault(c, s->start + (lo << rt->page_shift), (hi - lo) << rt->page_shift);
+	}
 }
 
 /*
@@ -117,8 +147,11 @@ static size_t far_window(struct fl_fault_ctx *c, const struct fl_snap *s, size_t
 	if (win > 1 && !s->fault_around && pg &&
 	    ps_state(atomic_load_explicit(&s->pstate[pg - 1], memory_order_relaxed)) != PS_RESIDENT)
 		return 1;
-	/* and never past what the budget's overshoot allows (far_run_cap()) */
+	/* and never past what the budget's overshoot allows (far_run_cap()),
+	 * nor, in-thread, past the thread's buffer */
 	cap = far_run_cap(rt);
+	if (c->in_signal && cap > rt->tbounce_pages)
+		cap = rt->tbounce_pages;
 	return win > cap ? cap : win;
 }
 
@@ -137,7 +170,7 @@ static void far_install(struct fl_fault_ctx *c, const struct fl_snap *s, size_t 
 	int ret;
 
 	while (off < len) {
-		ret = uffd_copy(&rt->uffd, a + off, buf + off, len - off, cmode, &done);
+		ret = uffd_copy(s->uffd, a + off, buf + off, len - off, cmode, &done);
 		for (size_t p = 0; p < (done >> rt->page_shift); p++)
 			far_finish(&s->pstate[lo + (off >> rt->page_shift) + p], PS_RESIDENT,
 				   PS_REF | (cmode ? PS_INSTORE : 0));
@@ -174,7 +207,7 @@ static void far_install(struct fl_fault_ctx *c, const struct fl_snap *s, size_t 
 				     far_gate_trylock(rt->far);
 
 			if (gated) {
-				ret = uffd_copy(&rt->uffd, a + off, buf + off, rt->page_size,
+				ret = uffd_copy(s->uffd, a + off, buf + off, rt->page_size,
 						cmode, &done);
 				if (!ret)
 					STAT_INC(c->st, pages_installed);
@@ -210,7 +243,7 @@ static void far_install(struct fl_fault_ctx *c, const struct fl_snap *s, size_t 
 			STAT_INC(c->st, range_gone);
 		else
 			STAT_INC(c->st, ioctl_errors);
-		uffd_wake(&rt->uffd, a + off, len - off);
+		far_wake(c, s, a + off, len - off);
 		return;
 	}
 }
@@ -240,12 +273,12 @@ static void far_rescue_in(struct fl_fault_ctx *c, const struct fl_snap *s, size_
 		 * make up a page; SIGBUS where the kernel can */
 		STAT_INC(c->st, ioctl_errors);
 		far_finish(w, PS_EVICTED, 0);
-		if (uffd_poison(&rt->uffd, a, rt->page_size, 0, &done))
+		if (uffd_poison(s->uffd, a, rt->page_size, 0, &done))
 			park_fault(c, a, rt->page_size);
 		return;
 	}
 	memcpy(c->bounce, far_rescue_data(e), rt->page_size);
-	ret = uffd_copy(&rt->uffd, a, c->bounce, rt->page_size, 0, &done);
+	ret = uffd_copy(s->uffd, a, c->bounce, rt->page_size, 0, &done);
 	if (!ret) {
 		/* the copy has served (gone before the word is RESIDENT: see
 		 * far_rescued_gone); the page counted as resident all along */
@@ -270,7 +303,7 @@ static void far_rescue_in(struct fl_fault_ctx *c, const struct fl_snap *s, size_
 		STAT_INC(c->st, range_gone);
 	else
 		STAT_INC(c->st, ioctl_errors);
-	uffd_wake(&rt->uffd, a, rt->page_size);
+	far_wake(c, s, a, rt->page_size);
 }
 
 /*
@@ -666,12 +699,12 @@ enum fl_res far_resolve(struct fl_fault_ctx *c, const struct fl_snap *s,
 			 * write-protected so that a write abandons the eviction.
 			 * Never waits: the faulting thread may be the evictor.
 			 */
-			ret = uffd_copy(&rt->uffd, page_down(rt, addr), fl_zero_buf,
+			ret = uffd_copy(s->uffd, page_down(rt, addr), fl_zero_buf,
 					rt->page_size, cmode, &done);
 			if (ret == -EAGAIN)
 				park_fault(c, page_down(rt, addr), rt->page_size);
 			else if (ret)
-				uffd_wake(&rt->uffd, page_down(rt, addr), rt->page_size);
+				far_wake(c, s, page_down(rt, addr), rt->page_size);
 			return RES_DONE;
 		}
 		if (!may_block)
@@ -726,7 +759,7 @@ enum fl_res far_resolve(struct fl_fault_ctx *c, const struct fl_snap *s,
 		.buf = c->bounce,
 		.len = (hi - lo) << rt->page_shift,
 	};
-	if (!f || store_io(f->store, &req, 1)) {
+	if (!f || far_read(c, f->store, &req)) {
 		far_read_failed(c, s, lo, hi, addr, cmode);
 		return RES_DONE;
 	}

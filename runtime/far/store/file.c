@@ -265,6 +265,14 @@ static int file_io(struct fl_store *s, struct store_req *reqs, unsigned int n)
 	return first;
 }
 
+/* pread(2) on the calling thread: no ring (its set-up allocates) */
+static int file_read_signal(struct fl_store *s, struct store_req *req)
+{
+	const struct file_store *fs = s->priv;
+
+	return sync_one(fs->fd, req);
+}
+
 static int file_read_async(struct fl_store *s, struct store_areq *a)
 {
 	struct file_store *fs = s->priv;
@@ -341,6 +349,7 @@ static void file_destroy(struct fl_store *s)
 static const struct store_vtbl file_vtbl = {
 	.name = "file",
 	.io = file_io,
+	.read_signal = file_read_signal,
 	.read_async = file_read_async,
 	.reap = file_reap,
 	.discard = file_discard,

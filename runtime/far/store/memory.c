@@ -102,6 +102,12 @@ static int mem_read_async(struct fl_store *s, struct store_areq *a)
 	return 0;
 }
 
+/* a read creates no chunk (a missing one reads as zeros): no lock */
+static int mem_read_signal(struct fl_store *s, struct store_req *req)
+{
+	return mem_one(s->priv, req);
+}
+
 static int mem_discard(struct fl_store *s, uint64_t off, size_t len)
 {
 	struct mem_store *m = s->priv;
@@ -137,6 +143,7 @@ static void mem_destroy(struct fl_store *s)
 static const struct store_vtbl mem_vtbl = {
 	.name = "memory",
 	.io = mem_io,
+	.read_signal = mem_read_signal,
 	.read_async = mem_read_async,
 	.discard = mem_discard,
 	.destroy = mem_destroy,

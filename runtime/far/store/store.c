@@ -184,9 +184,25 @@ static void cb_destroy(struct fl_store *s)
 	free(cb);
 }
 
+/* FL_STORE_READ_SIGNAL_SAFE: the caller's word that @read may run in a SIGBUS handler */
+static int cb_read_signal(struct fl_store *s, struct store_req *req)
+{
+	return cb_read(s->priv, req);
+}
+
 static const struct store_vtbl cb_vtbl = {
 	.name = "callbacks",
 	.io = cb_io,
+	.read_async = cb_read_async,
+	.discard = cb_discard,
+	.flush = cb_flush,
+	.destroy = cb_destroy,
+};
+
+static const struct store_vtbl cb_vtbl_signal = {
+	.name = "callbacks",
+	.io = cb_io,
+	.read_signal = cb_read_signal,
 	.read_async = cb_read_async,
 	.discard = cb_discard,
 	.flush = cb_flush,
@@ -201,6 +217,9 @@ FL_EXPORT int fl_store_callbacks_create(const struct fl_store_ops *ops, void *ar
 	if (!ops || !out || ops->size < offsetof(struct fl_store_ops, write) + sizeof(ops->write) ||
 	    !ops->read || !ops->write)
 		return -EINVAL;
+	if (ops->size >= offsetof(struct fl_store_ops, flags) + sizeof(ops->flags) &&
+	    (ops->flags & ~FL_STORE_READ_SIGNAL_SAFE))
+		return -EINVAL;
 	cb = calloc(1, sizeof(*cb));
 	if (!cb)
 		return -ENOMEM;
@@ -210,7 +229,8 @@ FL_EXPORT int fl_store_callbacks_create(const struct fl_store_ops *ops, void *ar
 	pthread_mutex_init(&cb->lock, NULL);
 	pthread_cond_init(&cb->cond, NULL);
 	cb->have_cpus = sched_getaffinity(0, sizeof(cb->cpus), &cb->cpus) == 0;
-	*out = store_new(&cb_vtbl, cb);
+	*out = store_new(cb->ops.flags & FL_STORE_READ_SIGNAL_SAFE ? &cb_vtbl_signal : &cb_vtbl,
+			 cb);
 	if (!*out) {
 		pthread_mutex_destroy(&cb->lock);
 		pthread_cond_destroy(&cb->cond);

@@ -64,6 +64,13 @@ struct store_vtbl {
 	int (*read_async)(struct fl_store *s, struct store_areq *a);
 	/* optional: run the calling thread's completions (their @done) */
 	void (*reap)(struct fl_store *s);
+	/*
+	 * Optional: one read, async-signal-safe: no lock, no allocation, only
+	 * system calls POSIX lists as safe. The page-in of a fault resolved in
+	 * the faulting thread's SIGBUS handler (core/inthread.c) runs it; a
+	 * store without it serves far memory from handler threads only.
+	 */
+	int (*read_signal)(struct fl_store *s, struct store_req *req);
 	int (*discard)(struct fl_store *s, uint64_t off, size_t len);
 	int (*flush)(struct fl_store *s);
 	void (*destroy)(struct fl_store *s);
@@ -87,6 +94,17 @@ static inline int store_discard(struct fl_store *s, uint64_t off, size_t len)
 static inline bool store_has_async(const struct fl_store *s)
 {
 	return s && s->vt->read_async;
+}
+
+static inline bool store_has_signal_read(const struct fl_store *s)
+{
+	return s && s->vt->read_signal;
+}
+
+static inline int store_read_signal(struct fl_store *s, struct store_req *req)
+{
+	req->res = s->vt->read_signal(s, req);
+	return req->res;
 }
 
 static inline int store_read_async(struct fl_store *s, struct store_areq *a)
