@@ -652,8 +652,12 @@ int fl_sigbus_chain(const struct sigaction *act, struct sigaction *old);
  * fl_prefault() - make the never-touched pages of in-thread regions in
  * [@addr, @addr + @len) present, by reading them in this thread, so that a
  * system call that reads or writes them does not fail with EFAULT (a
- * kernel-mode access to a missing page of an in-thread region). Pages of
- * other memory are not touched, and unmapped addresses are not an error.
+ * kernel-mode access to a missing page of an in-thread region). Far memory
+ * in-thread: evicted pages are read back, and clean pages (write-protected
+ * for dirty tracking) are made writable by a write that changes nothing;
+ * the evictor may still take a page back before the system call runs
+ * (fl_pin() first keeps it in). Pages of other memory are not touched, and unmapped
+ * addresses are not an error.
  * Context: any thread, not a signal handler. Return: 0; -EINVAL (the range
  *	wraps around).
  */

@@ -334,10 +334,14 @@ bool inthread_chain_swap(const struct sigaction *act, struct sigaction *old)
 
 /*
  * Make the pages of [a, a + len) that in-thread regions have not produced
- * yet present, by a read in user mode (a fault we resolve), so that a system
- * call that reads or writes them does not fail EFAULT. A section per page
- * at most: the mapping cannot go while we touch it (its unregister waits
- * for the section), and no writer waits long.
+ * yet present, by an access in user mode (a fault we resolve), so that a
+ * system call that reads or writes them does not fail EFAULT. Far memory
+ * with dirty tracking: a clean page is write-protected, and a system
+ * call's write into it would fail the same way; those pages (and missing
+ * ones) are touched by a write that changes nothing (an atomic add of 0,
+ * which a concurrent store of the program's cannot be lost to). The
+ * lookup is done inside a section, the touch after it: a page-in may wait
+ * for the store or the evictor, and must not hold up grace periods.
  */
 void inthread_prefault(uintptr_t a, size_t len)
 {
@@ -347,6 +351,7 @@ void inthread_prefault(uintptr_t a, size_t len)
 	if (!len || end < a || !handler_installed())
 		return;
 	for (p = a & ~(uintptr_t)(ps - 1); p < end; p += (uintptr_t)ps) {
+		enum { NONE, READ, WRITE } touch = NONE;
 		int slot = sigrcu_enter();
 
 		if (slot < 0)
@@ -354,6 +359,7 @@ void inthread_prefault(uintptr_t a, size_t len)
 		for (unsigned int i = 0; i < FL_INTHREAD_RUNTIMES; i++) {
 			struct fl_runtime *rt = atomic_load_explicit(&table[i], memory_order_acquire);
 			struct fl_region *r;
+			bool tracked;
 			uint32_t v;
 
 			if (!rt || rt->forked_child)
@@ -363,11 +369,18 @@ void inthread_prefault(uintptr_t a, size_t len)
 				continue;
 			v = atomic_load_explicit(&r->pstate[(p - r->start) >> rt->page_shift],
 						 memory_order_relaxed);
-			if (ps_state(v) != PS_RESIDENT)
-				(void)*(volatile const char *)p;	/* SIGBUS: ours */
+			tracked = rt->hooks.register_modes & UFFDIO_REGISTER_MODE_WP;
+			if (tracked && (ps_state(v) != PS_RESIDENT || (v & PS_INSTORE)))
+				touch = WRITE;
+			else if (ps_state(v) != PS_RESIDENT)
+				touch = READ;
 			break;
 		}
 		sigrcu_exit(slot);
+		if (touch == WRITE)
+			__atomic_fetch_add((volatile char *)p, 0, __ATOMIC_RELAXED);	/* SIGBUS: ours */
+		else if (touch == READ)
+			(void)*(volatile const char *)p;				/* SIGBUS: ours */
 	}
 }
 

@@ -188,7 +188,9 @@ FL_EXPORT int fl_features_print(const struct fl_runtime *rt, FILE *f)
 		       "in the faulting thread where the region allows it, else handler threads") < 0;
 	if (ft.inthread)
 		err |= fprintf(f, "inthread_intercepts: user-mode accesses only (a system call "
-			       "into a missing page of an in-thread region fails EFAULT)\n") < 0;
+			       "into a missing page of an in-thread region fails EFAULT%s)\n",
+			       rt->far ? ", and so does its write into a clean far page, "
+			       "write-protected for dirty tracking" : "") < 0;
 	err |= fprintf(f, "events: remove=%s unmap=%s remap=%s fork=%s\n",
 		       B(ft.event_remove), B(ft.event_unmap), B(ft.event_remap),
 		       ft.event_fork ? "available, not used (fork policy: produce before fork)" : "no") < 0;

@@ -415,6 +415,14 @@ static struct fl_runtime *shim_runtime(void)
 		ro.flags |= FL_RT_EVICT_NO_MOVE;
 	/* store and budget are fl_runtime_create() options: set them first */
 	shim_farmem_setup(&ro);
+	/*
+	 * A budget keeps handler threads. In-thread far memory would fail a
+	 * system call's write into a clean page (write-protected for dirty
+	 * tracking) or into one the evictor took back after the shim touched
+	 * it, with EFAULT, and an unmodified program cannot retry that.
+	 */
+	if (ro.store)
+		ro.resolve = FL_RESOLVE_HANDLER;
 	ret = fl_runtime_create(&ro, &r);
 	if (ret && ro.store) {
 		shim_log(FL_OPT_LOG_WARN, "warning: cannot start the runtime with far memory: "
@@ -455,7 +463,7 @@ static struct fl_runtime *shim_runtime(void)
 		shim_thread_mode_set(false);
 		goto out;
 	}
-	if (ro.resolve != FL_RESOLVE_HANDLER && !ft.inthread) {
+	if ((enum fl_resolve)opt.resolve != FL_RESOLVE_HANDLER && !ft.inthread) {
 		shim_thread_mode_set(false);
 		shim_log(FL_OPT_LOG_INFO, "FAULTLINE_RESOLVE: faults are resolved by handler "
 			 "threads (%s)", ro.store ? "a budget's far memory needs them" :
