@@ -123,9 +123,11 @@ enum fl_resolve {
  *	with FL_RT_WP_ASYNC is -EINVAL, and fl_protect()/fl_dirty_start() on
  *	it return -EOPNOTSUPP (checkpoints of far memory are not offered yet).
  * @resolve: see enum fl_resolve. Anything but FL_RESOLVE_HANDLER needs the
- *	kernel's UFFD_FEATURE_SIGBUS (4.14) and a runtime without a store
- *	(FL_RESOLVE_THREAD with @store: -EOPNOTSUPP; FL_RESOLVE_AUTO with
- *	@store resolves every region in handler threads). A signal handler
+ *	kernel's UFFD_FEATURE_SIGBUS (4.14); with @store also UFFDIO_MOVE
+ *	eviction (not FL_RT_EVICT_NO_MOVE), a store whose read is
+ *	signal-safe (the file and memory stores; FL_STORE_READ_SIGNAL_SAFE)
+ *	and x86-64 (FL_RESOLVE_THREAD without them: -EOPNOTSUPP;
+ *	FL_RESOLVE_AUTO resolves every region in handler threads). A signal handler
  *	takes no lock, so in-thread faults take tier 1 only: FL_RESOLVE_THREAD
  *	with @tiers FL_TIERS_REGION or FL_TIERS_GLOBAL is -EINVAL, and
  *	FL_RESOLVE_AUTO with them resolves in handler threads. The runtime then
@@ -236,9 +238,10 @@ typedef int (*fl_fill_fn)(void *arg, uint64_t offset, void *dst, size_t len);
  * faulting thread, or in handler threads, whatever the runtime's
  * fl_runtime_opts.resolve says. In-thread resolution needs a runtime
  * created with FL_RESOLVE_THREAD or FL_RESOLVE_AUTO (-EINVAL otherwise)
- * and serves the zero and copy pagers without FL_REGION_WP: a fill
- * callback would run inside a signal handler, and write-protect faults
- * are not resolved in-thread yet (-EOPNOTSUPP).
+ * and serves the zero and copy pagers without FL_REGION_WP, and far
+ * memory's regions where the runtime allows it (fl_runtime_opts.resolve):
+ * a fill callback would run inside a signal handler, and fl_protect()'s
+ * write-protect faults are not resolved in-thread yet (-EOPNOTSUPP).
  *
  * What an in-thread region asks of the program:
  *  - SIGBUS is not blocked in a thread that touches it (the kernel would
@@ -248,8 +251,9 @@ typedef int (*fl_fill_fn)(void *arg, uint64_t offset, void *dst, size_t len);
  *    afterwards;
  *  - system calls do not read or write never-touched pages of it: with
  *    UFFD_FEATURE_SIGBUS a kernel-mode access to a missing page fails
- *    with EFAULT instead of faulting (read(2) into a fresh buffer, say).
- *    Touch the pages first (or fl_prefetch() them).
+ *    with EFAULT instead of faulting (read(2) into a fresh buffer, say),
+ *    and so does a write into a clean far-memory page (write-protected
+ *    for dirty tracking). fl_prefault() the buffer first.
  * The handler runs on the thread's alternate signal stack if it has one
  * and needs less than 2 KiB of it.
  */
