@@ -25,6 +25,9 @@
  *     every fault in-thread (page-ins, evictions, dirty tracking); a
  *     read(2) into a clean (write-protected) page fails EFAULT, and works
  *     after fl_prefault()
+ * 13. a signal that lands while the thread pages in (its store read raises
+ *     it) and whose handler reads the very page: delivered once the page is
+ *     in, not into a fault on a page its own thread holds
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -688,6 +691,106 @@ static void case_far(void)
 	fl_store_destroy(mem);
 }
 
+/* ---- 13: a signal in the middle of a page-in ---- */
+
+#define INT_STORE	((size_t)1 << 30)
+
+static char *int_backing;
+static volatile uint8_t *int_page;
+static volatile int int_armed, int_got = -1;
+
+static int int_read(void *arg, uint64_t off, void *buf, size_t len)
+{
+	(void)arg;
+	if (off + len > INT_STORE)
+		return -EIO;
+	memcpy(buf, int_backing + off, len);
+	/* raise() is async-signal-safe; the signal lands mid-page-in */
+	if (int_armed && !--int_armed)
+		raise(SIGUSR2);
+	return 0;
+}
+
+static int int_write(void *arg, uint64_t off, const void *buf, size_t len)
+{
+	(void)arg;
+	if (off + len > INT_STORE)
+		return -EIO;
+	memcpy(int_backing + off, buf, len);
+	return 0;
+}
+
+static void on_usr2(int sig)
+{
+	(void)sig;
+	int_got = int_page[7];		/* the page being read back */
+}
+
+static void case_interrupted(void)
+{
+	struct fl_store_ops ops = { .size = sizeof(ops), .read = int_read, .write = int_write,
+				    .flags = FL_STORE_READ_SIGNAL_SAFE };
+	struct fl_features ft = { .size = sizeof(ft) };
+	struct sigaction sa, old;
+	struct fl_runtime_opts o;
+	struct fl_runtime *f;
+	struct fl_store *st;
+	volatile uint8_t *p;
+	unsigned char vec = 1;
+	uint8_t got;
+
+	fl_features(rt, &ft);
+#if defined(__SANITIZE_THREAD__)
+	tap_skip("13: TSan delivers asynchronous signals from its own code, later");
+	return;
+#endif
+	if (!ft.move) {
+		tap_skip("13: no UFFDIO_MOVE: far memory stays on handler threads");
+		return;
+	}
+	int_backing = mmap(NULL, INT_STORE, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (int_backing == MAP_FAILED || fl_store_callbacks_create(&ops, NULL, &st)) {
+		tap_skip("13: no memory for the store");
+		return;
+	}
+	fl_runtime_opts_init(&o);
+	o.resolve = FL_RESOLVE_THREAD;
+	o.store = st;
+	o.budget = FAR_BUDGET * page_size;
+	f = tap_runtime(&o);
+	if (fl_region_map(f, FAR_PAGES * page_size, NULL, (void **)&p)) {
+		tap_ok(0, "13: fl_region_map");
+		goto out;
+	}
+	for (size_t pg = 0; pg < FAR_PAGES; pg++)
+		p[pg * page_size + 7] = (uint8_t)(pg + 11);
+	/* page 0 out (a bound, not a timing assertion) */
+	for (int i = 0; i < 2000; i++) {
+		if (mincore((void *)p, page_size, &vec) == 0 && !(vec & 1))
+			break;
+		for (size_t pg = 1; pg < FAR_PAGES; pg++)
+			(void)p[pg * page_size + 7];
+		usleep(1000);
+	}
+	int_page = p;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_usr2;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR2, &sa, &old);
+	int_armed = 1;
+	got = p[7];	/* a page-in whose store read raises SIGUSR2 */
+	tap_ok(got == 11 && int_got == 11 && int_armed == 0,
+	       "13: a signal raised mid-page-in runs after it and reads the page (0x%02x)",
+	       int_got);
+	sigaction(SIGUSR2, &old, NULL);
+	fl_region_unregister(f, (void *)p);
+out:
+	fl_runtime_destroy(f);
+	fl_store_destroy(st);
+	munmap(int_backing, INT_STORE);
+}
+
 int main(void)
 {
 	struct fl_features ft = { .size = sizeof(ft) };
@@ -705,7 +808,7 @@ int main(void)
 	fl_features(rt, &ft);
 	if (!ft.inthread)
 		tap_skip_all("no in-thread resolution here (the kernel lacks UFFD_FEATURE_SIGBUS)");
-	tap_plan(58);
+	tap_plan(59);
 	case_options();
 	case_bytes();
 	case_mixed();
@@ -718,6 +821,7 @@ int main(void)
 	case_fork();
 	case_threads();
 	case_far();
+	case_interrupted();
 	TAP_EQ(fl_region_count(rt), 0);
 	fl_runtime_destroy(rt);
 	return tap_done();

@@ -37,7 +37,9 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "rcu.h"
@@ -92,6 +94,25 @@ static void fault_kind(const void *uc, bool *write, bool *prot)
 }
 
 /*
+ * The mask the program's handler would have run with had the kernel called
+ * it: the interrupted code's and its sa_mask. Ours blocks every
+ * asynchronous signal (see inthread_start()), and a handler that
+ * longjmp()s out without restoring a mask would leave them blocked. SIGBUS
+ * stays open: a fault of ours inside that handler must reach us. The raw
+ * system call: under the shim, sigprocmask() is the shim's.
+ */
+static void program_mask(const void *uc, const struct sigaction *prev)
+{
+	sigset_t m = ((const ucontext_t *)uc)->uc_sigmask;
+
+	for (int s = 1; s < NSIG; s++)
+		if (sigismember(&prev->sa_mask, s) == 1)
+			sigaddset(&m, s);
+	sigdelset(&m, SIGBUS);
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &m, NULL, (size_t)(NSIG / 8));
+}
+
+/*
  * Not ours: do what would have happened without us. A fault the program
  * has no handler for repeats with the default action in place and kills
  * the process with the right address; a SIGBUS sent by kill(2) is raised
@@ -102,6 +123,9 @@ static void chain(int sig, siginfo_t *si, void *uc)
 	const struct sigaction prev = prevs[atomic_load_explicit(&prev_cur, memory_order_acquire)];
 	struct sigaction dfl;
 
+	if ((prev.sa_flags & SA_SIGINFO) ? prev.sa_sigaction != NULL :
+	    (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN))
+		program_mask(uc, &prev);
 	if (prev.sa_flags & SA_SIGINFO) {
 		if (prev.sa_sigaction) {
 			prev.sa_sigaction(sig, si, uc);
@@ -247,14 +271,28 @@ int inthread_start(struct fl_runtime *rt)
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_sigaction = on_sigbus;
 		/*
-		 * SA_NODEFER: a fault inside the handler we chain to (or in a
-		 * handler of the program's that interrupts ours) must reach us
-		 * again: a SIGBUS the kernel forces while it is blocked kills
-		 * the process. SA_ONSTACK: the program's alternate stack, if
-		 * it keeps one for faults on a full stack.
+		 * SA_NODEFER: a fault inside the handler we chain to must
+		 * reach us again: a SIGBUS the kernel forces while it is
+		 * blocked kills the process. SA_ONSTACK: the program's
+		 * alternate stack, if it keeps one for faults on a full stack.
+		 *
+		 * Race: every asynchronous signal is blocked while ours runs.
+		 * A handler of the program's that interrupted us between our
+		 * claim of a page (FILLING) and its install, and touched that
+		 * page, would wait for a producer that cannot resume until it
+		 * returns: it would fault for ever. A far-memory page-in keeps
+		 * its run claimed for a whole store read. Blocked, the signal
+		 * is delivered once we return, and finds the page in.
+		 * Synchronous ones stay open: a fault raises them.
 		 */
 		sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK | SA_RESTART;
-		sigemptyset(&sa.sa_mask);
+		sigfillset(&sa.sa_mask);
+		sigdelset(&sa.sa_mask, SIGBUS);
+		sigdelset(&sa.sa_mask, SIGSEGV);
+		sigdelset(&sa.sa_mask, SIGILL);
+		sigdelset(&sa.sa_mask, SIGFPE);
+		sigdelset(&sa.sa_mask, SIGTRAP);
+		sigdelset(&sa.sa_mask, SIGSYS);
 		if (__sigaction(SIGBUS, &sa, &prevs[0]) < 0) {
 			ret = -errno;
 		} else {
