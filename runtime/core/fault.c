@@ -741,8 +741,8 @@ enum fl_tres fault_inthread(struct fl_runtime *rt, int slot, uintptr_t addr, boo
 		}
 		return TR_NONE;
 	}
-	/* a handler region raises no SIGBUS of ours (a poisoned page's is
-	 * BUS_MCEERR_AR, and the caller passes it on before asking) */
+	/* a handler region raises no SIGBUS of ours: a poisoned page's (a
+	 * fill error, say) is the program's */
 	if (!(r->flags & FL_REGION_THREAD))
 		return TR_NONE;
 	if (prot && write) {

@@ -170,8 +170,10 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 		if (!rt || rt->forked_child)
 			continue;
 		first = first ? first : rt;
-		/* ours are BUS_ADRERR; a poisoned page's is BUS_MCEERR_AR,
-		 * a sent one's SI_USER or SI_TKILL */
+		/* ours are BUS_ADRERR; a sent one's SI_USER or SI_TKILL, a
+		 * hardware-poisoned page's BUS_MCEERR_AR. A UFFDIO_POISON
+		 * marker's is BUS_ADRERR too (6.18): fault_inthread() tells
+		 * it by the region and the page word (PS_POISONED) */
 		if (si->si_code == BUS_ADRERR)
 			res = fault_inthread(rt, slot, (uintptr_t)si->si_addr, write, prot, &blk);
 	}
