@@ -588,6 +588,20 @@ static int never_write(void *arg, uint64_t off, const void *buf, size_t len)
 #define FAR_PAGES	512
 #define FAR_BUDGET	64
 
+/*
+ * Read the other pages of a FAR_PAGES region until its first page is out
+ * of memory (mincore(2)): a bound, not a timing assertion, for the evictor
+ * may be slow to run on a busy machine.
+ */
+static void first_page_out(volatile uint8_t *p)
+{
+	for (int i = 0; i < 2000 && pages_out((const void *)p, 1) == 0; i++) {
+		for (size_t pg = 1; pg < FAR_PAGES; pg++)
+			(void)p[pg * page_size];
+		usleep(1000);
+	}
+}
+
 static void case_far(void)
 {
 	struct fl_store_ops ops = { .size = sizeof(ops), .read = never_read, .write = never_write };
@@ -652,19 +666,9 @@ static void case_far(void)
 
 	/*
 	 * A page read back is clean: write-protected. Page 0 was written in
-	 * round 1: read the others until it is out (a bound, not a timing
-	 * assertion: the evictor may be slow to run on a busy machine), and
-	 * the pin reads it back clean.
+	 * round 1: once it is out, the pin reads it back clean.
 	 */
-	for (int i = 0; i < 2000; i++) {
-		unsigned char vec = 1;
-
-		if (mincore((void *)p, page_size, &vec) == 0 && !(vec & 1))
-			break;
-		for (size_t pg = 1; pg < FAR_PAGES; pg++)
-			bad += p[pg * page_size + pg % 61] != (uint8_t)(pg * 5 + 3);
-		usleep(1000);
-	}
+	first_page_out(p);
 	memset(msg, 0x5a, sizeof(msg));
 	TAP_EQ(fl_pin(f, (void *)p, page_size), 0);
 	if (pipe(fds)) {
@@ -736,7 +740,6 @@ static void case_interrupted(void)
 	struct fl_runtime *f;
 	struct fl_store *st;
 	volatile uint8_t *p;
-	unsigned char vec = 1;
 	uint8_t got;
 
 	fl_features(rt, &ft);
@@ -765,14 +768,7 @@ static void case_interrupted(void)
 	}
 	for (size_t pg = 0; pg < FAR_PAGES; pg++)
 		p[pg * page_size + 7] = (uint8_t)(pg + 11);
-	/* page 0 out (a bound, not a timing assertion) */
-	for (int i = 0; i < 2000; i++) {
-		if (mincore((void *)p, page_size, &vec) == 0 && !(vec & 1))
-			break;
-		for (size_t pg = 1; pg < FAR_PAGES; pg++)
-			(void)p[pg * page_size + 7];
-		usleep(1000);
-	}
+	first_page_out(p);
 	int_page = p;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_usr2;
