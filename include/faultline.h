@@ -238,10 +238,13 @@ typedef int (*fl_fill_fn)(void *arg, uint64_t offset, void *dst, size_t len);
  * faulting thread, or in handler threads, whatever the runtime's
  * fl_runtime_opts.resolve says. In-thread resolution needs a runtime
  * created with FL_RESOLVE_THREAD or FL_RESOLVE_AUTO (-EINVAL otherwise)
- * and serves the zero and copy pagers without FL_REGION_WP, and far
- * memory's regions where the runtime allows it (fl_runtime_opts.resolve):
- * a fill callback would run inside a signal handler, and fl_protect()'s
- * write-protect faults are not resolved in-thread yet (-EOPNOTSUPP).
+ * and serves the zero and copy pagers, and far memory's regions where the
+ * runtime allows it (fl_runtime_opts.resolve): a fill callback would run
+ * inside a signal handler (-EOPNOTSUPP). With FL_REGION_WP too, on x86-64
+ * (the fault's error code tells a write-protect fault from a missing one)
+ * and in a runtime without a store: fl_protect()'s callbacks then run in
+ * the writing thread's SIGBUS handler (see fl_wp_fn), and dirty tracking
+ * and checkpoints need no handler thread (-EOPNOTSUPP elsewhere).
  *
  * What an in-thread region asks of the program:
  *  - SIGBUS is not blocked in a thread that touches it (the kernel would
@@ -252,8 +255,8 @@ typedef int (*fl_fill_fn)(void *arg, uint64_t offset, void *dst, size_t len);
  *  - system calls do not read or write never-touched pages of it: with
  *    UFFD_FEATURE_SIGBUS a kernel-mode access to a missing page fails
  *    with EFAULT instead of faulting (read(2) into a fresh buffer, say),
- *    and so does a write into a clean far-memory page (write-protected
- *    for dirty tracking). fl_prefault() the buffer first.
+ *    and so does a write into a write-protected page (a clean far-memory
+ *    page, a page fl_protect() armed). fl_prefault() the buffer first.
  * The handler runs on the thread's alternate signal stack if it has one
  * and needs less than 2 KiB of it.
  */
@@ -660,8 +663,10 @@ int fl_sigbus_chain(const struct sigaction *act, struct sigaction *old);
  * in-thread: evicted pages are read back, and clean pages (write-protected
  * for dirty tracking) are made writable by a write that changes nothing;
  * the evictor may still take a page back before the system call runs
- * (fl_pin() first keeps it in). Pages of other memory are not touched, and unmapped
- * addresses are not an error.
+ * (fl_pin() first keeps it in). An FL_REGION_WP region: every page gets
+ * such a write, so an armed one counts as written (its fl_protect()
+ * callback runs) even if the system call only reads it. Pages of other
+ * memory are not touched, and unmapped addresses are not an error.
  * Context: any thread, not a signal handler. Return: 0; -EINVAL (the range
  *	wraps around).
  */
@@ -816,6 +821,16 @@ void fl_stats_reset(struct fl_runtime *rt);
  * managed memory, and must not call fl_protect/fl_unprotect/fl_dirty_*()
  * (they wait for callbacks in flight). Only after it returns is the page
  * unprotected and the writer woken ("copy before unprotect").
+ *
+ * In an in-thread region (FL_REGION_THREAD, or a runtime whose resolve is
+ * FL_RESOLVE_THREAD or FL_RESOLVE_AUTO), the writer runs the callback
+ * itself, in its SIGBUS handler, before its write: the same contract, and
+ * the callback must also be async-signal-safe (no malloc, no lock the
+ * interrupted code may hold; atomics, memcpy and system calls are fine),
+ * because it interrupts the program wherever the write was. A thread that
+ * writes the page while another runs the callback faults again until it
+ * is done. A callback that is not signal-safe belongs to a region
+ * registered with FL_REGION_HANDLER.
  */
 typedef void (*fl_wp_fn)(void *arg, void *page, size_t len);
 

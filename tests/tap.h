@@ -121,6 +121,20 @@ static inline struct fl_runtime *tap_runtime(const struct fl_runtime_opts *o)
 }
 
 /*
+ * Say which threads resolved @rt's faults: the -thread runs of a test
+ * (FAULTLINE_RESOLVE=auto) show here that their faults were in-thread.
+ */
+static inline void tap_diag_resolve(struct fl_runtime *rt)
+{
+	struct fl_stats st = { .size = sizeof(st) };
+
+	fl_stats_get(rt, &st);
+	tap_diag("resolved: %llu faults in-thread of %llu, %llu write-protect faults",
+		 (unsigned long long)st.faults_thread, (unsigned long long)st.faults,
+		 (unsigned long long)st.faults_wp);
+}
+
+/*
  * A far-memory runtime for a test over @store with a budget of @budget
  * bytes; the non-MOVE eviction path when argv[1] is "no-move". Skips when
  * the kernel can evict nothing (neither UFFDIO_MOVE nor write-protect).

@@ -144,6 +144,7 @@ int main(void)
 	       "(%llu callbacks, %llu copied before a write)",
 	       (unsigned long long)st.wp_callbacks, (unsigned long long)st.ckpt_live_copies);
 	fl_ckpt_destroy(ck);
+	tap_diag_resolve(rt);
 	fl_runtime_destroy(rt);
 	free(ref);
 	ckpt_rmdir(dir);

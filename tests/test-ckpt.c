@@ -142,6 +142,7 @@ int main(int argc, char **argv)
 		 (unsigned long long)st.ckpt_images, (unsigned long long)st.ckpt_pages,
 		 (unsigned long long)st.faults_wp);
 	fl_ckpt_destroy(ck);
+	tap_diag_resolve(rt);
 	fl_runtime_destroy(rt);
 	ckpt_rmdir(dir);
 	return tap_done();

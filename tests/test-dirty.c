@@ -125,6 +125,7 @@ int main(int argc, char **argv)
 	TAP_EQ(fl_dirty_collect(rt, mem, bm, NPAGES, &nd), -ENOENT);
 	TAP_EQ(fl_dirty_collect(rt, moved, bm, 10, &nd), -ENOSPC);
 	TAP_EQ(fl_unprotect(rt, moved, NPAGES * ps), 0);
+	tap_diag_resolve(rt);
 	fl_runtime_destroy(rt);
 	return tap_done();
 }

@@ -165,6 +165,7 @@ int main(void)
 	tap_ok(ret == 0 && nd == 1 && (bm[0] >> 9 & 1),
 	       "and stays armed there: %d, %zu dirty", ret, nd);
 	atomic_store(&fl_test_pause_hook, NULL);
+	tap_diag_resolve(rt);
 	fl_runtime_destroy(rt);
 	return tap_done();
 }

@@ -101,6 +101,7 @@ int main(void)
 	tap_ok(st.wp_callbacks == NPAGES && st.faults_wp >= NPAGES,
 	       "counters: wp_callbacks %llu, faults_wp %llu",
 	       (unsigned long long)st.wp_callbacks, (unsigned long long)st.faults_wp);
+	tap_diag_resolve(rt);
 	fl_runtime_destroy(rt);
 	return tap_done();
 }

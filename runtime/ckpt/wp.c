@@ -32,6 +32,22 @@
  * PM_SCAN_WP_MATCHING (get the written pages and re-protect them in one
  * walk). The state bytes then only carry WRITTEN for pages zapped by
  * MADV_DONTNEED (their pte marker may survive the zap and read "clean").
+ *
+ * In-thread regions (FL_REGION_THREAD, core/inthread.c): a write fault on
+ * an armed page raises SIGBUS in the writer, whose handler runs the same
+ * transition and the callback itself (wp_fault_signal()), and a missing
+ * fault asks wp_install_protected() from there too. A signal handler may
+ * not take wp->lock (its own thread may hold it: a collection, or a
+ * callback), so those readers go without it, and writers keep them out
+ * with a gate instead, as the kernel's percpu_rw_semaphore keeps its fast
+ * readers out with rcu_sync: under wp->lock held for writing, a writer
+ * closes the gate (odd), waits for a grace period of the signal-safe
+ * readers (sigrcu), changes the ranges, opens it. A reader looks at the
+ * gate inside its section: open, no writer changes anything until the
+ * section ends (the writer's grace period waits for it); closed, it
+ * leaves and waits for the gate to open before the write runs again.
+ * Handler threads and in-thread readers race only on the state bytes,
+ * which they move with compare-and-swap.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,6 +60,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "core/sigrcu.h"
 #include "wp.h"
 
 enum { WPS_ARMED = 0, WPS_BUSY = 1, WPS_WRITTEN = 2 };
@@ -53,12 +70,17 @@ struct wp_range {
 	fl_wp_fn cb;
 	void *arg;
 	bool async;
+	const struct fl_uffd *uffd;	/* its region's (core/internal.h region_uffd()) */
 	_Atomic uint8_t *st;	/* one byte per page, MAP_NORESERVE */
 	size_t st_bytes;
 };
 
+static bool wp_closed(const struct fl_runtime *rt);
+
 struct wp_root {
 	pthread_rwlock_t lock;
+	/* odd: a writer is at work, in-thread readers keep out (see above) */
+	_Atomic uint32_t gate;
 	struct wp_range **v;
 	size_t n, cap;
 	int pagemap_fd;		/* -1 until the first async collection */
@@ -68,8 +90,8 @@ struct wp_root {
 		uintptr_t start, end;	/* the UNMAP's range */
 	} gone[FL_UNMAPPED_KEEP];
 	unsigned int gone_next;
-	/* counters of application threads (collect, checkpoints) */
-	pthread_mutex_t st_lock;
+	/* counters of application threads (collect, checkpoints), added to
+	 * atomically: a live snapshot's callback adds from a signal handler */
 	struct fl_counters st;
 };
 
@@ -80,11 +102,12 @@ int wp_init(struct fl_runtime *rt)
 	if (!w)
 		return -ENOMEM;
 	pthread_rwlock_init(&w->lock, NULL);
-	pthread_mutex_init(&w->st_lock, NULL);
 	w->pagemap_fd = -1;
 	rt->wp = w;
 	/* the core's fault path: before the handlers start (core/hooks.h) */
 	rt->hooks.protect_fault = wp_fault;
+	rt->hooks.protect_fault_signal = wp_fault_signal;
+	rt->hooks.protect_closed = wp_closed;
 	rt->hooks.install_protected = wp_install_protected;
 	rt->hooks.protect_forget = wp_forget;
 	rt->hooks.protect_remap = wp_event_remap;
@@ -118,7 +141,6 @@ void wp_fini(struct fl_runtime *rt)
 	if (w->pagemap_fd >= 0)
 		close(w->pagemap_fd);
 	pthread_rwlock_destroy(&w->lock);
-	pthread_mutex_destroy(&w->st_lock);
 	free(w);
 	rt->wp = NULL;
 }
@@ -128,9 +150,7 @@ void wp_stat_add(struct fl_runtime *rt, size_t field_off, uint64_t n)
 	struct wp_root *w = rt->wp;
 	uint64_t *f = (uint64_t *)((char *)&w->st + field_off);
 
-	pthread_mutex_lock(&w->st_lock);
-	__atomic_store_n(f, __atomic_load_n(f, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&w->st_lock);
+	__atomic_fetch_add(f, n, __ATOMIC_RELAXED);
 }
 
 void wp_stats_add(const struct fl_runtime *rt, struct fl_counters *sum)
@@ -146,11 +166,52 @@ void wp_stats_reset(struct fl_runtime *rt)
 {
 	if (!rt->wp)
 		return;
-	pthread_mutex_lock(&rt->wp->st_lock);
 #define X(name, help) __atomic_store_n(&rt->wp->st.name, 0, __ATOMIC_RELAXED);
 	FL_STAT_FIELDS(X)
 #undef X
-	pthread_mutex_unlock(&rt->wp->st_lock);
+}
+
+/* ---- writers and the gate ---- */
+
+/*
+ * wlock() - wp->lock for writing, and the gate closed: no handler and no
+ * in-thread reader looks at the ranges until wunlock(). Race: the gate is
+ * closed (seq_cst) before the grace period begins, so a reader that
+ * entered its section before sees it open and is waited for, and one that
+ * entered after sees it closed (sigrcu.h: Dekker's pattern). Without
+ * in-thread regions there is no such reader, and no wait.
+ * Context: no sigrcu section; wp->lock not held.
+ */
+static void wlock(struct fl_runtime *rt)
+{
+	struct wp_root *w = rt->wp;
+
+	pthread_rwlock_wrlock(&w->lock);
+	if (!rt->inthread_wp)
+		return;
+	atomic_store_explicit(&w->gate, atomic_load_explicit(&w->gate, memory_order_relaxed) + 1,
+			      memory_order_seq_cst);
+	sigrcu_synchronize();
+}
+
+static void wunlock(struct fl_runtime *rt)
+{
+	struct wp_root *w = rt->wp;
+
+	if (rt->inthread_wp) {
+		/* open before the readers are told (inthread_gate_opened()) */
+		atomic_store_explicit(&w->gate,
+				      atomic_load_explicit(&w->gate, memory_order_relaxed) + 1,
+				      memory_order_release);
+		inthread_gate_opened();
+	}
+	pthread_rwlock_unlock(&w->lock);
+}
+
+/* Context: async-signal-safe; a sigrcu section (fault_inthread()) */
+static bool wp_closed(const struct fl_runtime *rt)
+{
+	return atomic_load_explicit(&rt->wp->gate, memory_order_acquire) & 1;
 }
 
 /* Context: wp->lock held (either way) */
@@ -195,13 +256,13 @@ static int grow_locked(struct wp_root *w)
  * UFFDIO_WRITEPROTECT from an application thread: EAGAIN means an event is
  * pending (mmap_changing); a handler reads it soon, so retry briefly.
  */
-static int writeprotect_retry(const struct fl_runtime *rt, uintptr_t a, size_t len,
+static int writeprotect_retry(const struct fl_uffd *u, uintptr_t a, size_t len,
 			      bool wp, bool dontwake)
 {
 	int ret;
 
 	for (unsigned int i = 0; i < 100000; i++) {
-		ret = uffd_writeprotect(&rt->uffd, a, len, wp, dontwake);
+		ret = uffd_writeprotect(u, a, len, wp, dontwake);
 		if (ret != -EAGAIN)
 			return ret;
 		usleep(10);
@@ -273,7 +334,7 @@ void wp_fault(struct fl_fault_ctx *c, uintptr_t addr)
 		}
 		STAT_INC(c->st, wp_unknown);
 	}
-	ret = uffd_writeprotect(&rt->uffd, pg, rt->page_size, false, false);
+	ret = uffd_writeprotect(r ? r->uffd : &rt->uffd, pg, rt->page_size, false, false);
 	pthread_rwlock_unlock(&w->lock);
 	if (ret == -EAGAIN) {
 		/* an event is pending: the writer is woken later, faults again,
@@ -289,13 +350,82 @@ void wp_fault(struct fl_fault_ctx *c, uintptr_t addr)
 	}
 }
 
+enum fl_tres wp_fault_signal(struct fl_fault_ctx *c, uintptr_t addr)
+{
+	struct fl_runtime *rt = c->rt;
+	uintptr_t pg = page_down(rt, addr);
+	struct wp_range *r = find_locked(rt->wp, pg);	/* the gate holds writers off */
+	_Atomic uint8_t *s;
+	uint8_t v = WPS_ARMED;
+	int ret;
+
+	STAT_INC(c->st, faults_wp);
+	if (!r) {
+		/*
+		 * Race: as in wp_fault(), the page may be on its way here,
+		 * protected, by an mremap() whose REMAP the event thread has
+		 * read but not applied to the ranges yet: fault again until it
+		 * has. Otherwise a stale protection (a run installed protected
+		 * around an armed page of a range since ended): release it.
+		 */
+		if (fault_events_busy(rt)) {
+			STAT_INC(c->st, thread_retries);
+			sched_yield();
+			return TR_RETRY;
+		}
+		STAT_INC(c->st, wp_unknown);
+		uffd_writeprotect(&rt->tuffd, pg, rt->page_size, false, true);
+		return TR_DONE;
+	}
+	s = &r->st[(pg - r->start) >> rt->page_shift];
+	if (atomic_compare_exchange_strong_explicit(s, &v, WPS_BUSY,
+			memory_order_acq_rel, memory_order_acquire)) {
+		/* copy before unprotect: this thread is the writer, and its
+		 * write has not happened yet */
+		if (r->cb) {
+			r->cb(r->arg, (void *)pg, rt->page_size);
+			STAT_INC(c->st, wp_callbacks);
+		}
+		atomic_store_explicit(s, WPS_WRITTEN, memory_order_release);
+	} else if (v == WPS_BUSY) {
+		/* another thread runs the callback: no one to wake us once it
+		 * unprotects the page, so write (fault) again */
+		STAT_INC(c->st, wp_dup);
+		sched_yield();
+		return TR_RETRY;
+	}
+	/*
+	 * WRITTEN, ours or already (a duplicate, or a stale WP bit): clear the
+	 * protection. Race: a collection cannot re-arm the page between the
+	 * store above and this, because it closes the gate first and waits
+	 * for our section; had it run before, the page would be ARMED again.
+	 * No one sleeps on a SIGBUS uffd: nothing to wake.
+	 */
+	ret = uffd_writeprotect(r->uffd, pg, rt->page_size, false, true);
+	if (ret == -EAGAIN) {
+		/* an event is pending: the page stays WRITTEN, the write
+		 * faults again and clears it then */
+		STAT_INC(c->st, copy_eagain);
+		sched_yield();
+		return TR_RETRY;
+	}
+	if (ret == -ENOENT || ret == -EINVAL)
+		STAT_INC(c->st, range_gone);
+	else if (ret)
+		STAT_INC(c->st, ioctl_errors);
+	return TR_DONE;
+}
+
 bool wp_install_protected(struct fl_fault_ctx *c, uintptr_t a, size_t len)
 {
 	struct fl_runtime *rt = c->rt;
 	struct wp_root *w = rt->wp;
+	/* in-thread: inside a section with the gate seen open (fault_inthread()) */
+	bool lock = !c->in_signal;
 	bool prot = false;
 
-	pthread_rwlock_rdlock(&w->lock);
+	if (lock)
+		pthread_rwlock_rdlock(&w->lock);
 	for (size_t i = 0; i < w->n && !prot; i++) {
 		struct wp_range *r = w->v[i];
 		uintptr_t lo = a > r->start ? a : r->start;
@@ -316,7 +446,8 @@ bool wp_install_protected(struct fl_fault_ctx *c, uintptr_t a, size_t len)
 				break;
 			}
 	}
-	pthread_rwlock_unlock(&w->lock);
+	if (lock)
+		pthread_rwlock_unlock(&w->lock);
 	if (prot)
 		STAT_INC(c->st, wp_installs);
 	return prot;
@@ -339,7 +470,7 @@ void wp_forget(struct fl_runtime *rt, uintptr_t start, uintptr_t end, bool unmap
 
 	if (!w)
 		return;
-	pthread_rwlock_wrlock(&w->lock);
+	wlock(rt);
 	for (size_t i = 0; i < w->n;) {
 		struct wp_range *r = w->v[i];
 
@@ -357,7 +488,7 @@ void wp_forget(struct fl_runtime *rt, uintptr_t start, uintptr_t end, bool unmap
 			range_free(r);
 		}
 	}
-	pthread_rwlock_unlock(&w->lock);
+	wunlock(rt);
 }
 
 /*
@@ -407,7 +538,7 @@ void wp_event_remap(struct fl_fault_ctx *c, uintptr_t from, uintptr_t to, size_t
 	struct wp_root *w = c->rt->wp;
 	bool moved = false;
 
-	pthread_rwlock_wrlock(&w->lock);
+	wlock(c->rt);
 	for (size_t i = 0; i < w->n;) {
 		struct wp_range *r = w->v[i];
 
@@ -440,7 +571,7 @@ void wp_event_remap(struct fl_fault_ctx *c, uintptr_t from, uintptr_t to, size_t
 		}
 		*g = (struct wp_gone){ NULL, 0, 0 };
 	}
-	pthread_rwlock_unlock(&w->lock);
+	wunlock(c->rt);
 }
 
 /* ---- the API ---- */
@@ -503,7 +634,8 @@ again:
 		ret = -EINVAL;
 		goto out_index;
 	}
-	pthread_rwlock_wrlock(&w->lock);
+	r->uffd = region_uffd(rt, reg);
+	wlock(rt);
 	for (size_t i = 0; i < w->n; i++)
 		if (w->v[i]->start < r->end && w->v[i]->end > r->start) {
 			ret = -EEXIST;
@@ -518,11 +650,11 @@ again:
 	 * already installed it and our WRITEPROTECT below covers it.
 	 */
 	/* (the kernel refuses MODE_WP together with MODE_DONTWAKE: -EINVAL) */
-	ret = uffd_writeprotect(&rt->uffd, a, len, true, false);
+	ret = uffd_writeprotect(r->uffd, a, len, true, false);
 	if (ret == -EAGAIN) {
 		/* an event is pending: its handler may need the locks we hold
 		 * (event_unmap writes the index): let go, then start over */
-		pthread_rwlock_unlock(&w->lock);
+		wunlock(rt);
 		pthread_rwlock_unlock(&rt->index.lock);
 		usleep(50);
 		goto again;
@@ -532,7 +664,7 @@ again:
 	w->v[w->n++] = r;
 	r = NULL;
 out:
-	pthread_rwlock_unlock(&w->lock);
+	wunlock(rt);
 out_index:
 	pthread_rwlock_unlock(&rt->index.lock);
 	range_free(r);
@@ -589,18 +721,18 @@ FL_EXPORT int fl_unprotect(struct fl_runtime *rt, void *addr, size_t len)
 	if (rt->forked_child)
 		return -ENODEV;
 	w = rt->wp;
-	pthread_rwlock_wrlock(&w->lock);
+	wlock(rt);
 	i = find_start_locked(w, a);
 	if (i == w->n || w->v[i]->end != a + len) {
-		pthread_rwlock_unlock(&w->lock);
+		wunlock(rt);
 		return -ENOENT;
 	}
 	r = w->v[i];
 	remove_at_locked(w, i);
 	/* callbacks in flight hold the read lock: none runs now. Clear and
 	 * wake; a range already unmapped answers ENOENT, which is fine */
-	ret = writeprotect_retry(rt, a, len, false, false);
-	pthread_rwlock_unlock(&w->lock);
+	ret = writeprotect_retry(r->uffd, a, len, false, false);
+	wunlock(rt);
 	range_free(r);
 	return ret == -ENOENT ? 0 : ret;
 }
@@ -679,7 +811,7 @@ static int rearm_runs(struct fl_runtime *rt, const struct wp_range *r, const uin
 	int ret;
 
 	if (runs > 1 && runs > (hi - lo) / RUN_SPAN_RATIO) {
-		ret = writeprotect_retry(rt, r->start + (lo << rt->page_shift),
+		ret = writeprotect_retry(r->uffd, r->start + (lo << rt->page_shift),
 					 (hi - lo) << rt->page_shift, true, false);
 		if (!ret)
 			return 0;
@@ -698,7 +830,7 @@ static int rearm_runs(struct fl_runtime *rt, const struct wp_range *r, const uin
 		}
 		for (q = p; q < hi && (bm[q / 64] >> (q % 64) & 1); q++)
 			;
-		ret = writeprotect_retry(rt, r->start + (p << rt->page_shift),
+		ret = writeprotect_retry(r->uffd, r->start + (p << rt->page_shift),
 					 (q - p) << rt->page_shift, true, false);
 		if (ret && ret != -ENOENT)
 			return ret;
@@ -728,7 +860,7 @@ int wp_collect(struct fl_runtime *rt, uintptr_t start, uint64_t *bm, size_t nbit
 	for (int k = 0; k < 100000 &&
 	     atomic_load_explicit(&rt->wp_events_pending, memory_order_acquire); k++)
 		usleep(1);
-	pthread_rwlock_wrlock(&w->lock);
+	wlock(rt);
 	i = find_start_locked(w, start);
 	if (i == w->n) {
 		ret = -ENOENT;
@@ -780,12 +912,10 @@ int wp_collect(struct fl_runtime *rt, uintptr_t start, uint64_t *bm, size_t nbit
 		r->cb = cb;
 		r->arg = arg;
 	}
-	pthread_mutex_lock(&w->st_lock);
-	STAT_INC(&w->st, dirty_collects);
-	STAT_ADD(&w->st, dirty_pages, nd);
-	pthread_mutex_unlock(&w->st_lock);
+	WP_STAT_ADD(rt, dirty_collects, 1);
+	WP_STAT_ADD(rt, dirty_pages, nd);
 out:
-	pthread_rwlock_unlock(&w->lock);
+	wunlock(rt);
 	if (!ret && ndirty)
 		*ndirty = nd;
 	return ret;
@@ -807,9 +937,9 @@ int wp_set_callback(struct fl_runtime *rt, uintptr_t start, fl_wp_fn cb, void *a
 	size_t i;
 	int ret = 0;
 
-	/* the write lock waits for callbacks in flight: once it is ours, no
-	 * handler runs the old callback any more, and none will */
-	pthread_rwlock_wrlock(&w->lock);
+	/* the write lock and the gate wait for callbacks in flight: once they
+	 * are ours, no thread runs the old callback any more, and none will */
+	wlock(rt);
 	i = find_start_locked(w, start);
 	if (i == w->n) {
 		ret = -ENOENT;
@@ -817,6 +947,6 @@ int wp_set_callback(struct fl_runtime *rt, uintptr_t start, fl_wp_fn cb, void *a
 		w->v[i]->cb = cb;
 		w->v[i]->arg = arg;
 	}
-	pthread_rwlock_unlock(&w->lock);
+	wunlock(rt);
 	return ret;
 }

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "faultline.h"
+#include "core/hooks.h"
 
 struct fl_runtime;
 struct fl_fault_ctx;
@@ -27,10 +28,18 @@ void wp_fini(struct fl_runtime *rt);
 void wp_fault(struct fl_fault_ctx *c, uintptr_t addr);
 
 /*
+ * The same, raised as SIGBUS in the writer of an in-thread region: the
+ * writer runs the callback itself. Returns an enum fl_tres (core/hooks.h).
+ * Context: async-signal; a sigrcu section in which the gate was seen open.
+ */
+enum fl_tres wp_fault_signal(struct fl_fault_ctx *c, uintptr_t addr);
+
+/*
  * wp_install_protected() - must a fault-path install of [a, a + len) be made
  * write-protected (UFFDIO_COPY_MODE_WP)? True when a page of it is armed in
  * a protected range. Context: a handler, in a tier (RCU, region or index
- * read lock held). Takes wp->lock for reading.
+ * read lock held): takes wp->lock for reading; or an in-thread fault, in
+ * a section with the gate seen open: takes nothing.
  */
 bool wp_install_protected(struct fl_fault_ctx *c, uintptr_t a, size_t len);
 

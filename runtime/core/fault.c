@@ -693,7 +693,7 @@ void fault_handle(struct fl_fault_ctx *c, uintptr_t addr, bool write)
  * it: look at the window first, then the count, and try again while
  * either says an event is on its way.
  */
-static bool inthread_events_busy(struct fl_runtime *rt)
+bool fault_events_busy(struct fl_runtime *rt)
 {
 	for (unsigned int i = rt->nfault_handlers; i < rt->nhandlers; i++)
 		if (atomic_load_explicit(&rt->handlers[i].reading, memory_order_seq_cst) & 1)
@@ -735,7 +735,7 @@ enum fl_tres fault_inthread(struct fl_runtime *rt, int slot, uintptr_t addr, boo
 		 * install cannot tell whose range it is, and zeros in another
 		 * runtime's region would replace its pager's bytes.
 		 */
-		if ((seq & 1) || index_seq_retry(ix, seq) || inthread_events_busy(rt)) {
+		if ((seq & 1) || index_seq_retry(ix, seq) || fault_events_busy(rt)) {
 			STAT_INC(c.st, thread_retries);
 			return TR_RETRY;
 		}
@@ -745,6 +745,21 @@ enum fl_tres fault_inthread(struct fl_runtime *rt, int slot, uintptr_t addr, boo
 	 * fill error, say) is the program's */
 	if (!(r->flags & FL_REGION_THREAD))
 		return TR_NONE;
+	if (unlikely(r->flags & FL_REGION_WP) && rt->hooks.protect_fault_signal) {
+		/*
+		 * wp.c's protected ranges, read without its lock: only while
+		 * its gate is open. A writer (a collection re-arming pages,
+		 * fl_protect(), an event) closes it and then waits for our
+		 * section to end, so what we read below stays as we read it;
+		 * seen closed, we wait outside the section (on_sigbus()).
+		 */
+		if (rt->hooks.protect_closed(rt)) {
+			STAT_INC(c.st, thread_retries);
+			return TR_WAIT;
+		}
+		if (prot && write)
+			return rt->hooks.protect_fault_signal(&c, addr);
+	}
 	if (prot && write) {
 		/* far memory's dirty tracking: the first write after a page-in
 		 * (counted in far_wp_faults, as a handler's WP message is) */

@@ -28,6 +28,12 @@ struct fl_snap;
 struct fl_region;
 struct fl_counters;
 
+/*
+ * how an in-thread fault ended (core/fault.c fault_inthread(), and the
+ * write-protect faults of wp.c resolved there)
+ */
+enum fl_tres { TR_DONE, TR_RETRY, TR_NONE, TR_BLOCK, TR_WAIT };
+
 /* how a resolution ended; RES_PENDING: a store read is in flight and owns
  * the region read reference */
 enum fl_res { RES_DONE, RES_BLOCK, RES_PENDING };
@@ -110,6 +116,15 @@ struct fl_hooks {
 	/* ---- write protection ---- */
 	/* a write-protect fault that is not far memory's */
 	void (*protect_fault)(struct fl_fault_ctx *c, uintptr_t addr);
+	/*
+	 * The same in the faulting thread's SIGBUS handler (an in-thread
+	 * FL_REGION_WP region), inside a sigrcu section and only once
+	 * protect_closed() said false in it: no writer changes the ranges
+	 * until the section ends. Returns an enum fl_tres.
+	 */
+	enum fl_tres (*protect_fault_signal)(struct fl_fault_ctx *c, uintptr_t addr);
+	/* a writer of the protected ranges is at work: in-thread readers wait */
+	bool (*protect_closed)(const struct fl_runtime *rt);
 	/* must [a, a + len) of an FL_REGION_WP region be installed protected? */
 	bool (*install_protected)(struct fl_fault_ctx *c, uintptr_t a, size_t len);
 	/* protected ranges end with the memory [start, end) (@unmap: the

@@ -32,12 +32,15 @@
  * handler may read is freed.
  */
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -151,6 +154,7 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 	struct fl_region *blk = NULL;
 	enum fl_tres res = TR_NONE;
 	int saved = errno, slot;
+	uint32_t ticket;
 	bool write, prot;
 
 	slot = sigrcu_enter();
@@ -164,6 +168,8 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 		errno = saved;
 		return;
 	}
+	/* before any gate is looked at: see inthread_gate_ticket() */
+	ticket = inthread_gate_ticket();
 	fault_kind(uc, &write, &prot);
 	for (unsigned int i = 0; i < FL_INTHREAD_RUNTIMES && res == TR_NONE; i++) {
 		rt = atomic_load_explicit(&table[i], memory_order_acquire);
@@ -184,9 +190,39 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 	 * its destroy waits for the region's readers before it frees it */
 	if (res == TR_BLOCK)
 		fault_inthread_block(rt, slot, blk, (uintptr_t)si->si_addr, write);
+	if (res == TR_WAIT)
+		inthread_gate_wait(ticket);
 	if (res == TR_NONE)
 		chain(sig, si, uc);
 	errno = saved;
+}
+
+/* ---- the writers' gate (internal.h) ---- */
+
+static _Atomic uint32_t gates_opened;
+
+uint32_t inthread_gate_ticket(void)
+{
+	/* acquire: the gate's own state is loaded after this, never before */
+	return atomic_load_explicit(&gates_opened, memory_order_acquire);
+}
+
+void inthread_gate_wait(uint32_t ticket)
+{
+	/* bounded: a gate opened without a wake-up we saw (a word that wrapped
+	 * round) costs a fault again, not a hang */
+	struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+	syscall(SYS_futex, (uint32_t *)&gates_opened, FUTEX_WAIT_PRIVATE, ticket, &ts, NULL, 0);
+}
+
+void inthread_gate_opened(void)
+{
+	/* Race: the gate is open (the writer's release store) before the word
+	 * moves, so a reader whose ticket is older finds it open, or returns
+	 * from its wait at once */
+	atomic_fetch_add_explicit(&gates_opened, 1, memory_order_seq_cst);
+	syscall(SYS_futex, (uint32_t *)&gates_opened, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
 /* ---- runtimes ---- */
@@ -233,9 +269,24 @@ int inthread_open(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 	 * MOVE onto the region, and pages come back write-protected */
 	if (o->store)
 		want |= UFFD_FEATURE_MOVE | UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_POISON;
+	/*
+	 * fl_protect()'s write protection (FL_REGION_WP): the same WP mode as
+	 * the first uffd's, so that a range's dirty tracking is one thing
+	 * whichever uffd its region is on (PAGEMAP_SCAN's CHECK_WPASYNC asks
+	 * the range's own uffd). A write-protect fault is told from a missing
+	 * one by the error code: x86-64 only. Far memory's runtime offers no
+	 * fl_protect().
+	 */
+	else if (FL_FAULT_KIND_KNOWN)
+		want |= UFFD_FEATURE_PAGEFAULT_FLAG_WP |
+			((o->flags & FL_RT_WP_ASYNC) ? UFFD_FEATURE_WP_ASYNC : 0);
 	ret = uffd_open(&rt->tuffd, o->flags & FL_RT_USER_MODE_ONLY, want);
 	if (ret)
 		return ret;
+	rt->inthread_wp = !o->store && FL_FAULT_KIND_KNOWN &&
+			  uffd_has(&rt->tuffd, UFFD_FEATURE_PAGEFAULT_FLAG_WP) &&
+			  uffd_has(&rt->tuffd, UFFD_FEATURE_WP_ASYNC) ==
+			  uffd_has(&rt->uffd, UFFD_FEATURE_WP_ASYNC);
 	if (!uffd_has(&rt->tuffd, UFFD_FEATURE_SIGBUS | UFFD_FEATURE_EVENT_REMAP |
 		      UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP) ||
 	    (o->store && !uffd_has(&rt->tuffd, UFFD_FEATURE_MOVE))) {
@@ -379,7 +430,10 @@ bool inthread_chain_swap(const struct sigaction *act, struct sigaction *old)
  * with dirty tracking: a clean page is write-protected, and a system
  * call's write into it would fail the same way; those pages (and missing
  * ones) are touched by a write that changes nothing (an atomic add of 0,
- * which a concurrent store of the program's cannot be lost to). The
+ * which a concurrent store of the program's cannot be lost to). So is
+ * every page of an FL_REGION_WP region: whether it is armed is wp.c's to
+ * know, and a write that changes nothing only makes it count as written
+ * (its callback runs, as for the system call's own write). The
  * lookup is done inside a section, the touch after it: a page-in may wait
  * for the store or the evictor, and must not hold up grace periods.
  */
@@ -410,7 +464,8 @@ void inthread_prefault(uintptr_t a, size_t len)
 			v = atomic_load_explicit(&r->pstate[(p - r->start) >> rt->page_shift],
 						 memory_order_relaxed);
 			tracked = rt->hooks.register_modes & UFFDIO_REGISTER_MODE_WP;
-			if (tracked && (ps_state(v) != PS_RESIDENT || (v & PS_INSTORE)))
+			if ((r->flags & FL_REGION_WP) ||
+			    (tracked && (ps_state(v) != PS_RESIDENT || (v & PS_INSTORE))))
 				touch = WRITE;
 			else if (ps_state(v) != PS_RESIDENT)
 				touch = READ;
@@ -442,6 +497,7 @@ void inthread_release(struct fl_runtime *rt)
 		       ((size_t)FL_SIGRCU_SLOTS * rt->tbounce_pages) << rt->page_shift);
 	rt->tst = NULL;
 	rt->tbounce = NULL;
+	rt->inthread_wp = false;
 	uffd_close(&rt->tuffd);
 }
 

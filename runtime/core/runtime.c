@@ -362,11 +362,12 @@ FL_EXPORT void fl_runtime_destroy(struct fl_runtime *rt)
  * Which thread resolves the region's faults: FL_REGION_THREAD set on the
  * way out if the faulting thread does, neither flag otherwise. In-thread
  * resolution serves the pagers that never block and never call out (a fill
- * callback would run in a signal handler), without write protection.
+ * callback would run in a signal handler), and write protection where the
+ * second uffd has it (inthread_open(): rt->inthread_wp).
  */
 static int region_resolve(const struct fl_runtime *rt, struct fl_region_opts *o)
 {
-	bool can = o->pager != FL_PAGER_FILL && !(o->flags & FL_REGION_WP);
+	bool can = o->pager != FL_PAGER_FILL && (!(o->flags & FL_REGION_WP) || rt->inthread_wp);
 	bool thread;
 
 	if ((o->flags & FL_REGION_THREAD) && (o->flags & FL_REGION_HANDLER))
@@ -612,9 +613,7 @@ static void maybe_reclaim_locked(struct fl_runtime *rt)
 
 static uint64_t register_modes(const struct fl_runtime *rt, const struct fl_region *r)
 {
-	/* in-thread regions: no fl_protect() WP; far memory's dirty tracking */
-	if (r->flags & FL_REGION_THREAD)
-		return UFFDIO_REGISTER_MODE_MISSING | rt->hooks.register_modes;
+	/* far memory's dirty tracking (hooks), fl_protect()'s (wp.c) */
 	return UFFDIO_REGISTER_MODE_MISSING | rt->hooks.register_modes |
 	       ((r->flags & FL_REGION_WP) ? UFFDIO_REGISTER_MODE_WP : 0);
 }

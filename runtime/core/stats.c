@@ -190,7 +190,15 @@ FL_EXPORT int fl_features_print(const struct fl_runtime *rt, FILE *f)
 		err |= fprintf(f, "inthread_intercepts: user-mode accesses only (a system call "
 			       "into a missing page of an in-thread region fails EFAULT%s)\n",
 			       rt->far ? ", and so does its write into a clean far page, "
-			       "write-protected for dirty tracking" : "") < 0;
+			       "write-protected for dirty tracking" :
+			       rt->inthread_wp ? ", and so does its write into a page fl_protect() "
+			       "armed" : "") < 0;
+	if (ft.inthread && !rt->far)
+		err |= fprintf(f, "inthread_wp: %s\n", rt->inthread_wp ?
+			       "FL_REGION_WP regions too (callbacks run in the writing thread's "
+			       "signal handler)" :
+			       "no: FL_REGION_WP regions use handler threads (no uffd-wp on the "
+			       "second uffd, or not x86-64)") < 0;
 	err |= fprintf(f, "events: remove=%s unmap=%s remap=%s fork=%s\n",
 		       B(ft.event_remove), B(ft.event_unmap), B(ft.event_remap),
 		       ft.event_fork ? "available, not used (fork policy: produce before fork)" : "no") < 0;
