@@ -3,9 +3,11 @@
  * wp.h - write protection with callbacks, and dirty tracking (wp.c).
  *
  * Lock order: index_lock (read or write) -> wp->lock. Nothing that holds
- * wp->lock waits for the index lock or an RCU grace period, so an index
+ * wp->lock waits for the index lock or a liburcu grace period, so an index
  * writer may take wp->lock (wp_forget) and a tier-1 fault inside RCU may
- * take it for reading (wp_install_protected).
+ * take it for reading (wp_install_protected). A writer holding it for
+ * writing waits for a sigrcu grace period (wp.c, the gate), which is
+ * sound because in-thread faults, the only sigrcu readers, take no lock.
  */
 #ifndef FL_WP_H
 #define FL_WP_H
