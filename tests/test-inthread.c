@@ -29,7 +29,8 @@
  *     it) and whose handler reads the very page: delivered once the page is
  *     in, not into a fault on a page its own thread holds
  * 14. write protection: fl_protect()'s callback runs once per page, in the
- *     writing thread, on the old contents; dirty tracking loses no write
+ *     writing thread, on the old contents; read(2) into an armed page fails
+ *     EFAULT and works after fl_prefault(); dirty tracking loses no write
  *     while two threads write and collections re-arm pages under them
  */
 #include <errno.h>
@@ -820,7 +821,7 @@ struct wp_writer {
 };
 
 static _Atomic uint64_t wp_stamp;
-static _Atomic int wp_finished;
+static _Atomic int wp_finished, wp_go;
 
 static void *wp_write(void *arg)
 {
@@ -832,7 +833,10 @@ static void *wp_write(void *arg)
 			w->m[p * page_size + w->at] = (uint8_t)w->at;
 		return NULL;
 	}
-	/* every write a new stamp, into the first word of a random page */
+	/* every write a new stamp, into the first word of a random page,
+	 * from the first collection on */
+	while (!atomic_load(&wp_go))
+		sched_yield();
 	for (size_t i = 0; i < WP_WRITES; i++) {
 		size_t p = (size_t)rand_r(&w->seed) % WP_TRACKED;
 
@@ -852,10 +856,11 @@ static void case_wp(void)
 	struct fl_region_opts ro;
 	volatile uint8_t *m, *d;
 	size_t bad = 0, once = 0, mine = 0, collects = 0, lost = 0, nd;
+	int fds[2];
 
 	fl_features(rt, &ft);
 	if (!ft.wp) {
-		for (int i = 0; i < 9; i++)
+		for (int i = 0; i < 12; i++)
 			tap_skip("14: the kernel has no uffd-wp");
 		free(seen);
 		return;
@@ -888,6 +893,28 @@ static void case_wp(void)
 	       STAT(rt, wp_callbacks) - cb0 == WP_PAGES,
 	       "14: every callback ran in the writing thread (%zu of %d), every fault in-thread",
 	       mine, WP_PAGES);
+	/* armed again, page 0 is write-protected: a system call cannot write it */
+	TAP_EQ(fl_dirty_collect(rt, (void *)m, bm, WP_PAGES, &nd), 0);
+	if (pipe(fds) == 0) {
+		ssize_t r1, r2;
+		int e1;
+
+		r1 = write(fds[1], "xyz", 3);
+		r2 = read(fds[0], (void *)m, 3);
+		e1 = errno;
+		TAP_EQ(fl_prefault((const void *)m, 3), 0);
+		r2 = r2 < 0 ? (e1 == EFAULT ? -2 : -1) : r2;
+		r1 = read(fds[0], (void *)m, 3);
+		tap_ok(r2 == -2 && r1 == 3 && !memcmp((const void *)m, "xyz", 3) &&
+		       __atomic_load_n(&wp_calls[0], __ATOMIC_RELAXED) == 2,
+		       "14: read(2) into an armed page fails EFAULT, works after fl_prefault() "
+		       "(the callback ran again: %d calls)", __atomic_load_n(&wp_calls[0], __ATOMIC_RELAXED));
+		close(fds[0]);
+		close(fds[1]);
+	} else {
+		tap_skip("no pipe");
+		tap_skip("(same)");
+	}
 	TAP_EQ(fl_region_unregister(rt, (void *)m), 0);
 
 	/*
@@ -912,6 +939,7 @@ static void case_wp(void)
 			break;
 		}
 		collects++;
+		atomic_store(&wp_go, 1);
 		for (size_t p = 0; p < WP_TRACKED; p++)
 			if (bm[p / 64] >> (p % 64) & 1)
 				seen[p] = __atomic_load_n((uint64_t *)(d + p * page_size),
@@ -945,7 +973,7 @@ int main(void)
 	fl_features(rt, &ft);
 	if (!ft.inthread)
 		tap_skip_all("no in-thread resolution here (the kernel lacks UFFD_FEATURE_SIGBUS)");
-	tap_plan(67);
+	tap_plan(70);
 	case_options();
 	case_bytes();
 	case_mixed();
