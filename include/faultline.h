@@ -238,9 +238,10 @@ typedef int (*fl_fill_fn)(void *arg, uint64_t offset, void *dst, size_t len);
  * faulting thread, or in handler threads, whatever the runtime's
  * fl_runtime_opts.resolve says. In-thread resolution needs a runtime
  * created with FL_RESOLVE_THREAD or FL_RESOLVE_AUTO (-EINVAL otherwise)
- * and serves the zero and copy pagers, and far memory's regions where the
- * runtime allows it (fl_runtime_opts.resolve): a fill callback would run
- * inside a signal handler (-EOPNOTSUPP). With FL_REGION_WP too, on x86-64
+ * and serves the zero and copy pagers, far memory's regions where the
+ * runtime allows it (fl_runtime_opts.resolve), and the fill pager whose
+ * callback is marked FL_REGION_FILL_SIGNAL_SAFE: it then runs in the
+ * faulting thread's SIGBUS handler (-EOPNOTSUPP without the mark). With FL_REGION_WP too, on x86-64
  * (the fault's error code tells a write-protect fault from a missing one)
  * and in a runtime without a store: fl_protect()'s callbacks then run in
  * the writing thread's SIGBUS handler (see fl_wp_fn), and dirty tracking
@@ -262,6 +263,17 @@ typedef int (*fl_fill_fn)(void *arg, uint64_t offset, void *dst, size_t len);
  */
 #define FL_REGION_THREAD	(1u << 2)
 #define FL_REGION_HANDLER	(1u << 3)
+/*
+ * FL_REGION_FILL_SIGNAL_SAFE: the fill callback is async-signal-safe (no
+ * malloc, no lock the program may hold; pread(2) and other system calls
+ * are fine), so an in-thread region may run it in the faulting thread's
+ * SIGBUS handler. It may still block: it runs outside the runtime's
+ * lock-free section, holding only the region's read reference, as a
+ * handler's tier 2 does (unless FL_REGION_FILL_NONBLOCK says it never
+ * blocks). Its run is then at most 16 pages (the faulting thread's
+ * buffer). Only with FL_PAGER_FILL (-EINVAL otherwise).
+ */
+#define FL_REGION_FILL_SIGNAL_SAFE (1u << 4)
 
 /**
  * struct fl_region_opts - per-region options.
@@ -984,7 +996,9 @@ int fl_restore(const char *path, void *addr, size_t len);
  * working set. @ws_path, if not NULL, names such a file from an earlier
  * run: a prefetch thread then reads their data ahead in file order (large
  * reads, queued at once) and touches the pages in the recorded order.
- * @flags: FL_REGION_* flags for the new region (e.g. FL_REGION_WP).
+ * @flags: FL_REGION_* flags for the new region (e.g. FL_REGION_WP); the
+ *	fill is always marked FL_REGION_FILL_SIGNAL_SAFE (a pread(2) and a
+ *	CRC), so an in-thread runtime reads each page in the faulting thread.
  * @addr: out: the region.
  * Context: any thread but a handler thread.
  * Return: 0; the errors of fl_image_check() and fl_region_map(); a bad

@@ -32,6 +32,9 @@
  *     writing thread, on the old contents; read(2) into an armed page fails
  *     EFAULT and works after fl_prefault(); dirty tracking loses no write
  *     while two threads write and collections re-arm pages under them
+ * 15. a fill callback marked signal-safe: it runs in the faulting thread,
+ *     may block (others wait for its page), and a fill error reaches the
+ *     program's SIGBUS handler as the poisoned page's signal
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -956,6 +959,119 @@ static void case_wp(void)
 	free(seen);
 }
 
+/* ---- 15: a signal-safe fill ---- */
+
+#define FILL_PAGES 256
+#define FILL_BAD 7		/* the fill fails for this page */
+
+static _Atomic pid_t fill_tids[4];
+static _Atomic unsigned int fill_calls, fill_foreign;
+static _Atomic bool fill_fail;
+
+static int safe_fill(void *arg, uint64_t off, void *dst, size_t len)
+{
+	pid_t me = (pid_t)syscall(SYS_gettid);
+	bool known = false;
+	struct timespec ts = { 0, 100 * 1000 };
+
+	(void)arg;
+	for (int i = 0; i < 4; i++)
+		known |= atomic_load(&fill_tids[i]) == me;
+	atomic_fetch_add(&fill_foreign, known ? 0 : 1);
+	atomic_fetch_add(&fill_calls, 1);
+	if (atomic_load(&fill_fail) && off <= FILL_BAD * page_size &&
+	    FILL_BAD * page_size < off + len)
+		return -EIO;
+	nanosleep(&ts, NULL);		/* a fill that blocks, as a read would */
+	pat_fill(15, off, dst, len);
+	return 0;
+}
+
+struct filler {
+	pthread_t t;
+	int i;
+	volatile uint8_t *p;
+	size_t bad;
+};
+
+static void *fill_touch(void *arg)
+{
+	struct filler *f = arg;
+	unsigned int seed = 99u + (unsigned int)f->i;
+
+	atomic_store(&fill_tids[f->i], (pid_t)syscall(SYS_gettid));
+	for (size_t i = 0; i < 4 * FILL_PAGES; i++) {
+		size_t pg = (size_t)rand_r(&seed) % FILL_PAGES;
+		size_t o = pg * page_size + (size_t)rand_r(&seed) % page_size;
+
+		f->bad += f->p[o] != pat(15, o);
+	}
+	return NULL;
+}
+
+static void case_fill(void)
+{
+	struct fl_features ft = { .size = sizeof(ft) };
+	uint64_t f0 = STAT(rt, faults), th0 = STAT(rt, faults_thread);
+	struct fl_region_opts ro;
+	struct filler f[4];
+	volatile uint8_t *m;
+	size_t bad = 0;
+	void *p = NULL;
+	volatile int jumps = 0;
+
+	fl_features(rt, &ft);
+	fl_region_opts_init(&ro);
+	ro.flags = FL_REGION_FILL_SIGNAL_SAFE;		/* a zero pager: no fill */
+	TAP_EQ(fl_region_map(rt, page_size, &ro, &p), -EINVAL);
+	ro.pager = FL_PAGER_FILL;
+	ro.fill = safe_fill;
+	TAP_EQ(fl_region_map(rt, FILL_PAGES * page_size, &ro, (void **)&m), 0);
+	for (int i = 0; i < 4; i++) {
+		f[i] = (struct filler){ .i = i, .p = m };
+		pthread_create(&f[i].t, NULL, fill_touch, &f[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(f[i].t, NULL);
+		bad += f[i].bad;
+	}
+	tap_ok(!bad, "15: 4 threads read a blocking fill's pages: all bytes right (%zu bad)", bad);
+	tap_ok(atomic_load(&fill_calls) > 0 && !atomic_load(&fill_foreign) &&
+	       STAT(rt, faults) - f0 == STAT(rt, faults_thread) - th0,
+	       "15: every fill ran in a faulting thread (%u calls, %u elsewhere), every fault in-thread",
+	       atomic_load(&fill_calls), atomic_load(&fill_foreign));
+	TAP_EQ(fl_region_unregister(rt, (void *)m), 0);
+
+	if (!ft.poison) {
+		tap_skip("15: no UFFDIO_POISON: a failed fill is retried, never poisoned");
+		tap_skip("(same)");
+		tap_skip("(same)");
+		return;
+	}
+	atomic_store(&fill_fail, true);
+	ro.fault_around = page_size;
+	TAP_EQ(fl_region_map(rt, FILL_PAGES * page_size, &ro, (void **)&m), 0);
+	prog_calls = 0;
+	prog_jump = 1;
+	/* the failed fill, then the poisoned page again (volatile: what a
+	 * siglongjmp() leaves of a local is otherwise undefined) */
+	if (sigsetjmp(prog_env, 1) == 0)
+		(void)m[FILL_BAD * page_size + 5];
+	else
+		jumps++;
+	if (sigsetjmp(prog_env, 1) == 0)
+		(void)m[FILL_BAD * page_size + 9];
+	else
+		jumps++;
+	prog_jump = 0;
+	tap_ok(jumps == 2 && prog_calls == 2 && m[(FILL_BAD + 1) * page_size] ==
+	       pat(15, (FILL_BAD + 1) * page_size),
+	       "15: a failed fill's page raises the program's SIGBUS, twice (%d, code %d), its neighbour reads right",
+	       (int)prog_calls, (int)prog_code);
+	atomic_store(&fill_fail, false);
+	TAP_EQ(fl_region_unregister(rt, (void *)m), 0);
+}
+
 int main(void)
 {
 	struct fl_features ft = { .size = sizeof(ft) };
@@ -973,7 +1089,7 @@ int main(void)
 	fl_features(rt, &ft);
 	if (!ft.inthread)
 		tap_skip_all("no in-thread resolution here (the kernel lacks UFFD_FEATURE_SIGBUS)");
-	tap_plan(70);
+	tap_plan(78);
 	case_options();
 	case_bytes();
 	case_mixed();
@@ -988,6 +1104,7 @@ int main(void)
 	case_far();
 	case_interrupted();
 	case_wp();
+	case_fill();
 	TAP_EQ(fl_region_count(rt), 0);
 	fl_runtime_destroy(rt);
 	return tap_done();

@@ -840,7 +840,11 @@ struct fl_lazy {
 	_Atomic bool pf_stop;
 };
 
-/* the fill pager: Context: a handler thread (never touches managed memory) */
+/*
+ * The fill pager. Context: a handler thread, or in an in-thread region the
+ * faulting thread's SIGBUS handler: async-signal-safe (pread(2), a CRC,
+ * atomics), and never touches managed memory.
+ */
 static int lazy_fill(void *arg, uint64_t off, void *dst, size_t len)
 {
 	struct fl_lazy *lz = arg;
@@ -1018,7 +1022,7 @@ FL_EXPORT int fl_restore_lazy(struct fl_runtime *rt, const char *path, const cha
 	ro.pager = FL_PAGER_FILL;
 	ro.fill = lazy_fill;
 	ro.fill_arg = lz;
-	ro.flags = flags;
+	ro.flags = flags | FL_REGION_FILL_SIGNAL_SAFE;
 	ret = fl_region_map(rt, lz->len, &ro, &lz->addr);
 	if (ret)
 		goto err;

@@ -360,10 +360,15 @@ static void fail_page(struct fl_fault_ctx *c, const struct fl_snap *s, size_t pg
 	/* release the run, then poison only the faulting page */
 	finish_run(s, pg, pg + n, PS_ABSENT);
 	if (uffd_poison(s->uffd, fpage, rt->page_size, 0, &done) == 0) {
-		/* the page now raises SIGBUS on access; it is no longer absent */
+		/*
+		 * The page now raises SIGBUS on access; it is no longer
+		 * absent. In-thread that SIGBUS is a BUS_ADRERR like a fault's:
+		 * PS_POISONED tells fault_inthread() it is the program's.
+		 */
 		size_t fp = (fpage - s->start) >> rt->page_shift;
 
-		atomic_store_explicit(&s->pstate[fp], PS_RESIDENT, memory_order_release);
+		atomic_store_explicit(&s->pstate[fp], PS_RESIDENT | PS_POISONED,
+				      memory_order_release);
 	}
 	/* without POISON the thread refaults and the fill is tried again */
 	uffd_wake(s->uffd, s->start + (pg << rt->page_shift), n << rt->page_shift);
@@ -439,6 +444,9 @@ static enum fl_res resolve(struct fl_fault_ctx *c, const struct fl_snap *s,
 
 	/* the run: claimed neighbours of the same kind inside the window */
 	win = k == K_PARTIAL ? 1 : window_pages(c, s, page_down(rt, addr));
+	/* in-thread, a fill goes through the slot's buffer (inthread.c) */
+	if (k == K_FILL && c->in_signal && win > rt->tbounce_pages)
+		win = rt->tbounce_pages;
 	if (unlikely(rt->hooks.run_cap)) {
 		size_t cap = rt->hooks.run_cap(rt);	/* under a budget: its overshoot */
 
@@ -785,15 +793,17 @@ enum fl_tres fault_inthread(struct fl_runtime *rt, int slot, uintptr_t addr, boo
 		return TR_DONE;
 	}
 	/*
-	 * Far memory: a page-in, or the budget's throttle. Both may wait (the
-	 * store, the evictor), and a wait inside the section would hold up
-	 * every grace period of the process: take the region's read
+	 * Far memory (a page-in, or the budget's throttle) or a fill that may
+	 * block (FL_REGION_FILL_SIGNAL_SAFE): both may wait (the store, the
+	 * evictor, the fill's own I/O), and a wait inside the section would
+	 * hold up every grace period of the process: take the region's read
 	 * reference, as tier 2 does, and let the caller leave the section
 	 * first. Refused (a writer holds the region): fault again.
 	 */
 	STAT_INC(c.st, spf_abort_blocking);
 	STAT_INC(c.st, region_attempt);
-	if (!rt->hooks.page_in || !region_start_read_checked(r, addr, s.gen, &stale)) {
+	if ((!rt->hooks.page_in && s.pager != FL_PAGER_FILL) ||
+	    !region_start_read_checked(r, addr, s.gen, &stale)) {
 		STAT_INC(c.st, thread_retries);
 		return TR_RETRY;
 	}
@@ -810,11 +820,12 @@ void fault_inthread_block(struct fl_runtime *rt, int slot, struct fl_region *r,
 	inthread_ctx(&c, rt, slot);
 	snap_take(&s, rt, r);
 	/*
-	 * As a handler's tier 2: the store read runs here, synchronously
-	 * (the store's signal-safe read), and the evictor and the budget are
-	 * waited for as a handler waits for them. Nothing here waits for this
-	 * thread: the evictor never touches managed memory (MOVE eviction),
-	 * and a writer waiting for our reference waits for this call only.
+	 * As a handler's tier 2: the store read (the store's signal-safe
+	 * read) or the fill callback (FL_REGION_FILL_SIGNAL_SAFE) runs here,
+	 * synchronously, and the evictor and the budget are waited for as a
+	 * handler waits for them. Nothing here waits for this thread: the
+	 * evictor never touches managed memory (MOVE eviction), and a writer
+	 * waiting for our reference waits for this call only.
 	 */
 	resolve(&c, &s, addr, write, true);
 	STAT_INC(c.st, region_ok);

@@ -112,8 +112,8 @@ struct fl_parked {
 };
 
 /*
- * The largest far-memory read-ahead run a fault resolved in-thread installs
- * (pages): each reader slot sets aside a buffer of it.
+ * The largest far-memory read-ahead run, or fill run, a fault resolved
+ * in-thread installs (pages): each reader slot sets aside a buffer of it.
  */
 #define FL_INTHREAD_RUN	16
 
@@ -128,7 +128,7 @@ struct fl_runtime {
 	struct fl_uffd tuffd;
 	struct fl_counters *tst;
 	char *tbounce;
-	size_t tbounce_pages;		/* per slot: a far-memory run (FL_INTHREAD_RUN) or a page */
+	size_t tbounce_pages;		/* per slot: FL_INTHREAD_RUN */
 	enum fl_resolve resolve;
 	bool inthread_wp;		/* FL_REGION_WP regions may be in-thread ones */
 	int inthread_id;		/* its place in inthread.c's table; -1 */
@@ -248,8 +248,9 @@ void fault_handle(struct fl_fault_ctx *c, uintptr_t addr, bool write);
  * being produced by another thread: the access runs again; TR_RETRY: not
  * now (a writer or an event in flight, a page being produced): the access
  * runs again and faults again if it must; TR_NONE: not a fault of this
- * runtime; TR_BLOCK: a far-memory page-in, which may wait (a store read,
- * the evictor, the budget): the region's read reference is taken and
+ * runtime; TR_BLOCK: a far-memory page-in, or a fill that may block,
+ * which may wait (a store read, the evictor, the budget, the fill's own
+ * I/O): the region's read reference is taken and
  * *@blk names the region; the caller leaves its section, then calls
  * fault_inthread_block(), which drops the reference; TR_WAIT: a writer
  * of the write-protected ranges (ckpt/wp.c) is at work: the caller leaves

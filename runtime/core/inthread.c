@@ -232,10 +232,14 @@ static bool handler_installed(void)
 	return atomic_load_explicit(&installed, memory_order_relaxed);
 }
 
-/* what the second uffd needs: SIGBUS, and the events that keep the index true */
+/*
+ * what the second uffd needs: SIGBUS, the events that keep the index true,
+ * and POISON where the kernel has it: a failed fill (or store read) must
+ * fail the access, not be retried for ever
+ */
 #define FL_TUFFD_WANTED (UFFD_FEATURE_SIGBUS | UFFD_FEATURE_EVENT_REMAP | \
 			 UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP | \
-			 UFFD_FEATURE_EXACT_ADDRESS)
+			 UFFD_FEATURE_EXACT_ADDRESS | UFFD_FEATURE_POISON)
 
 int inthread_open(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 {
@@ -268,7 +272,7 @@ int inthread_open(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 	/* far memory: the put-back of a page whose write-back failed is a
 	 * MOVE onto the region, and pages come back write-protected */
 	if (o->store)
-		want |= UFFD_FEATURE_MOVE | UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_POISON;
+		want |= UFFD_FEATURE_MOVE | UFFD_FEATURE_PAGEFAULT_FLAG_WP;
 	/*
 	 * fl_protect()'s write protection (FL_REGION_WP): the same WP mode as
 	 * the first uffd's, so that a range's dirty tracking is one thing
@@ -296,8 +300,9 @@ int inthread_open(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 		rt->resolve = FL_RESOLVE_HANDLER;
 		return 0;
 	}
-	/* untouched until a thread takes the slot: virtual space only */
-	rt->tbounce_pages = o->store ? FL_INTHREAD_RUN : 1;
+	/* untouched until a thread takes the slot: virtual space only
+	 * (a thread's pages are touched as far as its runs need them) */
+	rt->tbounce_pages = FL_INTHREAD_RUN;
 	bsz = ((size_t)FL_SIGRCU_SLOTS * rt->tbounce_pages) << rt->page_shift;
 	rt->tst = mmap(NULL, stsz, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

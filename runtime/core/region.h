@@ -52,9 +52,9 @@
 						 * memory, not the store (rescue.c) */
 #define PS_FA_SHIFT		8		/* adaptive fault-around hint, bits 8..12: */
 #define PS_FA_MASK		(0x1fu << PS_FA_SHIFT)	/* log2(previous window) + 1 */
-#define PS_POISONED		(1u << 13)	/* far, EVICTED: its store read failed and
-						 * UFFDIO_POISON marks it: an access
-						 * raises SIGBUS */
+#define PS_POISONED		(1u << 13)	/* UFFDIO_POISON marks it (far, EVICTED:
+						 * its store read failed; RESIDENT: its
+						 * fill failed): an access raises SIGBUS */
 #define PS_PIN_SHIFT		16		/* pin count, bits 16..31 */
 #define PS_PIN_ONE		(1u << PS_PIN_SHIFT)
 #define PS_PIN_MAX		0xffffu

@@ -361,13 +361,14 @@ FL_EXPORT void fl_runtime_destroy(struct fl_runtime *rt)
 /*
  * Which thread resolves the region's faults: FL_REGION_THREAD set on the
  * way out if the faulting thread does, neither flag otherwise. In-thread
- * resolution serves the pagers that never block and never call out (a fill
- * callback would run in a signal handler), and write protection where the
- * second uffd has it (inthread_open(): rt->inthread_wp).
+ * resolution serves the zero and copy pagers, a fill pager whose callback
+ * says it is signal-safe (it runs in the signal handler), and write
+ * protection where the second uffd has it (inthread_open(): rt->inthread_wp).
  */
 static int region_resolve(const struct fl_runtime *rt, struct fl_region_opts *o)
 {
-	bool can = o->pager != FL_PAGER_FILL && (!(o->flags & FL_REGION_WP) || rt->inthread_wp);
+	bool can = (o->pager != FL_PAGER_FILL || (o->flags & FL_REGION_FILL_SIGNAL_SAFE)) &&
+		   (!(o->flags & FL_REGION_WP) || rt->inthread_wp);
 	bool thread;
 
 	if ((o->flags & FL_REGION_THREAD) && (o->flags & FL_REGION_HANDLER))
@@ -418,7 +419,9 @@ static int region_opts_copy(const struct fl_runtime *rt, struct fl_region_opts *
 	     (dst->fault_around & (dst->fault_around - 1))))
 		return -EINVAL;
 	if (dst->flags & ~(FL_REGION_FILL_NONBLOCK | FL_REGION_WP | FL_REGION_THREAD |
-			   FL_REGION_HANDLER))
+			   FL_REGION_HANDLER | FL_REGION_FILL_SIGNAL_SAFE))
+		return -EINVAL;
+	if ((dst->flags & FL_REGION_FILL_SIGNAL_SAFE) && dst->pager != FL_PAGER_FILL)
 		return -EINVAL;
 	/* FL_REGION_WP (wp.c) needs uffd-wp on anonymous memory */
 	if ((dst->flags & FL_REGION_WP) &&
