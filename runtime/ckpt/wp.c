@@ -272,6 +272,31 @@ static int writeprotect_retry(const struct fl_uffd *u, uintptr_t a, size_t len,
 
 /* ---- the fault side ---- */
 
+/*
+ * The first write to @pg: ARMED -> BUSY (one thread wins), the callback,
+ * -> WRITTEN. Copy before unprotect: the writer has not written yet and
+ * the page still holds its old contents, which the callback may read
+ * (copy); only afterwards is the page released. False if another thread
+ * runs the callback now (BUSY); true when the page is to be unprotected
+ * (ours, or WRITTEN already).
+ */
+static bool first_write(struct fl_fault_ctx *c, struct wp_range *r, uintptr_t pg)
+{
+	_Atomic uint8_t *s = &r->st[(pg - r->start) >> c->rt->page_shift];
+	uint8_t v = WPS_ARMED;
+
+	if (atomic_compare_exchange_strong_explicit(s, &v, WPS_BUSY,
+			memory_order_acq_rel, memory_order_acquire)) {
+		if (r->cb) {
+			r->cb(r->arg, (void *)pg, c->rt->page_size);
+			STAT_INC(c->st, wp_callbacks);
+		}
+		atomic_store_explicit(s, WPS_WRITTEN, memory_order_release);
+		return true;
+	}
+	return v != WPS_BUSY;
+}
+
 void wp_fault(struct fl_fault_ctx *c, uintptr_t addr)
 {
 	struct fl_runtime *rt = c->rt;
@@ -291,22 +316,8 @@ void wp_fault(struct fl_fault_ctx *c, uintptr_t addr)
 	pthread_rwlock_rdlock(&w->lock);
 	r = find_locked(w, pg);
 	if (r) {
-		_Atomic uint8_t *s = &r->st[(pg - r->start) >> rt->page_shift];
-		uint8_t v = WPS_ARMED;
-
-		if (atomic_compare_exchange_strong_explicit(s, &v, WPS_BUSY,
-				memory_order_acq_rel, memory_order_acquire)) {
-			/*
-			 * Copy before unprotect: the writer sleeps in the kernel
-			 * and the page still holds its old contents; the callback
-			 * may read (copy) it. Only afterwards is it released.
-			 */
-			if (r->cb) {
-				r->cb(r->arg, (void *)pg, rt->page_size);
-				STAT_INC(c->st, wp_callbacks);
-			}
-			atomic_store_explicit(s, WPS_WRITTEN, memory_order_release);
-		} else if (v == WPS_BUSY) {
+		/* the writer sleeps in the kernel meanwhile */
+		if (!first_write(c, r, pg)) {
 			/* another handler runs the callback; its un-protect wakes us */
 			STAT_INC(c->st, wp_dup);
 			pthread_rwlock_unlock(&w->lock);
@@ -355,8 +366,6 @@ enum fl_tres wp_fault_signal(struct fl_fault_ctx *c, uintptr_t addr)
 	struct fl_runtime *rt = c->rt;
 	uintptr_t pg = page_down(rt, addr);
 	struct wp_range *r = find_locked(rt->wp, pg);	/* the gate holds writers off */
-	_Atomic uint8_t *s;
-	uint8_t v = WPS_ARMED;
 	int ret;
 
 	STAT_INC(c->st, faults_wp);
@@ -377,17 +386,8 @@ enum fl_tres wp_fault_signal(struct fl_fault_ctx *c, uintptr_t addr)
 		uffd_writeprotect(&rt->tuffd, pg, rt->page_size, false, true);
 		return TR_DONE;
 	}
-	s = &r->st[(pg - r->start) >> rt->page_shift];
-	if (atomic_compare_exchange_strong_explicit(s, &v, WPS_BUSY,
-			memory_order_acq_rel, memory_order_acquire)) {
-		/* copy before unprotect: this thread is the writer, and its
-		 * write has not happened yet */
-		if (r->cb) {
-			r->cb(r->arg, (void *)pg, rt->page_size);
-			STAT_INC(c->st, wp_callbacks);
-		}
-		atomic_store_explicit(s, WPS_WRITTEN, memory_order_release);
-	} else if (v == WPS_BUSY) {
+	/* this thread is the writer: its write has not happened yet */
+	if (!first_write(c, r, pg)) {
 		/* another thread runs the callback: no one to wake us once it
 		 * unprotects the page, so write (fault) again */
 		STAT_INC(c->st, wp_dup);
