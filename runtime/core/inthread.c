@@ -287,10 +287,6 @@ int inthread_open(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 	ret = uffd_open(&rt->tuffd, o->flags & FL_RT_USER_MODE_ONLY, want);
 	if (ret)
 		return ret;
-	rt->inthread_wp = !o->store && FL_FAULT_KIND_KNOWN &&
-			  uffd_has(&rt->tuffd, UFFD_FEATURE_PAGEFAULT_FLAG_WP) &&
-			  uffd_has(&rt->tuffd, UFFD_FEATURE_WP_ASYNC) ==
-			  uffd_has(&rt->uffd, UFFD_FEATURE_WP_ASYNC);
 	if (!uffd_has(&rt->tuffd, UFFD_FEATURE_SIGBUS | UFFD_FEATURE_EVENT_REMAP |
 		      UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP) ||
 	    (o->store && !uffd_has(&rt->tuffd, UFFD_FEATURE_MOVE))) {
@@ -300,6 +296,10 @@ int inthread_open(struct fl_runtime *rt, const struct fl_runtime_opts *o)
 		rt->resolve = FL_RESOLVE_HANDLER;
 		return 0;
 	}
+	rt->inthread_wp = !o->store && FL_FAULT_KIND_KNOWN &&
+			  uffd_has(&rt->tuffd, UFFD_FEATURE_PAGEFAULT_FLAG_WP) &&
+			  uffd_has(&rt->tuffd, UFFD_FEATURE_WP_ASYNC) ==
+			  uffd_has(&rt->uffd, UFFD_FEATURE_WP_ASYNC);
 	/* untouched until a thread takes the slot: virtual space only
 	 * (a thread's pages are touched as far as its runs need them) */
 	rt->tbounce_pages = FL_INTHREAD_RUN;
