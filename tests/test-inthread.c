@@ -992,7 +992,10 @@ struct filler {
 	int i;
 	volatile uint8_t *p;
 	size_t bad;
+	bool write;	/* then write byte 1 + i of every page, once */
 };
+
+static _Atomic int fill_done;
 
 static void *fill_touch(void *arg)
 {
@@ -1004,8 +1007,13 @@ static void *fill_touch(void *arg)
 		size_t pg = (size_t)rand_r(&seed) % FILL_PAGES;
 		size_t o = pg * page_size + (size_t)rand_r(&seed) % page_size;
 
-		f->bad += f->p[o] != pat(15, o);
+		f->bad += f->p[o] != pat(15, o) && !(f->write && o % page_size < 3 &&
+						      o % page_size > 0);
 	}
+	if (f->write)
+		for (size_t pg = 0; pg < FILL_PAGES; pg++)
+			f->p[pg * page_size + 1 + (size_t)f->i] = (uint8_t)(1 + f->i);
+	atomic_fetch_add(&fill_done, 1);
 	return NULL;
 }
 
@@ -1041,6 +1049,51 @@ static void case_fill(void)
 	       "15: every fill ran in a faulting thread (%u calls, %u elsewhere), every fault in-thread",
 	       atomic_load(&fill_calls), atomic_load(&fill_foreign));
 	TAP_EQ(fl_region_unregister(rt, (void *)m), 0);
+
+	/*
+	 * Filled and tracked (a lazy restore checkpointed again): a blocking
+	 * fill asks whether to install protected outside the section, while
+	 * collections change the ranges. Every page read, then written once:
+	 * every page reported, every byte right.
+	 */
+	if (ft.wp) {
+		uint64_t bm[FILL_PAGES / 64], seen[FILL_PAGES / 64] = { 0 };
+		size_t nd, reported = 0;
+
+		ro.flags = FL_REGION_FILL_SIGNAL_SAFE | FL_REGION_WP;
+		TAP_EQ(fl_region_map(rt, FILL_PAGES * page_size, &ro, (void **)&m), 0);
+		TAP_EQ(fl_dirty_start(rt, (void *)m, FILL_PAGES * page_size, FL_DIRTY_AUTO), 0);
+		atomic_store(&fill_done, 0);
+		for (int i = 0; i < 2; i++) {
+			f[i] = (struct filler){ .i = i, .p = m, .write = true };
+			pthread_create(&f[i].t, NULL, fill_touch, &f[i]);
+		}
+		for (bool last = false, done = false; !done; done = last) {
+			last = atomic_load(&fill_done) == 2;
+			if (fl_dirty_collect(rt, (void *)m, bm, FILL_PAGES, &nd))
+				break;
+			for (size_t w = 0; w < FILL_PAGES / 64; w++)
+				seen[w] |= bm[w];
+		}
+		bad = 0;
+		for (int i = 0; i < 2; i++) {
+			pthread_join(f[i].t, NULL);
+			bad += f[i].bad;
+		}
+		for (size_t pg = 0; pg < FILL_PAGES; pg++) {
+			reported += seen[pg / 64] >> (pg % 64) & 1;
+			bad += m[pg * page_size + 1] != 1 || m[pg * page_size + 2] != 2 ||
+			       m[pg * page_size + 3] != pat(15, pg * page_size + 3);
+		}
+		tap_ok(!bad && reported == FILL_PAGES,
+		       "15: filled and tracked, collections beside: every page reported (%zu of %d), bytes right (%zu bad)",
+		       reported, FILL_PAGES, bad);
+		TAP_EQ(fl_region_unregister(rt, (void *)m), 0);
+	} else {
+		for (int i = 0; i < 4; i++)
+			tap_skip("15: the kernel has no uffd-wp");
+	}
+	ro.flags = FL_REGION_FILL_SIGNAL_SAFE;
 
 	if (!ft.poison) {
 		tap_skip("15: no UFFDIO_POISON: a failed fill is retried, never poisoned");
@@ -1089,7 +1142,7 @@ int main(void)
 	fl_features(rt, &ft);
 	if (!ft.inthread)
 		tap_skip_all("no in-thread resolution here (the kernel lacks UFFD_FEATURE_SIGBUS)");
-	tap_plan(78);
+	tap_plan(82);
 	case_options();
 	case_bytes();
 	case_mixed();

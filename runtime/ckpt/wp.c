@@ -420,8 +420,14 @@ bool wp_install_protected(struct fl_fault_ctx *c, uintptr_t a, size_t len)
 {
 	struct fl_runtime *rt = c->rt;
 	struct wp_root *w = rt->wp;
-	/* in-thread: inside a section with the gate seen open (fault_inthread()) */
-	bool lock = !c->in_signal;
+	/*
+	 * In-thread inside a section, the gate was seen open (fault_inthread()):
+	 * no lock. Outside one (a fill that may block, fault_inthread_block())
+	 * the read lock, as a handler takes it: a writer that holds it waits
+	 * for no section of ours, and a thread that holds it itself while it
+	 * touches protected memory would wait as it does with handler threads.
+	 */
+	bool lock = !c->in_signal || !c->in_section;
 	bool prot = false;
 
 	if (lock)

@@ -717,6 +717,7 @@ static void inthread_ctx(struct fl_fault_ctx *c, struct fl_runtime *rt, int slot
 	/* K_PARTIAL's page, or a far-memory run (rt->tbounce_pages) */
 	c->bounce = rt->tbounce + (((size_t)slot * rt->tbounce_pages) << rt->page_shift);
 	c->in_signal = true;
+	c->in_section = true;
 }
 
 enum fl_tres fault_inthread(struct fl_runtime *rt, int slot, uintptr_t addr, bool write,
@@ -818,6 +819,7 @@ void fault_inthread_block(struct fl_runtime *rt, int slot, struct fl_region *r,
 	struct fl_snap s;
 
 	inthread_ctx(&c, rt, slot);
+	c.in_section = false;
 	snap_take(&s, rt, r);
 	/*
 	 * As a handler's tier 2: the store read (the store's signal-safe

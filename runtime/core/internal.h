@@ -67,6 +67,9 @@ struct fl_fault_ctx {
 	bool in_signal;			/* the faulting thread's SIGBUS handler
 					 * (inthread.c): no lock, no wait on
 					 * anything only another thread ends */
+	bool in_section;		/* ... inside its sigrcu section (else it
+					 * holds the region's read reference:
+					 * fault_inthread_block()) */
 };
 
 struct fl_handler {
