@@ -41,7 +41,8 @@ enum fl_tres wp_fault_signal(struct fl_fault_ctx *c, uintptr_t addr);
  * write-protected (UFFDIO_COPY_MODE_WP)? True when a page of it is armed in
  * a protected range. Context: a handler, in a tier (RCU, region or index
  * read lock held): takes wp->lock for reading; or an in-thread fault, in
- * a section with the gate seen open: takes nothing.
+ * a section with the gate seen open: takes nothing (outside one, a fill
+ * that may block: the read lock, as a handler).
  */
 bool wp_install_protected(struct fl_fault_ctx *c, uintptr_t a, size_t len);
 
