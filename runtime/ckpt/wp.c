@@ -36,18 +36,20 @@
  * In-thread regions (FL_REGION_THREAD, core/inthread.c): a write fault on
  * an armed page raises SIGBUS in the writer, whose handler runs the same
  * transition and the callback itself (wp_fault_signal()), and a missing
- * fault asks wp_install_protected() from there too. A signal handler may
- * not take wp->lock (its own thread may hold it: a collection, or a
- * callback), so those readers go without it, and writers keep them out
- * with a gate instead, as the kernel's percpu_rw_semaphore keeps its fast
- * readers out with rcu_sync: under wp->lock held for writing, a writer
- * closes the gate (odd), waits for a grace period of the signal-safe
- * readers (sigrcu), changes the ranges, opens it. A reader looks at the
- * gate inside its section: open, no writer changes anything until the
- * section ends (the writer's grace period waits for it); closed, it
- * leaves and waits for the gate to open before the write runs again.
- * Handler threads and in-thread readers race only on the state bytes,
- * which they move with compare-and-swap.
+ * fault asks wp_install_protected() from there too. Such a reader is in a
+ * signal-safe RCU section (sigrcu), where it must not wait for a lock: a
+ * writer waiting for the section to end would wait for it. So readers go
+ * without wp->lock, and writers keep them out with a gate instead, as the
+ * kernel's percpu_rw_semaphore keeps its fast readers out with rcu_sync:
+ * under wp->lock held for writing, a writer closes the gate (odd), waits
+ * for a grace period of the signal-safe readers, changes the ranges,
+ * opens it. A reader looks at the gate inside its section: open, no
+ * writer changes anything until the section ends (the writer's grace
+ * period waits for it); closed, it leaves the section holding its
+ * region's reference and serves the fault under wp->lock for reading, as
+ * a handler thread does (wp_fault_signal()). Handler threads and
+ * in-thread readers race only on the state bytes, which they move with
+ * compare-and-swap.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -198,13 +200,12 @@ static void wunlock(struct fl_runtime *rt)
 {
 	struct wp_root *w = rt->wp;
 
-	if (rt->inthread_wp) {
-		/* open before the readers are told (inthread_gate_opened()) */
+	/* Race: open before the lock is released, so that a reader the gate
+	 * turned away, now waiting for the read lock, finds it open after */
+	if (rt->inthread_wp)
 		atomic_store_explicit(&w->gate,
 				      atomic_load_explicit(&w->gate, memory_order_relaxed) + 1,
 				      memory_order_release);
-		inthread_gate_opened();
-	}
 	pthread_rwlock_unlock(&w->lock);
 }
 
@@ -361,11 +362,12 @@ void wp_fault(struct fl_fault_ctx *c, uintptr_t addr)
 	}
 }
 
-enum fl_tres wp_fault_signal(struct fl_fault_ctx *c, uintptr_t addr)
+/* Context: the gate seen open in a sigrcu section, or wp->lock held */
+static enum fl_tres wp_fault_signal_locked(struct fl_fault_ctx *c, uintptr_t addr)
 {
 	struct fl_runtime *rt = c->rt;
 	uintptr_t pg = page_down(rt, addr);
-	struct wp_range *r = find_locked(rt->wp, pg);	/* the gate holds writers off */
+	struct wp_range *r = find_locked(rt->wp, pg);
 	int ret;
 
 	STAT_INC(c->st, faults_wp);
@@ -379,7 +381,6 @@ enum fl_tres wp_fault_signal(struct fl_fault_ctx *c, uintptr_t addr)
 		 */
 		if (fault_events_busy(rt)) {
 			STAT_INC(c->st, thread_retries);
-			sched_yield();
 			return TR_RETRY;
 		}
 		STAT_INC(c->st, wp_unknown);
@@ -389,16 +390,16 @@ enum fl_tres wp_fault_signal(struct fl_fault_ctx *c, uintptr_t addr)
 	/* this thread is the writer: its write has not happened yet */
 	if (!first_write(c, r, pg)) {
 		/* another thread runs the callback: no one to wake us once it
-		 * unprotects the page, so write (fault) again */
+		 * unprotects the page, so write (fault) again (after a yield) */
 		STAT_INC(c->st, wp_dup);
-		sched_yield();
 		return TR_RETRY;
 	}
 	/*
 	 * WRITTEN, ours or already (a duplicate, or a stale WP bit): clear the
 	 * protection. Race: a collection cannot re-arm the page between the
 	 * store above and this, because it closes the gate first and waits
-	 * for our section; had it run before, the page would be ARMED again.
+	 * for our section (outside one, it waits for our read lock); had it
+	 * run before, the page would be ARMED again.
 	 * No one sleeps on a SIGBUS uffd: nothing to wake.
 	 */
 	ret = uffd_writeprotect(r->uffd, pg, rt->page_size, false, true);
@@ -406,7 +407,6 @@ enum fl_tres wp_fault_signal(struct fl_fault_ctx *c, uintptr_t addr)
 		/* an event is pending: the page stays WRITTEN, the write
 		 * faults again and clears it then */
 		STAT_INC(c->st, copy_eagain);
-		sched_yield();
 		return TR_RETRY;
 	}
 	if (ret == -ENOENT || ret == -EINVAL)
@@ -414,6 +414,33 @@ enum fl_tres wp_fault_signal(struct fl_fault_ctx *c, uintptr_t addr)
 	else if (ret)
 		STAT_INC(c->st, ioctl_errors);
 	return TR_DONE;
+}
+
+/*
+ * In a sigrcu section, the gate seen open (fault_inthread()): the gate
+ * holds writers off, no lock. Outside one (the gate was closed,
+ * fault_inthread_block()): wp->lock for reading, as a handler takes it.
+ * Race: a reader the gate turned away never waits for the gate itself: a
+ * writer that closes it again at once (back-to-back collections) could
+ * turn it away for ever, and on a slow machine did. It waits for the lock
+ * instead, and glibc's rwlock hands a released write lock to the readers
+ * waiting for it before the next writer gets it.
+ */
+enum fl_tres wp_fault_signal(struct fl_fault_ctx *c, uintptr_t addr)
+{
+	struct wp_root *w = c->rt->wp;
+	enum fl_tres res;
+
+	if (c->in_section) {
+		res = wp_fault_signal_locked(c, addr);
+	} else {
+		pthread_rwlock_rdlock(&w->lock);
+		res = wp_fault_signal_locked(c, addr);
+		pthread_rwlock_unlock(&w->lock);
+	}
+	if (res == TR_RETRY)
+		sched_yield();
+	return res;
 }
 
 bool wp_install_protected(struct fl_fault_ctx *c, uintptr_t a, size_t len)

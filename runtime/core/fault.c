@@ -728,7 +728,7 @@ enum fl_tres fault_inthread(struct fl_runtime *rt, int slot, uintptr_t addr, boo
 	struct fl_region *r;
 	struct fl_snap s;
 	unsigned int seq;
-	bool stale;
+	bool stale, closed = false;
 
 	inthread_ctx(&c, rt, slot);
 	/* the caller holds a sigrcu section: the index and its regions stay */
@@ -759,15 +759,19 @@ enum fl_tres fault_inthread(struct fl_runtime *rt, int slot, uintptr_t addr, boo
 		 * wp.c's protected ranges, read without its lock: only while
 		 * its gate is open. A writer (a collection re-arming pages,
 		 * fl_protect(), an event) closes it and then waits for our
-		 * section to end, so what we read below stays as we read it;
-		 * seen closed, we wait outside the section (on_sigbus()).
+		 * section to end, so what we read below stays as we read it.
+		 * Seen closed, the fault is served outside the section under
+		 * wp.c's lock for reading, as a handler serves it: not by
+		 * waiting for the gate and faulting again, which a writer
+		 * that closes it again at once can starve for ever.
 		 */
-		if (rt->hooks.protect_closed(rt)) {
-			STAT_INC(c.st, thread_retries);
-			return TR_WAIT;
+		closed = rt->hooks.protect_closed(rt);
+		if (prot && write) {
+			if (!closed)
+				return rt->hooks.protect_fault_signal(&c, addr);
+			snap_take(&s, rt, r);
+			goto hold;
 		}
-		if (prot && write)
-			return rt->hooks.protect_fault_signal(&c, addr);
 	}
 	if (prot && write) {
 		/* far memory's dirty tracking: the first write after a page-in
@@ -785,26 +789,33 @@ enum fl_tres fault_inthread(struct fl_runtime *rt, int slot, uintptr_t addr, boo
 		return TR_NONE;
 	count_fault(&c, addr, write);
 	STAT_INC(c.st, faults_thread);
-	STAT_INC(c.st, spf_attempt);
 	snap_take(&s, rt, r);
-	FL_TEST_PAUSE(FL_PAUSE_SPF_LOOKED_UP, addr);
-	if (likely(resolve(&c, &s, addr, write, false) == RES_DONE)) {
-		STAT_INC(c.st, spf_ok);
-		FL_PROBE(resolved, 1, addr);
-		return TR_DONE;
+	if (likely(!closed)) {
+		STAT_INC(c.st, spf_attempt);
+		FL_TEST_PAUSE(FL_PAUSE_SPF_LOOKED_UP, addr);
+		if (likely(resolve(&c, &s, addr, write, false) == RES_DONE)) {
+			STAT_INC(c.st, spf_ok);
+			FL_PROBE(resolved, 1, addr);
+			return TR_DONE;
+		}
+		STAT_INC(c.st, spf_abort_blocking);
+		if (!rt->hooks.page_in && s.pager != FL_PAGER_FILL) {
+			STAT_INC(c.st, thread_retries);
+			return TR_RETRY;
+		}
 	}
+hold:
 	/*
-	 * Far memory (a page-in, or the budget's throttle) or a fill that may
-	 * block (FL_REGION_FILL_SIGNAL_SAFE): both may wait (the store, the
-	 * evictor, the fill's own I/O), and a wait inside the section would
-	 * hold up every grace period of the process: take the region's read
-	 * reference, as tier 2 does, and let the caller leave the section
-	 * first. Refused (a writer holds the region): fault again.
+	 * Far memory (a page-in, or the budget's throttle), a fill that may
+	 * block (FL_REGION_FILL_SIGNAL_SAFE) or wp.c's closed gate: each may
+	 * wait (the store, the evictor, the fill's own I/O, the writer), and
+	 * a wait inside the section would hold up every grace period of the
+	 * process: take the region's read reference, as tier 2 does, and let
+	 * the caller leave the section first. Refused (a writer holds the
+	 * region): fault again.
 	 */
-	STAT_INC(c.st, spf_abort_blocking);
 	STAT_INC(c.st, region_attempt);
-	if ((!rt->hooks.page_in && s.pager != FL_PAGER_FILL) ||
-	    !region_start_read_checked(r, addr, s.gen, &stale)) {
+	if (!region_start_read_checked(r, addr, s.gen, &stale)) {
 		STAT_INC(c.st, thread_retries);
 		return TR_RETRY;
 	}
@@ -813,23 +824,29 @@ enum fl_tres fault_inthread(struct fl_runtime *rt, int slot, uintptr_t addr, boo
 }
 
 void fault_inthread_block(struct fl_runtime *rt, int slot, struct fl_region *r,
-			  uintptr_t addr, bool write)
+			  uintptr_t addr, bool write, bool prot)
 {
 	struct fl_fault_ctx c;
 	struct fl_snap s;
 
 	inthread_ctx(&c, rt, slot);
 	c.in_section = false;
-	snap_take(&s, rt, r);
 	/*
 	 * As a handler's tier 2: the store read (the store's signal-safe
 	 * read) or the fill callback (FL_REGION_FILL_SIGNAL_SAFE) runs here,
-	 * synchronously, and the evictor and the budget are waited for as a
-	 * handler waits for them. Nothing here waits for this thread: the
-	 * evictor never touches managed memory (MOVE eviction), and a writer
-	 * waiting for our reference waits for this call only.
+	 * synchronously, and the evictor, the budget and a writer of wp.c's
+	 * ranges are waited for as a handler waits for them (a write fault
+	 * on a protected page: under wp.c's lock for reading, c.in_section
+	 * false). Nothing here waits for this thread: the evictor never
+	 * touches managed memory (MOVE eviction), and a writer waiting for
+	 * our reference waits for this call only.
 	 */
-	resolve(&c, &s, addr, write, true);
+	if (prot && write && (r->flags & FL_REGION_WP) && rt->hooks.protect_fault_signal) {
+		rt->hooks.protect_fault_signal(&c, addr);
+	} else {
+		snap_take(&s, rt, r);
+		resolve(&c, &s, addr, write, true);
+	}
 	STAT_INC(c.st, region_ok);
 	FL_PROBE(resolved, 2, addr);
 	/* last: once the reference is gone, the runtime may be destroyed */

@@ -32,7 +32,7 @@ struct fl_counters;
  * how an in-thread fault ended (core/fault.c fault_inthread(), and the
  * write-protect faults of wp.c resolved there)
  */
-enum fl_tres { TR_DONE, TR_RETRY, TR_NONE, TR_BLOCK, TR_WAIT };
+enum fl_tres { TR_DONE, TR_RETRY, TR_NONE, TR_BLOCK };
 
 /* how a resolution ended; RES_PENDING: a store read is in flight and owns
  * the region read reference */
@@ -118,12 +118,15 @@ struct fl_hooks {
 	void (*protect_fault)(struct fl_fault_ctx *c, uintptr_t addr);
 	/*
 	 * The same in the faulting thread's SIGBUS handler (an in-thread
-	 * FL_REGION_WP region), inside a sigrcu section and only once
-	 * protect_closed() said false in it: no writer changes the ranges
-	 * until the section ends. Returns an enum fl_tres.
+	 * FL_REGION_WP region): inside a sigrcu section once
+	 * protect_closed() said false in it (no writer changes the ranges
+	 * until the section ends), or outside any (c->in_section false),
+	 * where it takes the ranges' lock for reading. Returns an enum
+	 * fl_tres.
 	 */
 	enum fl_tres (*protect_fault_signal)(struct fl_fault_ctx *c, uintptr_t addr);
-	/* a writer of the protected ranges is at work: in-thread readers wait */
+	/* a writer of the protected ranges is at work: in-thread readers
+	 * serve their faults outside their section, under its lock */
 	bool (*protect_closed)(const struct fl_runtime *rt);
 	/* must [a, a + len) of an FL_REGION_WP region be installed protected? */
 	bool (*install_protected)(struct fl_fault_ctx *c, uintptr_t a, size_t len);

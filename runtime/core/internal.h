@@ -255,17 +255,16 @@ void fault_handle(struct fl_fault_ctx *c, uintptr_t addr, bool write);
  * which may wait (a store read, the evictor, the budget, the fill's own
  * I/O): the region's read reference is taken and
  * *@blk names the region; the caller leaves its section, then calls
- * fault_inthread_block(), which drops the reference; TR_WAIT: a writer
- * of the write-protected ranges (ckpt/wp.c) is at work: the caller leaves
- * its section and waits for it (inthread_gate_wait()) before the access
- * runs again.
+ * fault_inthread_block(), which drops the reference. A writer of the
+ * write-protected ranges at work (ckpt/wp.c's gate closed) is TR_BLOCK
+ * too: the fault is served under wp.c's lock for reading.
  * Context: async-signal; inside a sigrcu section whose slot is @slot.
  */
 enum fl_tres fault_inthread(struct fl_runtime *rt, int slot, uintptr_t addr, bool write,
 			    bool prot, struct fl_region **blk);
 /* Context: async-signal; no sigrcu section; the read reference of @r held */
 void fault_inthread_block(struct fl_runtime *rt, int slot, struct fl_region *r,
-			  uintptr_t addr, bool write);
+			  uintptr_t addr, bool write, bool prot);
 
 /*
  * region_make_resident_locked() - produce every page of [@a, @b) of @r (page
@@ -361,20 +360,6 @@ void inthread_stats_reset(struct fl_runtime *rt);
  * installed. inthread_prefault() - make the never-touched pages of in-thread
  * regions in [a, a + len) present before a system call accesses them.
  */
-/*
- * The gate of a writer that in-thread readers must not run beside (wp.c's
- * protected ranges): the writer closes its own gate, waits for a grace
- * period, changes what readers read, opens it and calls
- * inthread_gate_opened(). A reader takes inthread_gate_ticket() inside its
- * section before it looks at the gate; finding it closed, it leaves the
- * section and calls inthread_gate_wait() with that ticket, which returns
- * at once if a gate opened since (never a lost wake-up). One word for all
- * gates: writers are rare and their readers few. Context: the ticket and
- * the wait are async-signal-safe.
- */
-uint32_t inthread_gate_ticket(void);
-void inthread_gate_wait(uint32_t ticket);
-void inthread_gate_opened(void);
 /*
  * fault_events_busy() - an event of the in-thread uffd is read but not yet
  * applied, or about to be read: a fault that finds nothing where the event

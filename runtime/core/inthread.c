@@ -12,15 +12,19 @@
  * wake-up on another CPU: the cost is a signal delivery and return.
  *
  * What the handler may do: it interrupts arbitrary code of the program,
- * perhaps inside malloc, liburcu or the runtime's own writers. So it takes
- * no lock (the index is read inside a signal-safe RCU section, sigrcu.h;
- * an address in no region tries the index read lock and never waits for
- * it), allocates nothing (counters and a bounce page per reader slot are
- * set aside when the runtime starts), and waits for nothing another thread
- * must end: a page being produced, a writer replacing the region, an event
- * read but not yet applied: it returns, the access faults again. The
- * other uffd's events (REMOVE, UNMAP, REMAP) are read by an event thread of
- * its own (handler.c) and applied by the same writers as the first's.
+ * perhaps inside malloc, liburcu or the runtime's own writers. So inside
+ * its section it takes no lock (the index is read inside a signal-safe
+ * RCU section, sigrcu.h; an address in no region tries the index read
+ * lock and never waits for it), allocates nothing (counters and a bounce
+ * page per reader slot are set aside when the runtime starts), and waits
+ * for nothing another thread must end: a page being produced, a writer
+ * replacing the region, an event read but not yet applied: it returns,
+ * the access faults again. What may wait (a far-memory page-in, a fill
+ * that may block, a fault that wp.c's gate turned away) runs after the
+ * section, under the region's read reference (fault_inthread_block()).
+ * The other uffd's events (REMOVE, UNMAP, REMAP) are read by an event
+ * thread of its own (handler.c) and applied by the same writers as the
+ * first's.
  *
  * A SIGBUS that is not one of our faults (another signal code, an address
  * no in-thread runtime serves) goes to the handler the program had when
@@ -32,15 +36,12 @@
  * handler may read is freed.
  */
 #include <errno.h>
-#include <limits.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -154,7 +155,6 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 	struct fl_region *blk = NULL;
 	enum fl_tres res = TR_NONE;
 	int saved = errno, slot;
-	uint32_t ticket;
 	bool write, prot;
 
 	slot = sigrcu_enter();
@@ -168,8 +168,6 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 		errno = saved;
 		return;
 	}
-	/* before any gate is looked at: see inthread_gate_ticket() */
-	ticket = inthread_gate_ticket();
 	fault_kind(uc, &write, &prot);
 	for (unsigned int i = 0; i < FL_INTHREAD_RUNTIMES && res == TR_NONE; i++) {
 		rt = atomic_load_explicit(&table[i], memory_order_acquire);
@@ -189,40 +187,10 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 	/* Race: the region's reference, not the section, keeps @rt alive now:
 	 * its destroy waits for the region's readers before it frees it */
 	if (res == TR_BLOCK)
-		fault_inthread_block(rt, slot, blk, (uintptr_t)si->si_addr, write);
-	if (res == TR_WAIT)
-		inthread_gate_wait(ticket);
+		fault_inthread_block(rt, slot, blk, (uintptr_t)si->si_addr, write, prot);
 	if (res == TR_NONE)
 		chain(sig, si, uc);
 	errno = saved;
-}
-
-/* ---- the writers' gate (internal.h) ---- */
-
-static _Atomic uint32_t gates_opened;
-
-uint32_t inthread_gate_ticket(void)
-{
-	/* acquire: the gate's own state is loaded after this, never before */
-	return atomic_load_explicit(&gates_opened, memory_order_acquire);
-}
-
-void inthread_gate_wait(uint32_t ticket)
-{
-	/* bounded: a gate opened without a wake-up we saw (a word that wrapped
-	 * round) costs a fault again, not a hang */
-	struct timespec ts = { 0, 10 * 1000 * 1000 };
-
-	syscall(SYS_futex, (uint32_t *)&gates_opened, FUTEX_WAIT_PRIVATE, ticket, &ts, NULL, 0);
-}
-
-void inthread_gate_opened(void)
-{
-	/* Race: the gate is open (the writer's release store) before the word
-	 * moves, so a reader whose ticket is older finds it open, or returns
-	 * from its wait at once */
-	atomic_fetch_add_explicit(&gates_opened, 1, memory_order_seq_cst);
-	syscall(SYS_futex, (uint32_t *)&gates_opened, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
 /* ---- runtimes ---- */
