@@ -433,8 +433,12 @@ enum fl_tres wp_fault_signal(struct fl_fault_ctx *c, uintptr_t addr)
 
 	if (c->in_section) {
 		res = wp_fault_signal_locked(c, addr);
+	} else if (pthread_rwlock_rdlock(&w->lock)) {
+		/* EDEADLK: this very thread holds it for writing (a handler of
+		 * the program's interrupted its own collection and wrote a
+		 * tracked page); the ranges may be half changed: leave them */
+		res = TR_RETRY;
 	} else {
-		pthread_rwlock_rdlock(&w->lock);
 		res = wp_fault_signal_locked(c, addr);
 		pthread_rwlock_unlock(&w->lock);
 	}
@@ -457,8 +461,10 @@ bool wp_install_protected(struct fl_fault_ctx *c, uintptr_t a, size_t len)
 	bool lock = !c->in_signal || !c->in_section;
 	bool prot = false;
 
-	if (lock)
-		pthread_rwlock_rdlock(&w->lock);
+	/* EDEADLK (this thread writes the ranges, see wp_fault_signal()):
+	 * protected, which costs at most a stale WP bit released later */
+	if (lock && pthread_rwlock_rdlock(&w->lock))
+		return true;
 	for (size_t i = 0; i < w->n && !prot; i++) {
 		struct wp_range *r = w->v[i];
 		uintptr_t lo = a > r->start ? a : r->start;
