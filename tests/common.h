@@ -113,13 +113,24 @@ static inline void stats_quiet(const struct fl_runtime *rt, struct fl_stats *st)
 	 * machine the handler may then wait for a CPU far longer than any
 	 * quiet time. Settled means unchanged over three samples in a row
 	 * with no other thread of the process running or waiting to run
-	 * (a handler between its ioctl and its count is runnable); 5 s at most.
+	 * (a handler between its ioctl and its count is runnable), and
+	 * unchanged once more after that look: a handler preempted through
+	 * the three samples may run, count and go idle between the last
+	 * sample and the look at /proc, which then finds nobody busy; 5 s
+	 * at most.
 	 */
-	for (int i = 0; i < 1000 && (still < 3 || others_busy()); i++) {
+	for (int i = 0; i < 1000; i++) {
 		prev = *st;
 		ms_sleep(5);
 		fl_stats_get(rt, st);
 		still = memcmp(&prev, st, sizeof(prev)) ? 0 : still + 1;
+		if (still >= 3 && !others_busy()) {
+			prev = *st;
+			fl_stats_get(rt, st);
+			if (!memcmp(&prev, st, sizeof(prev)))
+				break;
+			still = 0;
+		}
 	}
 }
 
