@@ -720,6 +720,12 @@ static void inthread_ctx(struct fl_fault_ctx *c, struct fl_runtime *rt, int slot
 	c->in_section = true;
 }
 
+/* are @r's write-protect faults wp.c's (fl_protect(), dirty tracking)? */
+static bool inthread_wp_region(const struct fl_runtime *rt, const struct fl_region *r)
+{
+	return (r->flags & FL_REGION_WP) && rt->hooks.protect_fault_signal;
+}
+
 enum fl_tres fault_inthread(struct fl_runtime *rt, int slot, uintptr_t addr, bool write,
 			    bool prot, struct fl_region **blk)
 {
@@ -754,7 +760,7 @@ enum fl_tres fault_inthread(struct fl_runtime *rt, int slot, uintptr_t addr, boo
 	 * fill error, say) is the program's */
 	if (!(r->flags & FL_REGION_THREAD))
 		return TR_NONE;
-	if (unlikely(r->flags & FL_REGION_WP) && rt->hooks.protect_fault_signal) {
+	if (unlikely(inthread_wp_region(rt, r))) {
 		/*
 		 * wp.c's protected ranges, read without its lock: only while
 		 * its gate is open. A writer (a collection re-arming pages,
@@ -841,7 +847,7 @@ void fault_inthread_block(struct fl_runtime *rt, int slot, struct fl_region *r,
 	 * touches managed memory (MOVE eviction), and a writer waiting for
 	 * our reference waits for this call only.
 	 */
-	if (prot && write && (r->flags & FL_REGION_WP) && rt->hooks.protect_fault_signal) {
+	if (prot && write && inthread_wp_region(rt, r)) {
 		rt->hooks.protect_fault_signal(&c, addr);
 	} else {
 		snap_take(&s, rt, r);
